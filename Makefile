@@ -1,0 +1,39 @@
+# Set-up is part of every target: each creates or reuses .venv and installs what the
+# project needs, so a fresh clone needs nothing but `make demo` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# On a machine with an NVIDIA GPU, point this at the CUDA build instead.
+TORCH_CONSTRAINTS ?= constraints/cpu.txt
+
+.PHONY: install demo test test-fast bench crd lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r $(TORCH_CONSTRAINTS)
+	$(PY) -m pip install -q -c $(TORCH_CONSTRAINTS) -e '.[trainer,demo,test]'
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/finetune validate examples/*.yaml
+
+test: $(STAMP)
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not e2e"
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+crd: $(STAMP)
+	$(VENV)/bin/finetune crd --write
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

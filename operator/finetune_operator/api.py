@@ -1,0 +1,384 @@
+"""The FineTuneJob custom resource: its identity, spec and status.
+
+The training part of the spec is the trainer's `TrainingConfig`, embedded unchanged;
+this module adds what only Kubernetes needs (resources, scheduling, credentials) and
+the status the operator writes. The CRD in `deploy/crds/` is generated from these
+models (`finetune crd`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from finetune_trainer.config import (
+    JobConfig,
+    OutputSpec,
+    ScalingSpec,
+    Spec,
+    TrainingConfig,
+)
+
+# The one place the API's identity is spelled.
+GROUP = "finetune.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "FineTuneJob"
+PLURAL = "finetunejobs"
+SINGULAR = "finetunejob"
+SHORT_NAMES = ("ftj",)
+CATEGORIES = ("ml", "finetune")
+
+# Kubernetes resource quantities such as 500m, 2, 1.5, 8Gi, 512M.
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def parse_quantity(value: str) -> float:
+    """A resource quantity as a plain number (CPUs, or bytes for memory)."""
+    match = re.fullmatch(QUANTITY_PATTERN, value)
+    if not match:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 2, 500m or 8Gi")
+    suffix = match.group(2) or ""
+    number = float(value[: len(value) - len(suffix)])
+    factors = {
+        "": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+        "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    }
+    return number * factors[suffix]
+
+
+# ------------------------------------------------------------------------ resources
+
+
+class ComputeSpec(Spec):
+    """CPU, memory and GPUs for one Ray pod; used as both request and limit."""
+
+    cpu: str = Field(default="2", pattern=QUANTITY_PATTERN)
+    """CPU quantity, for example `4` or `3500m`."""
+
+    memory: str = Field(default="8Gi", pattern=QUANTITY_PATTERN)
+    """Memory quantity, for example `16Gi`."""
+
+    gpu: int = Field(default=0, ge=0, le=64)
+    """GPUs (`nvidia.com/gpu`)."""
+
+    @field_validator("cpu")
+    @classmethod
+    def _positive_cpu(cls, value: str) -> str:
+        if parse_quantity(value) <= 0:
+            raise ValueError(f"must be a positive quantity (got {value!r})")
+        return value
+
+
+class HeadSpec(Spec):
+    """The Ray head pod. It runs the trainer's driver, not training itself."""
+
+    cpu: str = Field(default="1", pattern=QUANTITY_PATTERN)
+    """CPU quantity."""
+
+    memory: str = Field(default="4Gi", pattern=QUANTITY_PATTERN)
+    """Memory quantity."""
+
+
+class Toleration(Spec):
+    """A pod toleration, as in the Kubernetes core API."""
+
+    key: Optional[str] = None
+    """Taint key; empty with operator Exists matches every taint."""
+
+    operator: Literal["Equal", "Exists"] = "Equal"
+    """`Equal` or `Exists`."""
+
+    value: Optional[str] = None
+    """Taint value, for operator Equal."""
+
+    effect: Optional[Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]] = None
+    """Taint effect to match; empty matches all."""
+
+    tolerationSeconds: Optional[int] = None
+    """For NoExecute: how long the pod stays bound after the taint appears."""
+
+
+class ResourcesSpec(Spec):
+    """Pods and hardware of the job's Ray cluster."""
+
+    workers: int = Field(default=1, ge=1, le=1024)
+    """Ray worker pods, one Ray Train worker each."""
+
+    worker: ComputeSpec = Field(default_factory=ComputeSpec)
+    """Resources of each worker pod."""
+
+    head: HeadSpec = Field(default_factory=HeadSpec)
+    """Resources of the head pod."""
+
+    image: Optional[str] = None
+    """Trainer image; defaults to the operator's configured image."""
+
+    nodeSelector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the worker pods must match."""
+
+    tolerations: list[Toleration] = Field(default_factory=list)
+    """Tolerations of the worker pods."""
+
+    acceleratorType: Optional[str] = None
+    """GPU type, for example `nvidia-tesla-a100`; becomes a node selector on
+    `cloud.google.com/gke-accelerator`-style clusters and a Ray accelerator type."""
+
+    sharedMemory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN)
+    """Size of /dev/shm in each pod; defaults to a quarter of the pod's memory."""
+
+    CEL_RULES = (
+        ("!has(self.acceleratorType) || self.worker.gpu > 0",
+         "acceleratorType needs worker.gpu > 0"),
+    )
+
+    @model_validator(mode="after")
+    def _accelerator_needs_gpu(self) -> "ResourcesSpec":
+        if self.acceleratorType and self.worker.gpu == 0:
+            raise ValueError("acceleratorType needs worker.gpu > 0")
+        return self
+
+    def scaling(self) -> ScalingSpec:
+        """What the trainer needs to know of these resources."""
+        cpus = parse_quantity(self.worker.cpu)
+        return ScalingSpec(
+            numWorkers=self.workers,
+            cpusPerWorker=max(cpus - 0.5, 0.5) if cpus >= 1 else cpus,
+            gpusPerWorker=float(self.worker.gpu),
+            acceleratorType=self.acceleratorType,
+        )
+
+
+# -------------------------------------------------------------------- output, scheduling
+
+
+class SecretRef(Spec):
+    """A Secret in the job's own namespace."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    """Name of the Secret. It must hold `AWS_ACCESS_KEY_ID` and
+    `AWS_SECRET_ACCESS_KEY`; it is read from the FineTuneJob's namespace only."""
+
+
+class JobOutputSpec(OutputSpec):
+    """Where the model, metrics and checkpoints go, and the credentials to write
+    there."""
+
+    secretRef: Optional[SecretRef] = None
+    """Secret with the S3 credentials, in the job's namespace."""
+
+
+class SchedulingSpec(Spec):
+    """Queueing, priority and lifetime of the job on the cluster."""
+
+    queueName: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    """Kueue LocalQueue to submit to. When set, Kueue admits the job; the operator
+    only labels and suspends it."""
+
+    priorityClassName: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    """PriorityClass of the Ray pods; also orders the operator's own queue."""
+
+    suspend: bool = False
+    """Suspend the job: its Ray cluster is deleted, and it resumes from its last
+    checkpoint when set back to false."""
+
+    activeDeadlineSeconds: Optional[int] = Field(default=None, ge=1)
+    """Fail the job when it has run this long."""
+
+    backoffLimit: int = Field(default=0, ge=0, le=100)
+    """Retries on a new Ray cluster after a failure; each resumes from the last
+    checkpoint."""
+
+    ttlSecondsAfterFinished: Optional[int] = Field(default=None, ge=0)
+    """Delete the finished job's RayJob this many seconds after it ends."""
+
+
+# ------------------------------------------------------------------------------ spec
+
+
+class FineTuneJobSpec(TrainingConfig):
+    """The desired fine-tune: the training configuration plus how it runs on
+    Kubernetes."""
+
+    output: JobOutputSpec
+    """Where results go, and the credentials to write there."""
+
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    """Pods and hardware."""
+
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
+    """Queueing, priority and lifetime."""
+
+    outputPolicy: Literal["Retain", "Delete"] = "Retain"
+    """What happens to the artifacts in storage when the FineTuneJob is deleted."""
+
+    def training_config(self) -> TrainingConfig:
+        """The part of the spec the trainer sees."""
+        document = self.to_dict()
+        for key in ("resources", "scheduling", "outputPolicy"):
+            document.pop(key, None)
+        document["output"].pop("secretRef", None)
+        return TrainingConfig.model_validate(document)
+
+    def job_config(self, run_name: str) -> JobConfig:
+        """The trainer's whole input for this job."""
+        return JobConfig(name=run_name, config=self.training_config(), scaling=self.resources.scaling())
+
+
+# Fields a user may change on a live job; any other spec change is refused.
+MUTABLE_SPEC_PATHS = (
+    ("scheduling", "suspend"),
+    ("scheduling", "ttlSecondsAfterFinished"),
+    ("scheduling", "activeDeadlineSeconds"),
+)
+
+
+# ---------------------------------------------------------------------------- status
+
+Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended"]
+PHASES: tuple[str, ...] = ("Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended")
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+class Condition(Spec):
+    """A condition in the shape of Kubernetes' metav1.Condition."""
+
+    type: str
+    """Accepted, Queued, Running, Retrying, Succeeded, Failed or Suspended."""
+
+    status: Literal["True", "False", "Unknown"]
+    """`True`, `False` or `Unknown`."""
+
+    reason: str
+    """A CamelCase reason from a fixed set."""
+
+    message: str = ""
+    """Human-readable detail."""
+
+    lastTransitionTime: datetime
+    """When status last changed."""
+
+    observedGeneration: Optional[int] = None
+    """The spec generation this condition was computed from."""
+
+
+class Progress(Spec):
+    """How far training has come, as the trainer last reported."""
+
+    step: int = 0
+    """Optimizer steps done in the current or best trial."""
+
+    totalSteps: Optional[int] = None
+    """Optimizer steps planned per trial."""
+
+    epoch: float = 0.0
+    """Epochs done."""
+
+    percent: float = 0.0
+    """Overall completion, 0 to 100."""
+
+    trialsCompleted: int = 0
+    """Finished trials of a sweep."""
+
+    trialsTotal: int = 1
+    """Trials planned."""
+
+
+class BestTrial(Spec):
+    """The best trial of a sweep."""
+
+    id: str
+    """Ray Tune trial id."""
+
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    """Its sampled hyperparameters, keyed by spec path."""
+
+
+class FineTuneJobStatus(Spec):
+    """What the operator observed of the job."""
+
+    phase: Phase = "Pending"
+    """Pending, Queued, Running, Succeeded, Failed or Suspended."""
+
+    conditions: list[Condition] = Field(default_factory=list)
+    """Accepted, Queued, Running, Retrying, Succeeded, Failed and Suspended."""
+
+    observedGeneration: Optional[int] = None
+    """The spec generation the status reflects."""
+
+    rayJobName: Optional[str] = None
+    """The RayJob that runs this job."""
+
+    attempt: int = 0
+    """Which attempt is running: 1 for the first, more after retries."""
+
+    startTime: Optional[datetime] = None
+    """When the RayJob was created."""
+
+    completionTime: Optional[datetime] = None
+    """When the job succeeded or failed."""
+
+    progress: Optional[Progress] = None
+    """Training progress."""
+
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Latest validation metrics."""
+
+    bestMetrics: dict[str, float] = Field(default_factory=dict)
+    """Best validation (and final test) metrics so far."""
+
+    bestTrial: Optional[BestTrial] = None
+    """The winning trial of a sweep."""
+
+    modelUri: Optional[str] = None
+    """Where the fine-tuned model is, once the job succeeded."""
+
+    message: Optional[str] = None
+    """The latest human-readable word on the job."""
+
+
+# -------------------------------------------------------------------------- manifest
+
+
+class ObjectMeta(Spec):
+    """The metadata fields a manifest may carry. Server-set fields are accepted and
+    ignored."""
+
+    model_config = Spec.model_config | {"extra": "allow"}
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
+    """Job name: lowercase letters, digits, '-' and '.'."""
+
+    namespace: Optional[str] = Field(default=None, max_length=63, pattern=DNS_LABEL_PATTERN)
+    """Namespace."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels."""
+
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations."""
+
+
+class FineTuneJob(Spec):
+    """A whole FineTuneJob manifest."""
+
+    apiVersion: Literal[API_VERSION]  # type: ignore[valid-type]
+    """Must be finetune.dev/v1alpha1."""
+
+    kind: Literal[KIND]  # type: ignore[valid-type]
+    """Must be FineTuneJob."""
+
+    metadata: ObjectMeta
+    """Name, namespace, labels."""
+
+    spec: FineTuneJobSpec
+    """The desired fine-tune."""
+
+    status: Optional[FineTuneJobStatus] = None
+    """Written by the operator."""
+
