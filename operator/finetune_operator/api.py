@@ -67,11 +67,14 @@ class ComputeSpec(Spec):
     gpu: int = Field(default=0, ge=0, le=64)
     """GPUs (`nvidia.com/gpu`)."""
 
+    # A quantity is positive exactly when it has a non-zero digit.
+    CEL_RULES = (("self.cpu.matches('[1-9]')", "cpu must be a positive quantity"),)
+
     @field_validator("cpu")
     @classmethod
     def _positive_cpu(cls, value: str) -> str:
         if parse_quantity(value) <= 0:
-            raise ValueError(f"must be a positive quantity (got {value!r})")
+            raise ValueError(f"cpu must be a positive quantity (got {value!r})")
         return value
 
 
@@ -122,7 +125,7 @@ class ResourcesSpec(Spec):
     nodeSelector: dict[str, str] = Field(default_factory=dict)
     """Node labels the worker pods must match."""
 
-    tolerations: list[Toleration] = Field(default_factory=list)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
     """Tolerations of the worker pods."""
 
     acceleratorType: Optional[str] = None
@@ -133,13 +136,13 @@ class ResourcesSpec(Spec):
     """Size of /dev/shm in each pod; defaults to a quarter of the pod's memory."""
 
     CEL_RULES = (
-        ("!has(self.acceleratorType) || self.worker.gpu > 0",
+        ("!has(self.acceleratorType) || (has(self.worker) && self.worker.gpu > 0)",
          "acceleratorType needs worker.gpu > 0"),
     )
 
     @model_validator(mode="after")
     def _accelerator_needs_gpu(self) -> "ResourcesSpec":
-        if self.acceleratorType and self.worker.gpu == 0:
+        if self.acceleratorType is not None and self.worker.gpu == 0:
             raise ValueError("acceleratorType needs worker.gpu > 0")
         return self
 
@@ -305,7 +308,10 @@ class FineTuneJobStatus(Spec):
     phase: Phase = "Pending"
     """Pending, Queued, Running, Succeeded, Failed or Suspended."""
 
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     """Accepted, Queued, Running, Retrying, Succeeded, Failed and Suspended."""
 
     observedGeneration: Optional[int] = None
@@ -331,6 +337,10 @@ class FineTuneJobStatus(Spec):
 
     bestMetrics: dict[str, float] = Field(default_factory=dict)
     """Best validation (and final test) metrics so far."""
+
+    bestMetric: Optional[str] = None
+    """The ranking metric's best value as `name=value` (for example `eval_loss=0.312`),
+    shown by `kubectl get`."""
 
     bestTrial: Optional[BestTrial] = None
     """The winning trial of a sweep."""

@@ -63,9 +63,11 @@ class ModelSpec(Spec):
     """Number of classes. Optional when `labels` is given or labels are inferred from
     the training data."""
 
-    labels: Optional[list[str]] = Field(default=None, min_length=2)
-    """Class names, in label-id order. Data labels may be these names or their
-    integer ids."""
+    labels: Optional[list[str]] = Field(
+        default=None, min_length=2, max_length=10000, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Class names, in label-id order, each listed once. Data labels may be these
+    names or their integer ids."""
 
     CEL_RULES = (
         (
@@ -178,11 +180,12 @@ class PartialSpec(Spec):
     freezeLayers: int = Field(default=0, ge=0, le=1000)
     """Freeze the lowest N transformer layers."""
 
-    freezePatterns: list[str] = Field(default_factory=list)
+    freezePatterns: list[str] = Field(default_factory=list, max_length=64)
     """Also freeze parameters whose name matches any of these regular expressions."""
 
     CEL_RULES = (
-        ("self.freezeEmbeddings || self.freezeLayers > 0 || size(self.freezePatterns) > 0",
+        ("self.freezeEmbeddings || self.freezeLayers > 0"
+         " || (has(self.freezePatterns) && size(self.freezePatterns) > 0)",
          "partial must freeze something: freezeEmbeddings, freezeLayers or freezePatterns"),
     )
 
@@ -228,7 +231,7 @@ class LoraSpec(Spec):
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     """Dropout on the adapter input."""
 
-    targetModules: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1)
+    targetModules: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1, max_length=64)
     """Names (suffixes) of the linear modules that get adapters."""
 
     mergeOnExport: bool = True
@@ -395,7 +398,7 @@ class TrainingSpec(Spec):
     """Override the model's dropout probabilities."""
 
     maxGradNorm: Optional[float] = Field(default=1.0, gt=0.0)
-    """Clip the gradient norm to this value; leave out to disable clipping."""
+    """Clip the gradient norm to this value; set to null to disable clipping."""
 
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Numeric precision. bf16 and fp16 need a GPU; on CPU the trainer falls back to
@@ -416,6 +419,9 @@ class TrainingSpec(Spec):
 
 # ---------------------------------------------------------------------------- tune
 
+# Bounded so the API server's CEL cost estimate for rules over the search space stays
+# within its limits; no sweep needs more.
+MAX_SEARCH_DIMENSIONS = 32
 DimensionType = Literal["choice", "grid", "uniform", "loguniform", "randint"]
 
 
@@ -426,7 +432,7 @@ class SearchDimension(Spec):
     """`choice` or `grid` over `values`; `uniform`, `loguniform` or `randint` over
     [min, max)."""
 
-    values: Optional[list[Any]] = Field(default=None, min_length=1)
+    values: Optional[list[Any]] = Field(default=None, min_length=1, max_length=256)
     """Candidate values, for `choice` and `grid`."""
 
     min: Optional[float] = None
@@ -440,8 +446,13 @@ class SearchDimension(Spec):
          "values is required for choice and grid, and allowed only there"),
         ("(self.type == 'choice' || self.type == 'grid') || (has(self.min) && has(self.max) && self.min < self.max)",
          "uniform, loguniform and randint need min < max"),
-        ("self.type != 'loguniform' || self.min > 0.0",
+        ("self.type != 'loguniform' || (has(self.min) && self.min > 0.0)",
          "loguniform needs min > 0"),
+        ("!(self.type == 'choice' || self.type == 'grid') || (!has(self.min) && !has(self.max))",
+         "min and max are not used with choice and grid; list values instead"),
+        ("self.type != 'randint' || !has(self.min) || !has(self.max)"
+         " || (double(int(self.min)) == self.min && double(int(self.max)) == self.max)",
+         "randint needs whole-number min and max"),
     )
 
     @model_validator(mode="after")
@@ -485,9 +496,9 @@ class TuneSchedulerSpec(Spec):
 class TuneSpec(Spec):
     """A hyperparameter sweep run with Ray Tune."""
 
-    searchSpace: dict[str, SearchDimension] = Field(min_length=1)
-    """Hyperparameters to search, keyed by their path in the spec, for example
-    `training.learningRate` or `strategy.lora.r`."""
+    searchSpace: dict[str, SearchDimension] = Field(min_length=1, max_length=MAX_SEARCH_DIMENSIONS)
+    """Hyperparameters to search (at most 32), keyed by their path in the spec, for
+    example `training.learningRate` or `strategy.lora.r`."""
 
     searchAlgorithm: Literal["random", "grid", "bayesian"] = "random"
     """`random`, `grid` (every combination of grid values) or `bayesian` (Optuna TPE)."""
@@ -587,6 +598,12 @@ class TrainingConfig(Spec):
     output: OutputSpec
     """Where results go."""
 
+    CEL_RULES = (
+        ("!has(self.tune) || self.tune.searchSpace.all(k, ['partial', 'gradualUnfreezing', 'lora'].all(b,"
+         " !k.startsWith('strategy.' + b + '.') || (has(self.strategy) ? self.strategy.type : 'full') == b))",
+         "tune.searchSpace can tune the settings of strategy.type only"),
+    )
+
     @model_validator(mode="after")
     def _tuned_strategy_settings_apply(self) -> "TrainingConfig":
         if self.tune is not None:
@@ -596,7 +613,8 @@ class TrainingConfig(Spec):
                     block = rest.split(".", 1)[0]
                     if block != self.strategy.type:
                         raise ValueError(
-                            f"tune.searchSpace.{path}: tunes {block} settings, but strategy.type is {self.strategy.type}"
+                            f"tune.searchSpace can tune the settings of strategy.type only "
+                            f"('{path}' tunes {block}, but strategy.type is {self.strategy.type})"
                         )
         return self
 
