@@ -1,0 +1,209 @@
+"""Multi-tenancy rules and the per-namespace job queue, as pure functions.
+
+Which outputs a namespace may write, which Secrets a job may name, which spec fields
+may change on a live job, and which waiting jobs get a free slot. The reconcile loop
+gathers the facts (job objects, settings); these functions only decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Optional
+
+from finetune_operator import naming
+from finetune_operator.api import MUTABLE_SPEC_PATHS, TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.events import EventReason
+from finetune_operator.settings import Settings
+
+DecisionState = Literal["admitted", "queued", "rejected"]
+
+
+@dataclass(frozen=True)
+class AdmissionDecision:
+    """What the operator decided for one job: run it now, let it wait, or refuse it."""
+
+    state: DecisionState
+    reason: str = "Admitted"
+    message: str = ""
+    position: Optional[int] = None
+    """1-based place in the namespace's queue, for queued jobs."""
+
+    @property
+    def admitted(self) -> bool:
+        return self.state == "admitted"
+
+
+ADMITTED = AdmissionDecision("admitted")
+
+
+# ------------------------------------------------------------------------ tenancy checks
+
+
+def _under_prefix(uri: str, prefix: str) -> bool:
+    """Whether `uri` lies at or below `prefix`, on a path-segment boundary: prefix
+    `s3://team-a` admits `s3://team-a/x` but not `s3://team-a-evil/x`."""
+    base = prefix.rstrip("/")
+    return uri == base or uri.startswith(base + "/")
+
+
+def check_storage(namespace: str, spec: FineTuneJobSpec, settings: Settings) -> Optional[AdmissionDecision]:
+    """A rejection when output.uri is outside the namespace's allowed prefix."""
+    prefix = settings.storage_prefix(namespace)
+    if prefix is None:
+        return None
+    uri = spec.output.uri
+    if ".." in uri.split("/") or not _under_prefix(uri, prefix):
+        return AdmissionDecision(
+            "rejected",
+            EventReason.STORAGE_NOT_ALLOWED.value,
+            f"output.uri: {uri!r} is not allowed in namespace {namespace}; "
+            f"outputs must lie under {prefix.rstrip('/')}/ (without '..')",
+        )
+    return None
+
+
+def check_secret_ref(namespace: str, spec_dict: dict[str, Any]) -> Optional[AdmissionDecision]:
+    """A rejection when output.secretRef tries to name a Secret outside the job's
+    namespace. Checked on the raw spec, before model validation, so the user sees a
+    tenancy message rather than an 'unknown field' one."""
+    ref = ((spec_dict.get("output") or {}).get("secretRef")) or {}
+    if not isinstance(ref, dict):
+        return None
+    other = ref.get("namespace")
+    name = ref.get("name")
+    if (other is not None and other != namespace) or (isinstance(name, str) and "/" in name):
+        return AdmissionDecision(
+            "rejected",
+            EventReason.INVALID_SPEC.value,
+            f"output.secretRef: Secrets are read from the job's own namespace ({namespace}) only; "
+            "give just the Secret's name (secretRef.name) and create the Secret there",
+        )
+    return None
+
+
+def check_admission(namespace: str, spec_dict: dict[str, Any], spec: FineTuneJobSpec,
+                    settings: Settings) -> Optional[AdmissionDecision]:
+    """The first tenancy rule the job breaks, or None when it breaks none."""
+    return check_secret_ref(namespace, spec_dict) or check_storage(namespace, spec, settings)
+
+
+# ------------------------------------------------------------------------ spec changes
+
+_MUTABLE = {".".join(path) for path in MUTABLE_SPEC_PATHS}
+
+
+def _diff(old: Any, new: Any, path: str, out: list[str]) -> None:
+    if path in _MUTABLE:
+        return
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            _diff(old.get(key), new.get(key), f"{path}.{key}" if path else key, out)
+    elif old != new:
+        out.append(path or "spec")
+
+
+def forbidden_changes(old_spec: dict[str, Any], new_spec: dict[str, Any]) -> list[str]:
+    """Dotted spec paths that changed although only MUTABLE_SPEC_PATHS may change.
+
+    A key absent on one side and null on the other is no change; lists compare as a
+    whole (their path is reported once)."""
+    out: list[str] = []
+    _diff(old_spec or {}, new_spec or {}, "", out)
+    return out
+
+
+# ----------------------------------------------------------------------------- queue
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What the queue needs to know about one FineTuneJob of a namespace."""
+
+    name: str
+    created: str
+    """metadata.creationTimestamp (RFC 3339, so it sorts as text)."""
+    priority: int = 0
+    holds_slot: bool = False
+    """Admitted earlier and not finished: it counts against the limit."""
+    waiting: bool = True
+    """Wants a slot (not finished, not suspended, not yet admitted)."""
+    kueue: bool = False
+    """Sent to a Kueue LocalQueue: Kueue admits it, not us."""
+
+
+def job_priority(job_obj: dict, settings: Settings) -> int:
+    """Queue priority: the value of spec.scheduling.priorityClassName in the settings'
+    map, else the integer in the `finetune.dev/priority` label, else 0."""
+    spec = job_obj.get("spec") or {}
+    class_name = (spec.get("scheduling") or {}).get("priorityClassName")
+    if class_name:
+        return settings.priority_value(class_name)
+    label = ((job_obj.get("metadata") or {}).get("labels") or {}).get(naming.PRIORITY_LABEL)
+    try:
+        return int(label) if label is not None else 0
+    except ValueError:
+        return 0
+
+
+def summarize(job_obj: dict, settings: Settings) -> JobSummary:
+    """A job's place in the queue, from its stored object and status.
+
+    A job holds a slot from the moment its RayJob name is recorded in status (which
+    happens before the RayJob is created) until it finishes or is suspended."""
+    meta = job_obj.get("metadata") or {}
+    spec = job_obj.get("spec") or {}
+    status = job_obj.get("status") or {}
+    scheduling = spec.get("scheduling") or {}
+    phase = status.get("phase")
+    finished = phase in TERMINAL_PHASES or meta.get("deletionTimestamp") is not None
+    suspended = bool(scheduling.get("suspend"))
+    holds = bool(status.get("rayJobName")) and not finished and not suspended and phase != "Queued"
+    return JobSummary(
+        name=meta.get("name", ""),
+        created=meta.get("creationTimestamp") or "",
+        priority=job_priority(job_obj, settings),
+        holds_slot=holds,
+        waiting=not holds and not finished and not suspended,
+        kueue=bool(scheduling.get("queueName")),
+    )
+
+
+def admit(jobs: Iterable[JobSummary], limit: int) -> dict[str, AdmissionDecision]:
+    """Decide every live job of one namespace.
+
+    Jobs holding a slot stay admitted. Waiting jobs are ordered by priority (higher
+    first), then creation time, then name, and take the free slots in that order; the
+    rest are queued with their 1-based position. Kueue-managed jobs bypass this queue.
+    Finished and suspended jobs get no decision."""
+    decisions: dict[str, AdmissionDecision] = {}
+    waiting: list[JobSummary] = []
+    running = 0
+    for job in jobs:
+        if job.kueue and (job.waiting or job.holds_slot):
+            decisions[job.name] = AdmissionDecision("admitted", "Kueue", "admission is left to Kueue")
+        elif job.holds_slot:
+            running += 1
+            decisions[job.name] = ADMITTED
+        elif job.waiting:
+            waiting.append(job)
+    waiting.sort(key=lambda j: (-j.priority, j.created, j.name))
+    free = max(limit - running, 0)
+    for index, job in enumerate(waiting):
+        if index < free:
+            decisions[job.name] = ADMITTED
+        else:
+            position = index - free + 1
+            decisions[job.name] = AdmissionDecision(
+                "queued",
+                EventReason.QUEUED.value,
+                f"waiting for a slot: position {position} in the namespace queue "
+                f"({limit} may run at once)",
+                position,
+            )
+    return decisions
+
+
+def queue_depth(decisions: dict[str, AdmissionDecision]) -> int:
+    """How many jobs wait in a namespace (for the queue-depth gauge)."""
+    return sum(1 for decision in decisions.values() if decision.state == "queued")
+

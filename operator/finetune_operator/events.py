@@ -1,0 +1,82 @@
+"""The fixed set of Kubernetes Event reasons the operator emits, and their messages.
+
+A closed set lets users and alerts match on `reason` (`kubectl get events
+--field-selector reason=DeadlineExceeded`) without parsing prose. Each reason knows
+whether it is a Normal or a Warning event.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class EventReason(str, Enum):
+    """Why the operator recorded an Event on a FineTuneJob."""
+
+    ACCEPTED = "Accepted"
+    QUEUED = "Queued"
+    ADMITTED = "Admitted"
+    RAYJOB_CREATED = "RayJobCreated"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    INVALID_SPEC = "InvalidSpec"
+    SPEC_CHANGE_REFUSED = "SpecChangeRefused"
+    STORAGE_NOT_ALLOWED = "StorageNotAllowed"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    RAYJOB_MISSING = "RayJobMissing"
+    RECONCILE_ERROR = "ReconcileError"
+
+    @property
+    def event_type(self) -> str:
+        """`Warning` for problems a person should look at, else `Normal`."""
+        return "Warning" if self in _WARNINGS else "Normal"
+
+
+_WARNINGS = frozenset({
+    EventReason.RETRYING,
+    EventReason.FAILED,
+    EventReason.INVALID_SPEC,
+    EventReason.SPEC_CHANGE_REFUSED,
+    EventReason.STORAGE_NOT_ALLOWED,
+    EventReason.SECRET_NOT_FOUND,
+    EventReason.DEADLINE_EXCEEDED,
+    EventReason.RAYJOB_MISSING,
+    EventReason.RECONCILE_ERROR,
+})
+
+# Kubernetes truncates Event messages at 1 KiB; keep ours well inside it.
+MAX_MESSAGE = 1000
+
+
+def clip(message: str) -> str:
+    """A message short enough for an Event."""
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+
+
+def queued_message(position: int, limit: int, namespace: str) -> str:
+    return clip(f"waiting for a slot: position {position} in namespace {namespace} (limit {limit} running)")
+
+
+def rayjob_created_message(rayjob: str, attempt: int) -> str:
+    return f"created RayJob {rayjob} (attempt {attempt})"
+
+
+def spec_change_refused_message(paths: list[str]) -> str:
+    return clip(
+        "spec fields cannot change on a live job: " + ", ".join(paths)
+        + "; only scheduling.suspend, scheduling.ttlSecondsAfterFinished and"
+        " scheduling.activeDeadlineSeconds may change. Delete and re-create the job instead."
+    )
+
+
+def deadline_message(seconds: int) -> str:
+    return f"job ran longer than scheduling.activeDeadlineSeconds ({seconds}s)"
+
+
+def secret_not_found_message(name: str, namespace: str) -> str:
+    return clip(f"output.secretRef.name: Secret {name!r} not found in namespace {namespace}")

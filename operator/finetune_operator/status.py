@@ -1,0 +1,338 @@
+"""FineTuneJob status from what the operator observed: a pure function of facts.
+
+The facts are the job object (with its previous status), the validated spec or the
+reason it is invalid, the RayJob (or None), the trainer's latest progress report,
+the admission decision and the current time. The RayJob's two status fields map to
+our phase through one explicit table, `RAYJOB_STATES`, so every KubeRay state has a
+reviewed answer.
+
+Two decisions worth knowing:
+
+- A RayJob that disappears after we saw it running (someone deleted it) fails the job
+  with reason RayJobMissing. Recreating it would fight whoever deleted it; the run
+  name is stable, so re-creating the FineTuneJob resumes from the last checkpoint.
+- A job still not finished `activeDeadlineSeconds` after its RayJob started fails
+  with reason DeadlineExceeded even if KubeRay never reports it (KubeRay enforces the
+  same deadline; this is the backstop for a RayJob stuck in a state KubeRay does not
+  time out, such as a cluster that never starts). The reconcile loop then deletes the
+  RayJob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional, Union
+
+from finetune_operator import naming
+from finetune_operator.admission import AdmissionDecision
+from finetune_operator.api import TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.events import EventReason
+from finetune_trainer.progress import ProgressReport
+
+# Condition types, in the order they appear in status.
+ACCEPTED = "Accepted"
+QUEUED = "Queued"
+RUNNING = "Running"
+RETRYING = "Retrying"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+SUSPENDED = "Suspended"
+CONDITION_TYPES = (ACCEPTED, QUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED, SUSPENDED)
+
+# Which condition is True in each phase (Pending has none of these).
+_PHASE_CONDITION = {
+    "Queued": QUEUED,
+    "Running": RUNNING,
+    "Succeeded": SUCCEEDED,
+    "Failed": FAILED,
+    "Suspended": SUSPENDED,
+}
+
+
+# ------------------------------------------------------------------------------- time
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: Optional[str]) -> Optional[datetime]:
+    """A Kubernetes timestamp as an aware datetime, or None when absent or garbled."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------------- conditions
+
+
+def set_condition(
+    conditions: list[dict],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: Optional[int] = None,
+) -> list[dict]:
+    """A copy of `conditions` with `type_` set. lastTransitionTime moves only when the
+    condition's status flips (or it is new); reason and message always update."""
+    updated: list[dict] = []
+    found = False
+    for condition in conditions:
+        if condition.get("type") != type_:
+            updated.append(dict(condition))
+            continue
+        found = True
+        flipped = condition.get("status") != status
+        new = {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": format_time(now) if flipped else condition.get("lastTransitionTime", format_time(now)),
+        }
+        if generation is not None:
+            new["observedGeneration"] = generation
+        updated.append(new)
+    if not found:
+        new = {"type": type_, "status": status, "reason": reason, "message": message,
+               "lastTransitionTime": format_time(now)}
+        if generation is not None:
+            new["observedGeneration"] = generation
+        updated.append(new)
+    order = {name: index for index, name in enumerate(CONDITION_TYPES)}
+    return sorted(updated, key=lambda c: order.get(c.get("type", ""), len(order)))
+
+
+def get_condition(conditions: list[dict], type_: str) -> Optional[dict]:
+    return next((c for c in conditions if c.get("type") == type_), None)
+
+
+# ------------------------------------------------------------------ RayJob state table
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one RayJob state means for the FineTuneJob."""
+
+    phase: str
+    reason: str
+    retrying: bool = False
+
+
+# KubeRay v1.7 status.jobDeploymentStatus -> our phase. "Complete" depends on the Ray
+# job's own status (below); "Failed" takes KubeRay's status.reason when it gives one.
+RAYJOB_STATES: dict[str, Outcome] = {
+    "": Outcome("Pending", "RayJobCreated"),
+    "New": Outcome("Pending", "RayJobCreated"),
+    "Initializing": Outcome("Pending", "Initializing"),
+    "Waiting": Outcome("Pending", "WaitingForSubmission"),
+    "Scheduling": Outcome("Pending", "Scheduling"),
+    "Scheduled": Outcome("Pending", "Scheduled"),
+    "Running": Outcome("Running", "Running"),
+    "Retrying": Outcome("Running", "Retrying", retrying=True),
+    "Suspending": Outcome("Suspended", "Suspending"),
+    "Suspended": Outcome("Suspended", "Suspended"),
+    "Failed": Outcome("Failed", "RayJobFailed"),
+    "ValidationFailed": Outcome("Failed", "ValidationFailed"),
+}
+
+# status.jobStatus of a Complete RayJob -> our phase.
+COMPLETE_STATES: dict[str, Outcome] = {
+    "SUCCEEDED": Outcome("Succeeded", "Succeeded"),
+    "FAILED": Outcome("Failed", "AppFailed"),
+    "STOPPED": Outcome("Failed", "Stopped"),
+}
+COMPLETE_OTHERWISE = Outcome("Failed", "CompletedWithoutSuccess")
+
+
+def map_rayjob_state(deployment_status: Optional[str], job_status: Optional[str],
+                     kuberay_reason: Optional[str] = None) -> Outcome:
+    """Our phase and reason for a RayJob's (jobDeploymentStatus, jobStatus)."""
+    deployment_status = deployment_status or ""
+    if deployment_status == "Complete":
+        return COMPLETE_STATES.get(job_status or "", COMPLETE_OTHERWISE)
+    outcome = RAYJOB_STATES.get(deployment_status)
+    if outcome is None:
+        return Outcome("Pending", "UnknownRayJobState")
+    if outcome.phase == "Failed" and kuberay_reason:
+        return Outcome("Failed", kuberay_reason)
+    return outcome
+
+
+def attempt_number(rayjob_status: dict, terminal: bool) -> int:
+    """Which attempt the RayJob is on: KubeRay counts finished attempts in
+    status.failed and status.succeeded; a live RayJob is on the next one."""
+    failed = int(rayjob_status.get("failed") or 0)
+    succeeded = int(rayjob_status.get("succeeded") or 0)
+    finished = failed + succeeded
+    return max(finished, 1) if terminal else finished + 1
+
+
+# ----------------------------------------------------------------------------- status
+
+
+def _progress_block(report: ProgressReport) -> dict:
+    block: dict[str, Any] = {
+        "step": report.step,
+        "epoch": report.epoch,
+        "percent": report.percent,
+        "trialsCompleted": report.trialsCompleted,
+        "trialsTotal": report.trialsTotal,
+    }
+    if report.totalSteps is not None:
+        block["totalSteps"] = report.totalSteps
+    return block
+
+
+def compute_status(
+    job_obj: dict,
+    spec_or_error: Union[FineTuneJobSpec, str, Exception],
+    rayjob: Optional[dict],
+    progress: Optional[ProgressReport],
+    admission: AdmissionDecision,
+    now: datetime,
+) -> dict:
+    """The FineTuneJob's whole status body for these facts.
+
+    `spec_or_error` is the validated spec, or the message (or exception) saying why
+    the spec is invalid. `progress` None keeps the previously recorded progress (the
+    submitter pod and its log may be gone). Never raises on odd RayJob content."""
+    meta = job_obj.get("metadata") or {}
+    old: dict = dict(job_obj.get("status") or {})
+    generation = meta.get("generation")
+    conditions: list[dict] = list(old.get("conditions") or [])
+    status: dict[str, Any] = {
+        key: old[key]
+        for key in ("rayJobName", "attempt", "startTime", "completionTime", "progress", "metrics",
+                    "bestMetrics", "bestTrial", "modelUri")
+        if old.get(key) not in (None, {}, [])
+    }
+    status["observedGeneration"] = generation
+
+    def finish(phase: str, reason: str, message: str, retrying: bool = False) -> dict:
+        nonlocal conditions
+        for type_ in CONDITION_TYPES[1:]:
+            active = _PHASE_CONDITION.get(phase) == type_ or (type_ == RETRYING and retrying)
+            if active:
+                conditions = set_condition(conditions, type_, "True", reason, message, now, generation)
+            elif get_condition(conditions, type_) is not None:
+                conditions = set_condition(conditions, type_, "False", reason, "", now, generation)
+        if phase in TERMINAL_PHASES and not status.get("completionTime"):
+            status["completionTime"] = format_time(now)
+        status["phase"] = phase
+        status["conditions"] = conditions
+        status["message"] = message
+        return status
+
+    # Terminal is terminal: nothing observed later reopens a finished job (its RayJob
+    # may be deleted by TTL, its submitter log rotated).
+    # (A later edit of a mutable field, such as the TTL, only moves observedGeneration.)
+    if old.get("phase") in TERMINAL_PHASES:
+        return {**old, "observedGeneration": generation}
+
+    if not isinstance(spec_or_error, FineTuneJobSpec):
+        message = str(spec_or_error)
+        conditions = set_condition(conditions, ACCEPTED, "False", EventReason.INVALID_SPEC.value, message, now, generation)
+        return finish("Failed", EventReason.INVALID_SPEC.value, message)
+    spec = spec_or_error
+
+    if admission.state == "rejected":
+        conditions = set_condition(conditions, ACCEPTED, "False", admission.reason, admission.message, now, generation)
+        return finish("Failed", admission.reason, admission.message)
+    conditions = set_condition(conditions, ACCEPTED, "True", EventReason.ACCEPTED.value,
+                               "spec is valid and allowed in this namespace", now, generation)
+
+    if progress is not None:
+        status["progress"] = _progress_block(progress)
+        if progress.metrics:
+            status["metrics"] = dict(progress.metrics)
+        if progress.bestMetrics:
+            status["bestMetrics"] = dict(progress.bestMetrics)
+        if progress.bestTrial is not None:
+            status["bestTrial"] = progress.bestTrial.to_dict()
+        if progress.modelUri and progress.state == "succeeded":
+            status["modelUri"] = progress.modelUri
+
+    if rayjob is None:
+        if old.get("startTime") and old.get("phase") not in ("Suspended", "Queued"):
+            return finish(
+                "Failed", EventReason.RAYJOB_MISSING.value,
+                f"RayJob {old.get('rayJobName') or '?'} was deleted while the job was active; "
+                "re-create the FineTuneJob to resume from its last checkpoint",
+            )
+        if spec.scheduling.suspend:
+            return finish("Suspended", EventReason.SUSPENDED.value, "suspended by spec.scheduling.suspend")
+        if admission.state == "queued":
+            return finish("Queued", admission.reason, admission.message)
+        return finish("Pending", EventReason.ADMITTED.value, "admitted; creating the RayJob")
+
+    # A RayJob exists: it is the source of truth for the run.
+    rj_status = rayjob.get("status") or {}
+    rj_name = (rayjob.get("metadata") or {}).get("name") or naming.rayjob_name(meta.get("name", ""))
+    status["rayJobName"] = rj_name
+    status.setdefault("startTime", rj_status.get("startTime") or format_time(now))
+    outcome = map_rayjob_state(rj_status.get("jobDeploymentStatus"), rj_status.get("jobStatus"),
+                               rj_status.get("reason"))
+    terminal = outcome.phase in TERMINAL_PHASES
+    status["attempt"] = attempt_number(rj_status, terminal)
+    if terminal and rj_status.get("endTime"):
+        status.setdefault("completionTime", rj_status["endTime"])
+
+    kueue_hold = (
+        spec.scheduling.queueName
+        and not spec.scheduling.suspend
+        and (rayjob.get("spec") or {}).get("suspend")
+        and outcome.phase in ("Pending", "Suspended")
+    )
+    if kueue_hold:
+        return finish("Queued", "WaitingForKueue",
+                      f"waiting for Kueue to admit the job from LocalQueue {spec.scheduling.queueName}")
+
+    deadline = spec.scheduling.activeDeadlineSeconds
+    started = parse_time(status.get("startTime"))
+    if (deadline and started and not terminal and outcome.phase != "Suspended"
+            and (now - started).total_seconds() > deadline):
+        return finish("Failed", EventReason.DEADLINE_EXCEEDED.value,
+                      f"job ran longer than scheduling.activeDeadlineSeconds ({deadline}s)")
+
+    message = _message(outcome, rj_status, rj_name, status["attempt"], spec, progress)
+    return finish(outcome.phase, outcome.reason, message, outcome.retrying)
+
+
+def _message(outcome: Outcome, rj_status: dict, rj_name: str, attempt: int,
+             spec: FineTuneJobSpec, progress: Optional[ProgressReport]) -> str:
+    kuberay = rj_status.get("message") or ""
+    if outcome.phase == "Failed":
+        return f"RayJob {rj_name} failed ({outcome.reason})" + (f": {kuberay}" if kuberay else "")
+    if outcome.phase == "Succeeded":
+        return progress.message if progress and progress.message else f"RayJob {rj_name} succeeded"
+    if outcome.retrying:
+        return f"attempt {attempt} of {spec.scheduling.backoffLimit + 1} starting on a new Ray cluster"
+    if outcome.phase == "Running" and progress is not None:
+        return progress.message or f"training: {progress.percent:.0f}% done"
+    if outcome.reason == "UnknownRayJobState":
+        return f"RayJob {rj_name} is in a state this operator does not know: {rj_status.get('jobDeploymentStatus')!r}"
+    return f"RayJob {rj_name}: {outcome.reason}" + (f" ({kuberay})" if kuberay else "")
+
+
+def _prune(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _prune(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def status_changed(old: Optional[dict], new: dict) -> bool:
+    """Whether writing `new` would change the stored status. Null fields count as
+    absent, since a merge patch treats them the same."""
+    return _prune(old or {}) != _prune(new)
