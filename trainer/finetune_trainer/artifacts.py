@@ -1,0 +1,150 @@
+"""Files a finished run leaves next to its model: metrics, trials, curves, model card.
+
+All are written to a local folder; `storage.upload_dir` then ships the folder, so
+these writers stay simple and testable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from finetune_trainer.config import TrainingConfig
+
+METRICS_FILE = "metrics.json"
+TRIALS_FILE = "trials.json"
+CURVES_FILE = "curves.png"
+MODEL_CARD_FILE = "README.md"
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None (JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, payload: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_clean(payload), indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def write_metrics_json(directory: str | Path, metrics: Mapping[str, Any]) -> Path:
+    """`metrics.json`: the final metrics of the run (best trial)."""
+    return _write_json(Path(directory) / METRICS_FILE, dict(metrics))
+
+
+def write_trials_json(directory: str | Path, trials: Sequence[Mapping[str, Any]]) -> Path:
+    """`trials.json`: one entry per trial (id, hyperparameters, metrics, status)."""
+    return _write_json(Path(directory) / TRIALS_FILE, {"trials": list(trials)})
+
+
+def plot_curves(history_by_trial: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path,
+                metric: str = "eval_accuracy") -> Path:
+    """A PNG with training loss and `metric` against step, one line per trial.
+
+    Each history entry is a dict with `step` and any of `loss`, `eval_loss`, `metric`.
+    Uses matplotlib's object API (no pyplot), so it needs no display and keeps no
+    global figure state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    loss_axes, metric_axes = figure.subplots(1, 2)
+    for trial, history in sorted(history_by_trial.items()):
+        for axes, key in ((loss_axes, "loss"), (metric_axes, metric)):
+            points = [(h["step"], h[key]) for h in history if key in h and h[key] is not None]
+            if points:
+                steps, values = zip(*points)
+                axes.plot(steps, values, marker="." if len(points) < 30 else None, label=str(trial))
+    loss_axes.set(title="training loss", xlabel="step", ylabel="loss")
+    metric_axes.set(title=metric, xlabel="step", ylabel=metric)
+    for axes in (loss_axes, metric_axes):
+        axes.grid(True, alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize="small")
+    figure.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, format="png")
+    return out
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_model_card(directory: str | Path, config: TrainingConfig, metrics: Mapping[str, Any],
+                     label_names: Sequence[str], *, hyperparameters: Optional[Mapping[str, Any]] = None,
+                     data_report: Optional[Mapping[str, Any]] = None, name: Optional[str] = None) -> Path:
+    """`README.md` describing the model: base model, data, strategy, hyperparameters
+    and metrics, in the Hugging Face model-card layout."""
+    training = config.training
+    strategy = config.strategy.resolved()
+    title = name or "Fine-tuned model"
+    lines = [
+        "---",
+        f"base_model: {config.model.source}",
+        "pipeline_tag: text-classification",
+        "tags: [finetune-operator, text-classification]",
+        "---",
+        "",
+        f"# {title}",
+        "",
+        f"Fine-tuned from `{config.model.source}` for sequence classification with "
+        f"{len(label_names)} classes: {', '.join(f'`{n}`' for n in label_names)}.",
+        "",
+        "## Data",
+        "",
+        f"- train: `{config.data.train}`",
+        f"- validation: `{config.data.validation}`" if config.data.validation
+        else f"- validation: {config.data.validationFraction:.0%} of the training data (seed {config.data.shuffleSeed})",
+    ]
+    if config.data.test:
+        lines.append(f"- test: `{config.data.test}`")
+    lines.append(f"- columns: text `{config.data.textColumn}`"
+                 + (f", pair `{config.data.textPairColumn}`" if config.data.textPairColumn else "")
+                 + f", label `{config.data.labelColumn}`; max sequence length {config.data.maxSeqLength}")
+    if data_report:
+        lines.append("- " + ", ".join(f"{k.replace('_', ' ')}: {_format(v)}" for k, v in data_report.items()
+                                      if not isinstance(v, Mapping)))
+    lines += ["", "## Strategy", "", f"`{strategy.type}`"]
+    block = getattr(strategy, strategy.type, None) if strategy.type in ("partial", "gradualUnfreezing", "lora") \
+        else None
+    if block is not None:
+        lines[-1] += ": " + ", ".join(f"{k}={_format(v)}" for k, v in block.to_dict().items())
+    params = {
+        "learning rate": training.learningRate,
+        "optimizer": training.optimizer.name,
+        "scheduler": training.scheduler.name,
+        "batch size (per worker)": training.batchSize,
+        "gradient accumulation": training.gradientAccumulationSteps,
+        "epochs": training.maxSteps and f"max {training.maxSteps} steps" or training.epochs,
+        "weight decay": training.weightDecay,
+        "seed": training.seed,
+    }
+    params.update(hyperparameters or {})
+    lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
+    lines += [f"| {k} | {_format(v)} |" for k, v in params.items()]
+    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_format(v)} |" for k, v in sorted(metrics.items())]
+    out = Path(directory) / MODEL_CARD_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+__all__ = ["METRICS_FILE", "TRIALS_FILE", "CURVES_FILE", "MODEL_CARD_FILE", "plot_curves", "write_metrics_json",
+           "write_model_card", "write_trials_json"]

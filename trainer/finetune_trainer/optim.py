@@ -1,0 +1,116 @@
+"""Optimizer, learning-rate schedule and step arithmetic for a training run.
+
+Only trainable parameters go to the optimizer (frozen ones would still carry state),
+and weight decay skips biases and normalisation weights, as in BERT's recipe: decaying
+them hurts and gains nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from finetune_trainer.config import TrainingSpec
+from finetune_trainer.errors import TrainerError
+
+
+def no_decay_parameter_names(model: Any) -> set[str]:
+    """Biases and the weights of normalisation layers (LayerNorm, RMSNorm, ...)."""
+    from torch import nn
+
+    names: set[str] = set()
+    for module_name, module in model.named_modules():
+        is_norm = isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)) or \
+            "norm" in type(module).__name__.lower()
+        for param_name, _ in module.named_parameters(recurse=False):
+            full = f"{module_name}.{param_name}" if module_name else param_name
+            if is_norm or param_name == "bias" or param_name.endswith("_bias"):
+                names.add(full)
+    return names
+
+
+def parameter_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters split into a decayed and a not-decayed group."""
+    skip = no_decay_parameter_names(model)
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if name in skip else decay).append(parameter)
+    if not decay and not no_decay:
+        raise TrainerError("the strategy leaves no trainable parameter; nothing to optimise")
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: Any, training: TrainingSpec):
+    """The optimizer named by `training.optimizer`, over the trainable parameters."""
+    import torch
+
+    spec = training.optimizer
+    groups = parameter_groups(model, training.weightDecay)
+    lr = training.learningRate
+    if spec.name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(spec.beta1, spec.beta2), eps=spec.epsilon)
+    if spec.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum, nesterov=spec.nesterov)
+    if spec.name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, alpha=spec.alpha, eps=spec.epsilon, momentum=spec.momentum)
+    raise TrainerError(f"training.optimizer.name: unknown optimizer {spec.name!r} (allowed: adamw, sgd, rmsprop)")
+
+
+def warmup_steps(training: TrainingSpec, total_steps: int) -> int:
+    scheduler = training.scheduler
+    if scheduler.warmupSteps:
+        return min(scheduler.warmupSteps, total_steps)
+    return math.ceil(scheduler.warmupRatio * total_steps)
+
+
+def build_scheduler(optimizer: Any, training: TrainingSpec, total_steps: int):
+    """linear/cosine decay to 0 or constant, after linear warmup from 0 (step once per
+    optimizer step)."""
+    from transformers import get_scheduler
+
+    if total_steps < 1:
+        raise TrainerError(f"the run has {total_steps} optimizer steps; it needs at least 1 (more data or epochs)")
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[training.scheduler.name]
+    return get_scheduler(name, optimizer=optimizer, num_warmup_steps=warmup_steps(training, total_steps),
+                         num_training_steps=total_steps)
+
+
+def steps_per_epoch(num_train_examples_per_rank: int, training: TrainingSpec) -> int:
+    """Optimizer steps per epoch on one rank: batches / accumulation, rounded up (the
+    last, partial accumulation of an epoch also makes a step)."""
+    batches = math.ceil(num_train_examples_per_rank / training.batchSize)
+    return max(1, math.ceil(batches / training.gradientAccumulationSteps)) if batches else 0
+
+
+def total_optimizer_steps(num_train_examples_per_rank: int, training: TrainingSpec) -> int:
+    """All optimizer steps of the run: `maxSteps`, else epochs x steps per epoch
+    (fractional epochs rounded up)."""
+    if training.maxSteps is not None:
+        return training.maxSteps
+    return math.ceil(training.epochs * steps_per_epoch(num_train_examples_per_rank, training))
+
+
+def clip_gradients(parameters: Iterable[Any], max_grad_norm: float | None) -> float:
+    """Clip the total gradient norm to `max_grad_norm` (None: no clipping); returns the
+    norm before clipping, for logging."""
+    import torch
+
+    parameters = [p for p in parameters if p.grad is not None]
+    if not parameters:
+        return 0.0
+    if max_grad_norm is None:
+        norms = torch.stack([p.grad.detach().norm(2) for p in parameters])
+        return float(norms.norm(2))
+    return float(torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm))
+
+
+__all__ = [
+    "build_optimizer", "build_scheduler", "clip_gradients", "no_decay_parameter_names",
+    "parameter_groups", "steps_per_epoch", "total_optimizer_steps", "warmup_steps",
+]

@@ -1,0 +1,296 @@
+"""Fine-tuning strategies: which parameters train, and when that changes.
+
+Works on any transformers encoder classifier by introspection: the layer stack is the
+longest `ModuleList` named `layer`/`layers`/`h`/`block(s)`, the embeddings are the
+base model's `*embeddings`/`embed_tokens`/`wte`/`wpe` modules, and the classification
+head is whatever lies outside the base model (`classifier`, `score`,
+`pre_classifier`, ...).
+
+Gradual unfreezing changes the trainable set during training. `on_epoch_end` /
+`on_step_end` return True and set `trainable_changed` when that happens; a DDP loop
+must then rebuild its optimizer (newly trainable parameters are not in its param
+groups) and either rebuild the DDP wrapper or wrap with `find_unused_parameters=True`
+(DDP registers gradient hooks only for parameters that required grad at wrap time).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from finetune_trainer.config import StrategySpec
+from finetune_trainer.errors import TrainerError
+
+log = logging.getLogger(__name__)
+
+_LAYER_LIST_NAMES = ("layer", "layers", "h", "block", "blocks")
+_EMBEDDING_NAMES = ("embeddings", "embed_tokens", "embed_positions", "wte", "wpe", "word_embeddings")
+
+
+def unwrap(model: Any) -> Any:
+    """The model inside a DDP/FSDP-style wrapper (`.module`), else the model."""
+    while hasattr(model, "module") and not hasattr(model, "config"):
+        model = model.module
+    return model
+
+
+def base_prefix(model: Any) -> str:
+    """Attribute name of the base (encoder) model inside a task model, e.g. `bert`."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    if prefix and hasattr(model, prefix):
+        return prefix
+    raise TrainerError(f"cannot find the base model inside {type(model).__name__}; strategies other than full "
+                       f"need a transformers *ForSequenceClassification model")
+
+
+def head_module_names(model: Any) -> list[str]:
+    """Top-level modules outside the base model that hold parameters (the head)."""
+    prefix = base_prefix(model)
+    return [name for name, child in model.named_children()
+            if name != prefix and any(True for _ in child.parameters())]
+
+
+def find_layer_list(model: Any) -> tuple[str, Any]:
+    """(dotted name, ModuleList) of the transformer layer stack."""
+    from torch import nn
+
+    best: Optional[tuple[str, nn.ModuleList]] = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in _LAYER_LIST_NAMES and len(module):
+            if best is None or len(module) > len(best[1]):
+                best = (name, module)
+    if best is None:
+        raise TrainerError(f"cannot find the transformer layer stack of {type(model).__name__} "
+                           f"(no ModuleList named {', '.join(_LAYER_LIST_NAMES)})")
+    return best
+
+
+@dataclass
+class ParameterGroups:
+    """Parameter names of a classifier split into head, layers (bottom to top),
+    embeddings and the rest of the base model (pooler, final norms)."""
+
+    head: list[str]
+    layers: list[list[str]]
+    embeddings: list[str]
+    other: list[str]
+
+
+def parameter_groups(model: Any) -> ParameterGroups:
+    prefix = base_prefix(model)
+    layer_name, layer_list = find_layer_list(model)
+    layer_prefixes = [f"{layer_name}.{i}." for i in range(len(layer_list))]
+    embedding_prefixes = [name + "." for name, _ in model.named_modules()
+                          if name.startswith(prefix + ".") and name.rsplit(".", 1)[-1] in _EMBEDDING_NAMES
+                          and not name.startswith(layer_name + ".")]
+    groups = ParameterGroups([], [[] for _ in layer_prefixes], [], [])
+    for name, _ in model.named_parameters():
+        if not name.startswith(prefix + "."):
+            groups.head.append(name)
+            continue
+        for i, layer_prefix in enumerate(layer_prefixes):
+            if name.startswith(layer_prefix):
+                groups.layers[i].append(name)
+                break
+        else:
+            if any(name.startswith(p) for p in embedding_prefixes):
+                groups.embeddings.append(name)
+            else:
+                groups.other.append(name)
+    if not groups.head:
+        raise TrainerError(f"cannot find a classification head outside {type(model).__name__}.{prefix}")
+    return groups
+
+
+def set_trainable(model: Any, names: set[str]) -> None:
+    """Make exactly the parameters named in `names` trainable."""
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name in names)
+
+
+def trainable_names(model: Any) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+@dataclass
+class StrategyController:
+    """The model to train (for LoRA the peft wrapper) and the strategy's schedule.
+
+    Use `controller.model` for training: with LoRA it is not the model passed in."""
+
+    model: Any
+    spec: StrategySpec
+    groups: Optional[ParameterGroups] = None
+    trainable_changed: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    unfrozen_layers: int = 0
+    embeddings_unfrozen: bool = False
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.groups.layers) if self.groups else 0
+
+    # -------------------------------------------------------- gradual unfreezing
+
+    def _gradual(self):
+        return self.spec.gradualUnfreezing if self.spec.type == "gradualUnfreezing" else None
+
+    def _apply_gradual(self, units: int, unit: str) -> bool:
+        settings = self._gradual()
+        assert settings is not None and self.groups is not None
+        stages = units // settings.every
+        layers = min(self.num_layers, stages)
+        embeddings = settings.unfreezeEmbeddings and stages > self.num_layers
+        if layers == self.unfrozen_layers and embeddings == self.embeddings_unfrozen:
+            return False
+        names = set(self.groups.head)
+        if layers:
+            names.update(self.groups.other)
+        for index in range(self.num_layers - layers, self.num_layers):
+            names.update(self.groups.layers[index])
+        if embeddings:
+            names.update(self.groups.embeddings)
+        set_trainable(self.model, names)
+        self.unfrozen_layers, self.embeddings_unfrozen = layers, embeddings
+        self.trainable_changed = True
+        lowest = self.num_layers - layers
+        text = f"layers {lowest}..{self.num_layers - 1} now trainable" if layers else "only the head is trainable"
+        if embeddings:
+            text += ", embeddings too"
+        log.info("gradual unfreezing: %s (after %s %d)", text, unit, units)
+        self.history.append({"unit": unit, "at": units, "layers": [lowest, self.num_layers - 1] if layers else [],
+                             "embeddings": embeddings, "trainable": len(names)})
+        return True
+
+    def on_epoch_end(self, epoch: int) -> bool:
+        """Call after each epoch with the number of epochs completed (1-based).
+        Returns True when the trainable set changed."""
+        settings = self._gradual()
+        return bool(settings and settings.unit == "epoch" and self._apply_gradual(epoch, "epoch"))
+
+    def on_step_end(self, step: int) -> bool:
+        """Call after each optimizer step with the number of steps completed (1-based).
+        Returns True when the trainable set changed."""
+        settings = self._gradual()
+        return bool(settings and settings.unit == "step" and self._apply_gradual(step, "step"))
+
+    def restore(self, *, epoch: int = 0, step: int = 0) -> None:
+        """Re-apply the schedule when resuming from a checkpoint taken at epoch/step."""
+        settings = self._gradual()
+        if settings:
+            self._apply_gradual(epoch if settings.unit == "epoch" else step, settings.unit)
+
+    def trainable_parameters(self) -> list[str]:
+        return sorted(trainable_names(self.model))
+
+
+# ---------------------------------------------------------------------- apply
+
+
+def _apply_partial(model: Any, spec: StrategySpec) -> ParameterGroups:
+    settings = spec.partial
+    assert settings is not None
+    groups = parameter_groups(model)
+    if settings.freezeLayers > len(groups.layers):
+        raise TrainerError(f"strategy.partial.freezeLayers is {settings.freezeLayers} but the model has only "
+                           f"{len(groups.layers)} layers (allowed: 0-{len(groups.layers)})")
+    frozen: set[str] = set()
+    if settings.freezeEmbeddings:
+        frozen.update(groups.embeddings)
+    for layer in groups.layers[: settings.freezeLayers]:
+        frozen.update(layer)
+    patterns = [re.compile(p) for p in settings.freezePatterns]
+    names = [name for name, _ in model.named_parameters()]
+    for pattern in patterns:
+        matched = [n for n in names if pattern.search(n)]
+        if not matched:
+            log.warning("strategy.partial.freezePatterns: %r matches no parameter", pattern.pattern)
+        frozen.update(matched)
+    trainable = set(names) - frozen
+    if not trainable:
+        raise TrainerError("strategy.partial freezes every parameter; nothing would train")
+    set_trainable(model, trainable)
+    log.info("partial fine-tuning: %d of %d parameter tensors frozen", len(frozen), len(names))
+    return groups
+
+
+def _apply_lora(model: Any, spec: StrategySpec) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model
+    from torch import nn
+
+    settings = spec.lora
+    assert settings is not None
+    linear = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    head = head_module_names(model)
+    matches = [n for n in linear if any(n == t or n.endswith("." + t) for t in settings.targetModules)
+               and not any(n == h or n.startswith(h + ".") for h in head)]
+    if not matches:
+        available = sorted({n.rsplit(".", 1)[-1] for n in linear})
+        raise TrainerError(f"strategy.lora.targetModules {settings.targetModules} match no linear layer of "
+                           f"{type(model).__name__}; available: {', '.join(available)}")
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=settings.r, lora_alpha=settings.alpha,
+                        lora_dropout=settings.dropout, target_modules=list(settings.targetModules),
+                        modules_to_save=head)
+    wrapped = get_peft_model(model, config)
+    log.info("lora: adapters on %d modules, head %s trained in full", len(matches), ", ".join(head))
+    return wrapped
+
+
+def apply_strategy(model: Any, strategy: StrategySpec) -> StrategyController:
+    """Freeze/wrap `model` as `strategy` says; train `controller.model` afterwards."""
+    spec = strategy.resolved()
+    if spec.type == "full":
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return StrategyController(model, spec)
+    if spec.type == "partial":
+        return StrategyController(model, spec, groups=_apply_partial(model, spec))
+    if spec.type == "featureExtraction":
+        groups = parameter_groups(model)
+        set_trainable(model, set(groups.head))
+        log.info("feature extraction: only the head (%s) is trainable", ", ".join(head_module_names(model)))
+        return StrategyController(model, spec, groups=groups)
+    if spec.type == "gradualUnfreezing":
+        groups = parameter_groups(model)
+        set_trainable(model, set(groups.head))
+        controller = StrategyController(model, spec, groups=groups)
+        controller.history.append({"unit": spec.gradualUnfreezing.unit, "at": 0, "layers": [],
+                                   "embeddings": False, "trainable": len(groups.head)})
+        log.info("gradual unfreezing: only the head is trainable; %d layers to unfreeze", len(groups.layers))
+        return controller
+    if spec.type == "lora":
+        return StrategyController(_apply_lora(model, spec), spec)
+    raise TrainerError(f"strategy.type: unknown strategy {spec.type!r}")  # pragma: no cover
+
+
+def export_model(model: Any, strategy: StrategySpec, out_dir: str | Path, tokenizer: Any = None) -> Path:
+    """Save the trained model (and tokenizer) as a `from_pretrained` folder.
+
+    LoRA with `mergeOnExport` saves the merged plain model (a copy is merged, so the
+    training model is left as is); without it only the adapter is saved, loadable with
+    peft on top of the base model."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
+    spec = strategy.resolved()
+    if spec.type == "lora":
+        if spec.lora.mergeOnExport:
+            merged = copy.deepcopy(model).merge_and_unload()
+            merged.save_pretrained(out)
+        else:
+            model.save_pretrained(out)
+    else:
+        model.save_pretrained(out)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    return out
+
+
+__all__ = [
+    "ParameterGroups", "StrategyController", "apply_strategy", "export_model", "find_layer_list",
+    "head_module_names", "parameter_groups", "set_trainable", "trainable_names", "unwrap",
+]
