@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -64,13 +65,32 @@ class ManifestError(UserError):
 # ------------------------------------------------------------------------ loading
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `5e-5` as a number the way kubectl (YAML 1.2)
+    does; plain YAML 1.1 would make it the string "5e-5"."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def _yaml_error_problem(source: str, err: yaml.YAMLError) -> Problem:
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     what = getattr(err, "problem", None) or str(err)
     if mark is not None:
-        where = f"line {mark.line + 1}, column {mark.column + 1}"
-        return Problem(source, "", f"invalid YAML at {where}: {what}")
+        text = f"invalid YAML at {_where(mark)}: {what}"
+        context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+        if context and context_mark is not None and context_mark is not mark:
+            text += f" ({context} that starts at {_where(context_mark)})"
+        return Problem(source, "", text)
     return Problem(source, "", f"invalid YAML: {what}")
+
+
+def _where(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
 def parse_documents(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
@@ -80,7 +100,7 @@ def parse_documents(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
     that is not a mapping, is an error.
     """
     try:
-        documents = list(yaml.safe_load_all(text))
+        documents = list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as err:
         raise ManifestError([_yaml_error_problem(source, err)]) from None
     present = [(i, d) for i, d in enumerate(documents) if d is not None]

@@ -462,7 +462,9 @@ class SearchDimension(Spec):
             raise ValueError(f"values is required for choice and grid, and allowed only there (type is {self.type})")
         if listed:
             if self.min is not None or self.max is not None:
-                raise ValueError(f"min and max are not used with type {self.type}; list values instead")
+                raise ValueError(
+                    f"min and max are not used with choice and grid; list values instead (type is {self.type})"
+                )
             for value in self.values or []:
                 if not isinstance(value, (int, float, str, bool)):
                     raise ValueError(f"values must be numbers, strings or booleans (got {value!r})")
