@@ -1,0 +1,455 @@
+"""The reconcile loop: one fixed skeleton, level-based and idempotent.
+
+    fetch -> deletion? -> validate (pure) -> admit (pure + Secret lookup) ->
+    record status.rayJobName -> create ConfigMap and RayJob if absent (adopt on 409) ->
+    refuse forbidden spec changes -> suspend/resume -> observe RayJob and the
+    submitter's log -> compute_status (pure) -> write status once, only if changed ->
+    Events on phase changes -> metrics
+
+Every step reads the world afresh and acts on the difference, so running it twice, or
+after an operator restart at any point, does the same as running it once. Child names
+are deterministic, and the RayJob's name is written to status before it is created:
+a restart between the two finds the name, gets a 409 (or nothing) and adopts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import kopf
+
+from finetune_operator import admission, builders, events, naming, status as status_mod
+from finetune_operator.admission import AdmissionDecision, JobSummary
+from finetune_operator.api import API_VERSION, GROUP, KIND, TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.events import EventReason
+from finetune_operator.kube import ApiError, Conflict, KubeApi
+from finetune_operator.manifests import ManifestError, parse_job
+from finetune_operator.metrics import OperatorMetrics
+from finetune_operator.settings import Settings
+from finetune_trainer.progress import ProgressReport, latest_progress
+
+# The spec the RayJob was built from, stamped on the RayJob itself: the reference for
+# refusing later changes, which survives operator restarts and needs no extra object.
+ACCEPTED_SPEC_ANNOTATION = f"{GROUP}/accepted-spec"
+
+# KubeRay runs the submitter as a batch Job named after the RayJob.
+SUBMITTER_POD_LABEL = "batch.kubernetes.io/job-name"
+LOG_TAIL_LINES = 200
+
+# Events for phases entered, keyed by phase.
+_PHASE_EVENTS = {
+    "Queued": EventReason.QUEUED,
+    "Running": EventReason.RUNNING,
+    "Succeeded": EventReason.SUCCEEDED,
+    "Failed": EventReason.FAILED,
+    "Suspended": EventReason.SUSPENDED,
+}
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _document(job: dict) -> dict:
+    """The user's manifest part of a stored object, for the shared validator."""
+    meta = job.get("metadata") or {}
+    return {
+        "apiVersion": job.get("apiVersion", API_VERSION),
+        "kind": job.get("kind", KIND),
+        "metadata": {key: meta[key] for key in ("name", "namespace", "labels", "annotations") if key in meta},
+        "spec": job.get("spec") or {},
+    }
+
+
+def _status_patch(old: dict, new: dict) -> dict:
+    """A merge patch turning `old` into `new` (removed keys become null)."""
+    patch = {key: value for key, value in new.items() if old.get(key) != value}
+    patch.update({key: None for key in old if key not in new})
+    return patch
+
+
+def _is_ours(obj: dict, uid: str) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get(naming.JOB_UID_LABEL) == uid and labels.get(naming.MANAGED_BY_LABEL) == naming.MANAGED_BY_VALUE
+
+
+class Controller:
+    """Reconciles FineTuneJobs; one per operator process."""
+
+    def __init__(self, kube: KubeApi, settings: Settings, metrics: Optional[OperatorMetrics] = None) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.metrics = metrics or OperatorMetrics()
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._namespace_locks: dict[str, asyncio.Lock] = {}
+        # Jobs this process admitted whose index entry may still lag behind.
+        self._claims: dict[str, set[str]] = {}
+
+    # ----------------------------------------------------------------- entry point
+
+    async def reconcile(self, namespace: str, name: str, *, queue: list[JobSummary],
+                        logger: Any = None, periodic: bool = False) -> None:
+        """Bring one FineTuneJob's world in line with its spec. API errors become
+        kopf.TemporaryError, so kopf retries with back-off."""
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        async with lock:
+            try:
+                with self.metrics.reconciling():
+                    await self._reconcile(namespace, name, queue, logger or log)
+            except ApiError as err:
+                raise kopf.TemporaryError(f"Kubernetes API error for {namespace}/{name}: {err}", delay=2) from err
+            finally:
+                self._update_queue_metrics(namespace, queue)
+
+    # -------------------------------------------------------------------- skeleton
+
+    async def _reconcile(self, namespace: str, name: str, queue: list[JobSummary], logger: Any) -> None:
+        job = await self.kube.get_finetunejob(namespace, name)
+        if job is None:
+            self._forget(namespace, name)
+            return
+        meta = job["metadata"]
+        if meta.get("deletionTimestamp"):
+            self._forget(namespace, name)
+            return  # children go by ownerReference GC; outputs via the delete handler
+        old_status: dict = dict(job.get("status") or {})
+        if old_status.get("phase") in TERMINAL_PHASES:
+            self._release(namespace, name)
+            return
+        now = _now()
+
+        spec, invalid = self._validate(job, namespace)
+        rayjob_name = old_status.get("rayJobName") or naming.rayjob_name(name)
+        claimed = bool(old_status.get("rayJobName"))
+        rayjob = await self.kube.get_rayjob(namespace, rayjob_name) if claimed else None
+
+        if invalid is not None and rayjob is None:
+            await self._write(job, status_mod.compute_status(job, invalid, None, None, admission.ADMITTED, now),
+                              logger, detail_reason=EventReason.INVALID_SPEC)
+            return
+        if rayjob is not None and invalid is not None:
+            # CRD validation normally stops this; the running job is left alone.
+            await self._refuse(job, rayjob, [f"spec is invalid: {invalid}"], now, logger)
+            return
+        assert spec is not None
+
+        if not claimed:
+            decision = await self._admit(job, spec, queue, logger)
+            new = status_mod.compute_status(job, spec, None, None, decision, now)
+            if decision.admitted and not spec.scheduling.suspend:
+                new["rayJobName"] = rayjob_name  # recorded BEFORE the RayJob exists
+                self._claims.setdefault(namespace, set()).add(name)
+            job = await self._write(job, new, logger, detail_reason=_rejection_reason(decision))
+            if not new.get("rayJobName"):
+                return
+            old_status = dict(job.get("status") or {})
+
+        if rayjob is None:
+            if old_status.get("startTime"):
+                # Seen running, now gone: compute_status fails it as RayJobMissing.
+                await self._write(job, status_mod.compute_status(job, spec, None, None, admission.ADMITTED, now),
+                                  logger, detail_reason=EventReason.RAYJOB_MISSING)
+                return
+            rayjob = await self._create_children(job, spec, rayjob_name, logger)
+            if rayjob is None:
+                return
+
+        if not _is_ours(rayjob, meta["uid"]):
+            await self._fail_foreign(job, spec, rayjob_name, now, logger)
+            return
+
+        refused = self._forbidden_changes(rayjob, job)
+        if refused:
+            await self._refuse(job, rayjob, refused, now, logger)
+        await self._apply_suspend(job, spec, rayjob, logger)
+        progress = await self._read_progress(namespace, rayjob)
+        new = status_mod.compute_status(job, spec, rayjob, progress, admission.ADMITTED, now)
+        if refused:
+            new["message"] = events.spec_change_refused_message(refused)
+        if new.get("phase") == "Failed" and new.get("conditions") and _reason(new) == EventReason.DEADLINE_EXCEEDED.value:
+            await self.kube.delete_rayjob(namespace, rayjob_name)
+            self.metrics.rayjobs_deleted.labels(namespace=namespace).inc()
+        await self._write(job, new, logger)
+
+    # ----------------------------------------------------------------------- steps
+
+    def _validate(self, job: dict, namespace: str) -> tuple[Optional[FineTuneJobSpec], Optional[str]]:
+        """The validated spec, or the message saying why it is invalid (the same
+        validator `finetune validate` uses)."""
+        rejection = admission.check_secret_ref(namespace, job.get("spec") or {})
+        if rejection is not None:
+            return None, rejection.message
+        try:
+            return parse_job(_document(job), source="FineTuneJob").spec, None
+        except ManifestError as err:
+            lines = [f"{p.path}: {p.message}" if p.path else p.message for p in err.problems]
+            return None, "; ".join(lines)
+
+    async def _admit(self, job: dict, spec: FineTuneJobSpec, queue: list[JobSummary],
+                     logger: Any) -> AdmissionDecision:
+        """Tenancy rules, the Secret's existence, then the namespace's queue."""
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        rejected = admission.check_storage(namespace, spec, self.settings)
+        if rejected is not None:
+            return rejected
+        ref = spec.output.secretRef
+        if ref is not None and not await self.kube.secret_exists(namespace, ref.name):
+            # Not final: the Secret may be created after the job; the timer re-checks.
+            return AdmissionDecision("queued", EventReason.SECRET_NOT_FOUND.value,
+                                     events.secret_not_found_message(ref.name, namespace))
+        if spec.scheduling.queueName:
+            return AdmissionDecision("admitted", "Kueue", "admission is left to Kueue")
+        lock = self._namespace_locks.setdefault(namespace, asyncio.Lock())
+        async with lock:
+            summaries = self._with_claims(namespace, queue, job)
+            decisions = admission.admit(summaries, self.settings.limit_for(namespace))
+            return decisions.get(name, admission.ADMITTED)
+
+    def _with_claims(self, namespace: str, queue: list[JobSummary], job: dict) -> list[JobSummary]:
+        """The index's view of the namespace, corrected by what this process knows
+        that the watch stream has not delivered yet (its own claims, this job)."""
+        claims = self._claims.get(namespace, set())
+        name = job["metadata"]["name"]
+        by_name = {summary.name: summary for summary in queue}
+        by_name[name] = admission.summarize(job, self.settings)
+        for claimed in claims:
+            summary = by_name.get(claimed)
+            if summary is not None and not summary.holds_slot:
+                by_name[claimed] = JobSummary(summary.name, summary.created, summary.priority,
+                                              holds_slot=True, waiting=False, kueue=summary.kueue)
+        return list(by_name.values())
+
+    async def _create_children(self, job: dict, spec: FineTuneJobSpec, rayjob_name: str,
+                               logger: Any) -> Optional[dict]:
+        """Create the ConfigMap, then the RayJob; adopt either on 409 if it is ours."""
+        meta = job["metadata"]
+        namespace = meta["namespace"]
+        configmap = builders.build_configmap(job, spec, self.settings)
+        try:
+            await self.kube.create_configmap(namespace, configmap)
+        except Conflict:
+            existing = await self.kube.get_configmap(namespace, configmap["metadata"]["name"])
+            if existing is not None and not _is_ours(existing, meta["uid"]):
+                await self._fail_foreign(job, spec, configmap["metadata"]["name"], _now(), logger, kind="ConfigMap")
+                return None
+        body = builders.build_rayjob(job, spec, self.settings)
+        body["metadata"].setdefault("annotations", {})[ACCEPTED_SPEC_ANNOTATION] = json.dumps(
+            job.get("spec") or {}, sort_keys=True, separators=(",", ":"))
+        try:
+            created = await self.kube.create_rayjob(namespace, body)
+        except Conflict:
+            existing = await self.kube.get_rayjob(namespace, rayjob_name)
+            if existing is None:
+                raise kopf.TemporaryError(f"RayJob {rayjob_name} conflicted and vanished; retrying", delay=1)
+            logger.info("RayJob %s already exists; adopting it", rayjob_name)
+            return existing
+        self.metrics.rayjobs_created.labels(namespace=namespace).inc()
+        attempt = (job.get("status") or {}).get("attempt") or 1
+        self._event(job, EventReason.RAYJOB_CREATED, events.rayjob_created_message(rayjob_name, attempt))
+        return created
+
+    def _forbidden_changes(self, rayjob: dict, job: dict) -> list[str]:
+        accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(ACCEPTED_SPEC_ANNOTATION)
+        if not accepted:
+            return []  # adopted from an older operator: nothing to compare with
+        try:
+            old_spec = json.loads(accepted)
+        except ValueError:
+            return []
+        return admission.forbidden_changes(old_spec, job.get("spec") or {})
+
+    async def _apply_suspend(self, job: dict, spec: FineTuneJobSpec, rayjob: dict, logger: Any) -> None:
+        """spec.scheduling.suspend -> RayJob spec.suspend (KubeRay tears the Ray cluster
+        down and resumes from the last checkpoint). Kueue owns suspend for its jobs,
+        except that a user's suspend is passed on."""
+        current = bool((rayjob.get("spec") or {}).get("suspend"))
+        desired = spec.scheduling.suspend
+        if spec.scheduling.queueName and not desired:
+            return
+        if current == desired:
+            return
+        rj_status = rayjob.get("status") or {}
+        if status_mod.map_rayjob_state(rj_status.get("jobDeploymentStatus"),
+                                       rj_status.get("jobStatus")).phase in TERMINAL_PHASES:
+            return
+        name = rayjob["metadata"]["name"]
+        patched = await self.kube.patch_rayjob(job["metadata"]["namespace"], name, {"spec": {"suspend": desired}})
+        rayjob.clear()
+        rayjob.update(patched)
+        reason = EventReason.SUSPENDED if desired else EventReason.RESUMED
+        self._event(job, reason, f"{'suspended' if desired else 'resumed'} RayJob {name}")
+
+    async def _read_progress(self, namespace: str, rayjob: dict) -> Optional[ProgressReport]:
+        """The latest progress line of the submitter pod's log, if it has one."""
+        rj_status = rayjob.get("status") or {}
+        if not rj_status.get("jobDeploymentStatus") or rj_status.get("jobDeploymentStatus") in ("New", "Initializing"):
+            return None
+        name = rayjob["metadata"]["name"]
+        pods = await self.kube.list_pods(namespace, f"{SUBMITTER_POD_LABEL}={name}")
+        if not pods:
+            return None
+        newest = max(pods, key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp") or "")
+        text = await self.kube.read_pod_log(namespace, newest["metadata"]["name"], LOG_TAIL_LINES)
+        return latest_progress(text.splitlines()) if text else None
+
+    async def _refuse(self, job: dict, rayjob: dict, paths: list[str], now: datetime, logger: Any) -> None:
+        message = events.spec_change_refused_message(paths)
+        old = job.get("status") or {}
+        if old.get("message") != message:
+            self._event(job, EventReason.SPEC_CHANGE_REFUSED, message)
+            await self.kube.patch_finetunejob_status(
+                job["metadata"]["namespace"], job["metadata"]["name"], {"message": message})
+            job.setdefault("status", {})["message"] = message
+
+    async def _fail_foreign(self, job: dict, spec: FineTuneJobSpec, child: str, now: datetime, logger: Any,
+                            kind: str = "RayJob") -> None:
+        message = (f"a {kind} named {child} already exists in namespace {job['metadata']['namespace']} "
+                   "and is not owned by this FineTuneJob; delete it or rename the job")
+        decision = AdmissionDecision("rejected", EventReason.RECONCILE_ERROR.value, message)
+        await self._write(job, status_mod.compute_status(job, spec, None, None, decision, now), logger,
+                          detail_reason=EventReason.RECONCILE_ERROR)
+
+    # ---------------------------------------------------------------- status, events
+
+    async def _write(self, job: dict, new: dict, logger: Any,
+                     detail_reason: Optional[EventReason] = None) -> dict:
+        """Write the status if it changed; post the Event for a phase change."""
+        old = dict(job.get("status") or {})
+        if not status_mod.status_changed(old, new):
+            return job
+        meta = job["metadata"]
+        patch = _status_patch(old, new)
+        updated = await self.kube.patch_finetunejob_status(meta["namespace"], meta["name"], patch)
+        old_phase, new_phase = old.get("phase"), new.get("phase")
+        if new_phase != old_phase or (detail_reason is not None and old.get("message") != new.get("message")):
+            reason = detail_reason or _PHASE_EVENTS.get(new_phase or "")
+            if reason is None and new_phase == "Pending":
+                reason = EventReason.ADMITTED if old_phase == "Queued" else EventReason.ACCEPTED
+            if reason is not None:
+                self._event(job, reason, new.get("message") or new_phase or "")
+        if new_phase in TERMINAL_PHASES and old_phase not in TERMINAL_PHASES:
+            started = status_mod.parse_time(new.get("startTime"))
+            ended = status_mod.parse_time(new.get("completionTime"))
+            if started and ended:
+                self.metrics.job_finished(meta["namespace"], new_phase, (ended - started).total_seconds())
+            self._release(meta["namespace"], meta["name"])
+        return updated
+
+    def _event(self, job: dict, reason: EventReason, message: str) -> None:
+        kopf.event(job, type=reason.event_type, reason=reason.value, message=events.clip(message))
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _release(self, namespace: str, name: str) -> None:
+        self._claims.get(namespace, set()).discard(name)
+
+    def _forget(self, namespace: str, name: str) -> None:
+        self._release(namespace, name)
+        self._locks.pop((namespace, name), None)
+
+    def _update_queue_metrics(self, namespace: str, queue: list[JobSummary]) -> None:
+        waiting = sum(1 for summary in queue if summary.waiting and not summary.kueue)
+        self.metrics.set_queue_depth(namespace, max(waiting - len(self._claims.get(namespace, ())), 0))
+
+    def update_phase_counts(self, counts: dict[tuple[str, str], int]) -> None:
+        self.metrics.set_job_counts(counts)
+
+    # -------------------------------------------------------------------- deletion
+
+    async def cleanup_outputs(self, job: dict, logger: Any) -> None:
+        """outputPolicy Delete: run a cleanup Job (trainer image, which has pyarrow and
+        the job's credentials) and wait for it; the operator image has no storage
+        libraries and never sees storage credentials."""
+        meta = job["metadata"]
+        namespace = meta["namespace"]
+        body = build_cleanup_job(job, self.settings)
+        name = body["metadata"]["name"]
+        try:
+            await self.kube.create_job(namespace, body)
+        except Conflict:
+            pass
+        except ApiError as err:
+            raise kopf.TemporaryError(f"cannot start the output cleanup Job: {err}", delay=10) from err
+        done = await self.kube.get_job(namespace, name)
+        state = (done or {}).get("status") or {}
+        if state.get("succeeded"):
+            logger.info("outputs of %s/%s deleted", namespace, meta["name"])
+            return
+        if state.get("failed"):
+            raise kopf.PermanentError(f"output cleanup Job {name} failed; outputs are left in place")
+        raise kopf.TemporaryError(f"waiting for output cleanup Job {name}", delay=10)
+
+
+# Deletes `<output.uri>/<run name>` with the trainer's own storage code; runs in the
+# trainer image, with the job's S3 Secret as environment.
+CLEANUP_SCRIPT = """\
+import json, os
+from finetune_trainer.config import OutputSpec
+from finetune_trainer.storage import join, resolve_filesystem
+output = OutputSpec.model_validate(json.loads(os.environ["FINETUNE_OUTPUT"]))
+filesystem, path = resolve_filesystem(join(output.uri, os.environ["FINETUNE_RUN_NAME"]), output)
+try:
+    filesystem.delete_dir(path)
+except FileNotFoundError:
+    pass
+print("deleted", path)
+"""
+
+
+def build_cleanup_job(job: dict, settings: Settings) -> dict:
+    """The batch Job that deletes a job's artifacts (outputPolicy Delete). Pure.
+
+    It is not owned by the FineTuneJob (it must outlive it for the finalizer to see
+    it finish) and removes itself 10 minutes after it ends."""
+    meta = job["metadata"]
+    spec = job.get("spec") or {}
+    output = dict(spec.get("output") or {})
+    secret = (output.pop("secretRef", None) or {}).get("name")
+    run = naming.run_name(meta["namespace"], meta["name"])
+    container: dict[str, Any] = {
+        "name": "cleanup",
+        "image": (spec.get("resources") or {}).get("image") or settings.default_image,
+        "command": ["python", "-c", CLEANUP_SCRIPT],
+        "env": [{"name": "FINETUNE_OUTPUT", "value": json.dumps(output, sort_keys=True)},
+                {"name": "FINETUNE_RUN_NAME", "value": run}],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+    }
+    if secret:
+        container["envFrom"] = [{"secretRef": {"name": secret}}]
+    labels = naming.owned_labels(meta["name"], meta["uid"], "cleanup")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": cleanup_job_name(meta["name"]), "namespace": meta["namespace"], "labels": labels},
+        "spec": {
+            "backoffLimit": 3,
+            "ttlSecondsAfterFinished": 600,
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }
+
+
+def cleanup_job_name(job_name: str) -> str:
+    return f"{naming.rayjob_name(job_name)[:40]}-cleanup"
+
+
+def _reason(status: dict) -> Optional[str]:
+    failed = status_mod.get_condition(status.get("conditions") or [], status_mod.FAILED)
+    return failed.get("reason") if failed else None
+
+
+def _rejection_reason(decision: AdmissionDecision) -> Optional[EventReason]:
+    if decision.state == "admitted" or decision.reason == EventReason.QUEUED.value:
+        return None
+    try:
+        return EventReason(decision.reason)
+    except ValueError:
+        return None

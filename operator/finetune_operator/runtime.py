@@ -1,0 +1,149 @@
+"""Starting the operator: kopf settings, login, peering, probes and the metrics server.
+
+`finetune operator` calls `run()`; tests call `operator()` inside their own event loop.
+The kopf settings are applied once, at start-up, and chosen for a cluster with a
+thousand FineTuneJobs: handler progress and the diff base live in annotations (so the
+CRD's structural status is never polluted by `status.kopf`), watches are re-opened
+every few minutes so a silently dropped stream is noticed, API errors are retried with
+a bounded back-off, and kopf's own per-handler log Events are off (we post our own,
+with a fixed set of reasons, only on phase changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import kopf
+
+from finetune_operator import naming
+from finetune_operator.api import GROUP
+
+logger = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+@dataclass
+class RuntimeOptions:
+    """How this operator process runs; the flags of `finetune operator`."""
+
+    namespaces: list[str] = field(default_factory=list)
+    """Namespaces (or kopf glob patterns) to watch; empty with all_namespaces."""
+
+    all_namespaces: bool = False
+    """Watch the whole cluster."""
+
+    kubeconfig: Optional[str] = None
+    """Kubeconfig path; in a pod the service account is used instead."""
+
+    metrics_port: int = 8080
+    """Prometheus /metrics port (0 disables the server)."""
+
+    health_port: int = 8081
+    """Liveness/readiness probe port, served at /healthz (0 disables it)."""
+
+    host: str = "0.0.0.0"
+    """Address the probe and metrics servers bind to."""
+
+    peering_name: str = "finetune-operator"
+    """Kopf peering object shared by replicas; only the highest priority one works."""
+
+    priority: int = 0
+    """This replica's peering priority."""
+
+    standalone: bool = False
+    """Run without peering (single replica, or tests)."""
+
+    resync_seconds: float = 15.0
+    """How often each live job is re-read (progress, stuck detection, queue)."""
+
+
+def configure(settings: kopf.OperatorSettings, options: RuntimeOptions) -> None:
+    """Apply the kopf settings once, from the start-up handler."""
+    settings.persistence.finalizer = naming.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration",
+    )
+    # Our own Events carry the fixed reasons; kopf's handler-log Events would add a
+    # write per handler call for 1,000 jobs.
+    settings.posting.level = logging.WARNING
+    settings.posting.enabled = True
+    # Re-open watches every 5 minutes (server side) and give up on a silent stream
+    # after 6, so a dropped connection costs at most minutes, not forever.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 360
+    settings.watching.connect_timeout = 10
+    settings.watching.reconnect_backoff = 1.0
+    settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 10
+    settings.networking.error_backoffs = (0.2, 0.5, 1, 2, 5, 10)
+    # Handlers are async; the thread pool only serves kopf's own sync helpers.
+    settings.execution.max_workers = 4
+    settings.peering.name = options.peering_name
+    settings.peering.priority = options.priority
+    settings.peering.standalone = options.standalone
+    settings.peering.clusterwide = options.all_namespaces
+    settings.peering.mandatory = not options.standalone
+
+
+def login(**kwargs: Any) -> Optional[kopf.ConnectionInfo]:
+    """In a pod: the service account. Elsewhere: the kubeconfig (KUBECONFIG or ~/.kube).
+
+    kopf's own login helpers are used, not the kubernetes client, so the operator's
+    process never imports the synchronous client (tens of MB of generated models)."""
+    if os.path.exists(SERVICE_ACCOUNT_TOKEN):
+        return kopf.login_with_service_account(**kwargs)
+    info = kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        raise kopf.LoginError(
+            "no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, or run in a pod "
+            "with a service account"
+        )
+    return info
+
+
+def start_metrics_server(options: RuntimeOptions, registry: Any) -> Optional[Any]:
+    """Serve /metrics of the operator's registry on a thread of its own, so a busy
+    event loop never delays a scrape. Returns the server (for shutdown)."""
+    if not options.metrics_port:
+        return None
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(options.metrics_port, addr=options.host, registry=registry)
+    return server
+
+
+def _kopf_kwargs(options: RuntimeOptions) -> dict[str, Any]:
+    liveness = f"http://{options.host}:{options.health_port}/healthz" if options.health_port else None
+    return dict(
+        clusterwide=options.all_namespaces,
+        namespaces=list(options.namespaces),
+        standalone=options.standalone,
+        priority=options.priority,
+        peering_name=options.peering_name,
+        liveness_endpoint=liveness,
+    )
+
+
+async def operator(options: RuntimeOptions, *, settings: Any = None, stop_flag: Any = None,
+                   ready_flag: Any = None) -> None:
+    """Run the operator in the current event loop until `stop_flag` is set."""
+    from finetune_operator import handlers  # noqa: F401  (registers the handlers with kopf)
+
+    from finetune_operator.settings import load_settings
+
+    memo = kopf.Memo(options=options, settings=settings or load_settings())
+    await kopf.operator(stop_flag=stop_flag, ready_flag=ready_flag, memo=memo, **_kopf_kwargs(options))
+
+
+def run(options: RuntimeOptions, settings: Any = None) -> None:
+    """Run the operator until SIGINT/SIGTERM (what `finetune operator` does)."""
+    if options.kubeconfig:
+        os.environ["KUBECONFIG"] = options.kubeconfig
+    os.environ["FINETUNE_RESYNC_SECONDS"] = str(options.resync_seconds)
+    asyncio.run(operator(options, settings=settings))
