@@ -1,0 +1,113 @@
+"""pytest fixtures around the Kubernetes API emulator.
+
+Import the fixtures into a conftest (`from tests.support.kube_fixtures import kube`).
+`kube` starts a fresh emulator on a free 127.0.0.1 port for each test, serves our
+FineTuneJob CRD, KubeRay's RayJob CRD and kopf's peering CRDs, creates the
+`default` namespace, writes a kubeconfig file pointing at the server, and stops it
+all afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import pytest
+import yaml
+
+from tests.support.kube_emulator import JSON, ApiError, KubeEmulator, kopf_peering_crds
+
+ROOT = Path(__file__).resolve().parents[2]
+FINETUNE_CRD = ROOT / "deploy" / "crds" / "finetune.dev_finetunejobs.yaml"
+RAYJOB_CRD = Path(__file__).resolve().parent / "crds" / "ray.io_rayjobs.json"
+
+
+@functools.lru_cache(maxsize=None)
+def _load_documents(path: str) -> tuple[str, ...]:
+    """The documents of a YAML/JSON file, cached as JSON text (parsing YAML is slow)."""
+    with open(path) as stream:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return tuple(json.dumps(doc) for doc in yaml.load_all(stream, Loader=loader) if doc)
+
+
+def load_crds(path: Path) -> list[JSON]:
+    return [json.loads(text) for text in _load_documents(str(path))]
+
+
+def project_crds() -> list[JSON]:
+    """Every CRD the operator's tests need served."""
+    if not FINETUNE_CRD.exists():
+        raise FileNotFoundError(f"{FINETUNE_CRD} is missing: generate it with `make crd`")
+    return [*kopf_peering_crds(), *load_crds(FINETUNE_CRD), *load_crds(RAYJOB_CRD)]
+
+
+class KubeHandle(KubeEmulator):
+    """The emulator plus what tests around it need: a kubeconfig file and polling."""
+
+    kubeconfig_path: Path
+
+    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+        path.write_text(yaml.safe_dump(self.kubeconfig(namespace=namespace)))
+        self.kubeconfig_path = path
+        return path
+
+    def wait_for(self, resource: str, name: str, predicate: Callable[[JSON], bool],
+                 namespace: Optional[str] = None, timeout: float = 10.0, interval: float = 0.02) -> JSON:
+        """Poll until the object exists and satisfies `predicate`; fail with its last state."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while True:
+            try:
+                last = self.get(resource, name, namespace)
+                if predicate(last):
+                    return last
+            except ApiError as err:
+                if err.code != 404:
+                    raise
+                last = None
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{resource} {namespace}/{name} did not reach the expected state "
+                                     f"within {timeout} s; last seen: {json.dumps(last)[:2000]}")
+            time.sleep(interval)
+
+    def wait_gone(self, resource: str, name: str, namespace: Optional[str] = None, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.exists(resource, name, namespace):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{resource} {namespace}/{name} still exists after {timeout} s")
+            time.sleep(0.02)
+
+
+def start_kube(tmp_path: Path, *, crds: bool = True, **options: Any) -> KubeHandle:
+    """A started emulator with the project's CRDs, `default` namespace and kubeconfig."""
+    handle = KubeHandle(**options).start()
+    try:
+        if crds:
+            for crd in project_crds():
+                handle.register_crd(crd)
+        handle.create_namespace("default")
+        handle.write_kubeconfig(tmp_path / "kubeconfig")
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[KubeHandle]:
+    """A fresh Kubernetes API emulator for one test."""
+    handle = start_kube(tmp_path)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def kube_env(kube: KubeHandle, monkeypatch: pytest.MonkeyPatch) -> KubeHandle:
+    """`kube`, with KUBECONFIG pointing at it for code that reads the environment."""
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig_path))
+    return kube
