@@ -1,0 +1,171 @@
+"""Tenancy checks, the immutable-spec diff and the per-namespace queue."""
+
+from __future__ import annotations
+
+import pytest
+
+from finetune_operator import admission
+from finetune_operator.admission import JobSummary, admit, forbidden_changes
+from finetune_operator.settings import Settings
+
+TENANT = Settings(storage_prefixes={"team-a": "s3://shared/team-a/"}, priority_classes={"high": 1000, "low": -5})
+
+
+@pytest.mark.parametrize(("uri", "allowed"), [
+    ("s3://shared/team-a/model", True),
+    ("s3://shared/team-a", True),
+    ("s3://shared/team-a/deep/er/path", True),
+    ("s3://shared/team-a-evil/model", False),
+    ("s3://shared/team-b/model", False),
+    ("s3://shared/team-a/../team-b/model", False),
+    ("/local/path", False),
+])
+def test_storage_prefix(make_job, uri, allowed):
+    _, spec = make_job(output={"uri": uri})
+    decision = admission.check_storage("team-a", spec, TENANT)
+    if allowed:
+        assert decision is None
+    else:
+        assert decision.state == "rejected"
+        assert decision.reason == "StorageNotAllowed"
+        assert "output.uri" in decision.message and "s3://shared/team-a/" in decision.message
+
+
+def test_namespaces_without_a_prefix_write_anywhere(make_job):
+    _, spec = make_job(output={"uri": "s3://anything/at/all"})
+    assert admission.check_storage("team-b", spec, TENANT) is None
+
+
+@pytest.mark.parametrize(("ref", "rejected"), [
+    ({"name": "s3-creds"}, False),
+    ({"name": "s3-creds", "namespace": "team-a"}, False),
+    ({"name": "s3-creds", "namespace": "kube-system"}, True),
+    ({"name": "kube-system/s3-creds"}, True),
+])
+def test_secret_ref_stays_in_the_namespace(ref, rejected):
+    decision = admission.check_secret_ref("team-a", {"output": {"uri": "s3://x", "secretRef": ref}})
+    assert (decision is not None) is rejected
+    if rejected:
+        assert decision.message.startswith("output.secretRef:")
+        assert "team-a" in decision.message
+
+
+def test_check_admission_reports_the_first_problem(make_job):
+    job_obj, spec = make_job(output={"uri": "s3://elsewhere/x"})
+    decision = admission.check_admission("team-a", job_obj["spec"], spec, TENANT)
+    assert decision.reason == "StorageNotAllowed"
+    job_obj, spec = make_job(output={"uri": "s3://shared/team-a/x"})
+    assert admission.check_admission("team-a", job_obj["spec"], spec, TENANT) is None
+
+
+# ------------------------------------------------------------------------ spec changes
+
+
+def test_mutable_fields_may_change(make_job):
+    old, _ = make_job()
+    new, _ = make_job(scheduling={"suspend": True, "ttlSecondsAfterFinished": 10, "activeDeadlineSeconds": 99})
+    assert forbidden_changes(old["spec"], new["spec"]) == []
+
+
+@pytest.mark.parametrize(("overrides", "paths"), [
+    ({"training": {"learningRate": 0.5}}, ["training.learningRate"]),
+    ({"resources": {"workers": 3}}, ["resources.workers"]),
+    ({"scheduling": {"backoffLimit": 4, "suspend": True}}, ["scheduling.backoffLimit"]),
+    ({"output": {"uri": "s3://other"}, "model": {"source": "/m2"}}, ["model.source", "output.uri"]),
+    ({"resources": {"tolerations": [{"operator": "Exists"}]}}, ["resources.tolerations"]),
+])
+def test_other_changes_are_listed(make_job, overrides, paths):
+    old, _ = make_job()
+    new, _ = make_job(**overrides)
+    assert forbidden_changes(old["spec"], new["spec"]) == paths
+
+
+def test_added_and_removed_keys_count(make_job):
+    assert forbidden_changes({"a": 1}, {"a": 1, "b": {"c": 2}}) == ["b"]
+    assert forbidden_changes({"a": 1, "b": 2}, {"a": 1}) == ["b"]
+    assert forbidden_changes({"a": None}, {}) == []
+
+
+# ----------------------------------------------------------------------------- queue
+
+
+def job(name, created, priority=0, holds=False, waiting=True, kueue=False):
+    return JobSummary(name=name, created=created, priority=priority, holds_slot=holds,
+                      waiting=waiting and not holds, kueue=kueue)
+
+
+def test_fifo_within_a_priority():
+    decisions = admit([job("c", "2026-01-03"), job("a", "2026-01-01"), job("b", "2026-01-02")], limit=1)
+    assert decisions["a"].state == "admitted"
+    assert (decisions["b"].state, decisions["b"].position) == ("queued", 1)
+    assert (decisions["c"].state, decisions["c"].position) == ("queued", 2)
+
+
+def test_priority_before_age():
+    decisions = admit([job("old", "2026-01-01", priority=0), job("urgent", "2026-01-05", priority=1000),
+                       job("mid", "2026-01-02", priority=10)], limit=2)
+    assert decisions["urgent"].admitted and decisions["mid"].admitted
+    assert decisions["old"].position == 1
+
+
+def test_running_jobs_hold_their_slots():
+    decisions = admit([job("running", "2026-01-09", holds=True), job("urgent", "2026-01-01", priority=99)], limit=1)
+    assert decisions["running"].admitted
+    assert decisions["urgent"].state == "queued" and decisions["urgent"].position == 1
+    assert "position 1" in decisions["urgent"].message
+
+
+def test_lowered_limit_admits_nothing_new_and_evicts_nothing():
+    decisions = admit([job("r1", "1", holds=True), job("r2", "2", holds=True), job("w", "3")], limit=1)
+    assert decisions["r1"].admitted and decisions["r2"].admitted
+    assert decisions["w"].position == 1
+
+
+def test_kueue_jobs_bypass_the_queue():
+    decisions = admit([job("r", "1", holds=True), job("k", "2", kueue=True), job("w", "3")], limit=1)
+    assert decisions["k"].admitted and decisions["k"].reason == "Kueue"
+    assert decisions["w"].state == "queued"
+
+
+def test_finished_and_suspended_jobs_get_no_decision():
+    decisions = admit([job("done", "1", waiting=False), job("w", "2")], limit=1)
+    assert "done" not in decisions and decisions["w"].admitted
+
+
+def test_ties_break_by_name():
+    decisions = admit([job("b", "same"), job("a", "same")], limit=1)
+    assert decisions["a"].admitted and decisions["b"].position == 1
+    assert admission.queue_depth(decisions) == 1
+
+
+# ----------------------------------------------------------------- summaries of objects
+
+
+@pytest.mark.parametrize(("status", "spec_overrides", "holds", "waiting"), [
+    (None, {}, False, True),
+    ({"phase": "Queued"}, {}, False, True),
+    ({"phase": "Pending", "rayJobName": "x"}, {}, True, False),
+    ({"phase": "Running", "rayJobName": "x"}, {}, True, False),
+    ({"phase": "Succeeded", "rayJobName": "x"}, {}, False, False),
+    ({"phase": "Failed"}, {}, False, False),
+    ({"phase": "Running", "rayJobName": "x"}, {"scheduling": {"suspend": True}}, False, False),
+])
+def test_summarize(make_job, status, spec_overrides, holds, waiting):
+    job_obj, _ = make_job(status=status, **spec_overrides)
+    summary = admission.summarize(job_obj, TENANT)
+    assert (summary.holds_slot, summary.waiting) == (holds, waiting)
+    assert summary.name == "reviews" and summary.created == "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(("class_name", "labels", "expected"), [
+    ("high", {}, 1000),
+    ("low", {"finetune.dev/priority": "50"}, -5),
+    ("unknown", {}, 0),
+    (None, {"finetune.dev/priority": "50"}, 50),
+    (None, {"finetune.dev/priority": "lots"}, 0),
+    (None, {}, 0),
+])
+def test_priority(make_job, class_name, labels, expected):
+    scheduling = {"priorityClassName": class_name} if class_name else {}
+    job_obj, _ = make_job(labels=labels, scheduling=scheduling)
+    assert admission.job_priority(job_obj, TENANT) == expected
