@@ -85,11 +85,14 @@ def to_draft7(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _schema_errors(value: Any, schema: dict[str, Any]) -> list[jsonschema.ValidationError]:
+    return list(jsonschema.Draft7Validator(to_draft7(schema)).iter_errors(value))
+
+
 def schema_problems(value: Any, schema: dict[str, Any]) -> list[tuple[str, str]]:
     """(field path, message) for each place `value` breaks the schema."""
-    validator = jsonschema.Draft7Validator(to_draft7(schema))
     problems = []
-    for error in validator.iter_errors(value):
+    for error in _schema_errors(value, schema):
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
             declared = set(error.schema.get("properties", {}))
@@ -175,6 +178,10 @@ def cel_problems(value: Any, schema: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def api_server_problems(value: Any, schema: dict[str, Any]) -> list[tuple[str, str]]:
-    """Default, then schema-validate, then run CEL: the API server's order."""
+    """Default, then schema-validate, then run CEL: the API server's order. Like the
+    server, CEL is skipped when a value has the wrong type (a "blocking" error)."""
     defaulted = apply_defaults(value, schema)
-    return schema_problems(defaulted, schema) + cel_problems(defaulted, schema)
+    problems = schema_problems(defaulted, schema)
+    if any(error.validator == "type" for error in _schema_errors(defaulted, schema)):
+        return problems
+    return problems + cel_problems(defaulted, schema)
