@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r $(TORCH_CONSTRAINTS)
 	$(PY) -m pip install -q -c $(TORCH_CONSTRAINTS) -e '.[trainer,demo,test]'
+	bash deploy/install-prometheus.sh
 	@touch $@
 
 demo: $(STAMP)
