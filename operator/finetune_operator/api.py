@@ -33,6 +33,8 @@ SHORT_NAMES = ("ftj",)
 CATEGORIES = ("ml", "finetune")
 
 # Kubernetes resource quantities such as 500m, 2, 1.5, 8Gi, 512M.
+# Bounded so CEL rules on quantities (`matches`) have a small worst-case cost.
+QUANTITY_MAX_LENGTH = 32
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -58,10 +60,10 @@ def parse_quantity(value: str) -> float:
 class ComputeSpec(Spec):
     """CPU, memory and GPUs for one Ray pod; used as both request and limit."""
 
-    cpu: str = Field(default="2", pattern=QUANTITY_PATTERN)
+    cpu: str = Field(default="2", pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """CPU quantity, for example `4` or `3500m`."""
 
-    memory: str = Field(default="8Gi", pattern=QUANTITY_PATTERN)
+    memory: str = Field(default="8Gi", pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Memory quantity, for example `16Gi`."""
 
     gpu: int = Field(default=0, ge=0, le=64)
@@ -81,10 +83,10 @@ class ComputeSpec(Spec):
 class HeadSpec(Spec):
     """The Ray head pod. It runs the trainer's driver, not training itself."""
 
-    cpu: str = Field(default="1", pattern=QUANTITY_PATTERN)
+    cpu: str = Field(default="1", pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """CPU quantity."""
 
-    memory: str = Field(default="4Gi", pattern=QUANTITY_PATTERN)
+    memory: str = Field(default="4Gi", pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Memory quantity."""
 
 
@@ -132,7 +134,7 @@ class ResourcesSpec(Spec):
     """GPU type, for example `nvidia-tesla-a100`; becomes a node selector on
     `cloud.google.com/gke-accelerator`-style clusters and a Ray accelerator type."""
 
-    sharedMemory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN)
+    sharedMemory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Size of /dev/shm in each pod; defaults to a quarter of the pod's memory."""
 
     CEL_RULES = (

@@ -188,6 +188,10 @@ def test_collections_under_or_inside_cel_rules_are_bounded() -> None:
             for iterated in re.findall(r"self((?:\.\w+)+)\.(?:all|exists|exists_one|map|filter)\(", validation["rule"]):
                 child = path + iterated
                 assert child in nodes and _bounded(nodes[child]), f"{validation['rule']} iterates unbounded {child}"
+            for scanned in re.findall(r"self((?:\.\w+)+)\.(?:matches|startsWith|endsWith|contains)\(",
+                                      validation["rule"]):
+                child = path + scanned
+                assert "maxLength" in nodes[child], f"{validation['rule']} scans unbounded string {child}"
 
 
 def test_a_union_type_is_refused_with_a_clear_error() -> None:
