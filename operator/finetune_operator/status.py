@@ -180,6 +180,16 @@ def attempt_number(rayjob_status: dict, terminal: bool) -> int:
 # ----------------------------------------------------------------------------- status
 
 
+def ranking_metric(spec: FineTuneJobSpec) -> str:
+    """The validation metric that decides "best": the sweep's, else early stopping's,
+    else the loss."""
+    if spec.tune is not None:
+        return spec.tune.metric
+    if spec.training.earlyStopping is not None:
+        return spec.training.earlyStopping.metric
+    return "eval_loss"
+
+
 def _progress_block(report: ProgressReport) -> dict:
     block: dict[str, Any] = {
         "step": report.step,
@@ -213,7 +223,7 @@ def compute_status(
     status: dict[str, Any] = {
         key: old[key]
         for key in ("rayJobName", "attempt", "startTime", "completionTime", "progress", "metrics",
-                    "bestMetrics", "bestTrial", "modelUri")
+                    "bestMetrics", "bestMetric", "bestTrial", "modelUri")
         if old.get(key) not in (None, {}, [])
     }
     status["observedGeneration"] = generation
@@ -257,6 +267,9 @@ def compute_status(
             status["metrics"] = dict(progress.metrics)
         if progress.bestMetrics:
             status["bestMetrics"] = dict(progress.bestMetrics)
+            metric = ranking_metric(spec)
+            if metric in progress.bestMetrics:
+                status["bestMetric"] = f"{metric}={progress.bestMetrics[metric]:.4g}"
         if progress.bestTrial is not None:
             status["bestTrial"] = progress.bestTrial.to_dict()
         if progress.modelUri and progress.state == "succeeded":
@@ -282,6 +295,9 @@ def compute_status(
     status.setdefault("startTime", rj_status.get("startTime") or format_time(now))
     outcome = map_rayjob_state(rj_status.get("jobDeploymentStatus"), rj_status.get("jobStatus"),
                                rj_status.get("reason"))
+    if outcome.reason == "UnknownRayJobState" and old.get("phase") in ("Running", "Suspended"):
+        # A KubeRay newer than this table: keep the last known phase, say why.
+        outcome = Outcome(old["phase"], outcome.reason)
     terminal = outcome.phase in TERMINAL_PHASES
     status["attempt"] = attempt_number(rj_status, terminal)
     if terminal and rj_status.get("endTime"):
