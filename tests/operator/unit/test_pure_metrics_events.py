@@ -1,0 +1,82 @@
+"""Metric definitions (parsed back from the exposition) and the Event reason set."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from finetune_operator import metrics
+from finetune_operator.events import EventReason, clip, spec_change_refused_message
+
+
+def samples(m: metrics.OperatorMetrics) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(m.exposition().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_every_listed_name_is_exposed():
+    m = metrics.OperatorMetrics()
+    m.set_job_counts({("team-a", "Running"): 1})
+    m.set_queue_depth("team-a", 0)
+    m.job_finished("team-a", "Succeeded", 10)
+    m.reconcile_errors.labels(reason="X").inc()
+    m.rayjobs_created.labels(namespace="team-a").inc()
+    m.rayjobs_deleted.labels(namespace="team-a").inc()
+    with m.reconciling():
+        pass
+    names = {name for name, _ in samples(m)}
+    for name in metrics.METRIC_NAMES:
+        assert name in names or f"{name}_count" in names, name
+    assert all(name.startswith("finetune_operator_") for name in names)
+
+
+def test_registries_are_independent():
+    first, second = metrics.OperatorMetrics(), metrics.OperatorMetrics()
+    first.rayjobs_created.labels(namespace="a").inc()
+    assert samples(second).get(("finetune_operator_rayjobs_created_total", (("namespace", "a"),))) is None
+
+
+def test_job_counts_replace_and_zero_fill():
+    m = metrics.OperatorMetrics()
+    m.set_job_counts({("team-a", "Running"): 2, ("team-a", "Queued"): 1})
+    m.set_job_counts({("team-a", "Succeeded"): 3})
+    got = samples(m)
+    key = lambda phase: ("finetune_operator_jobs", (("namespace", "team-a"), ("phase", phase)))  # noqa: E731
+    assert got[key("Running")] == 0 and got[key("Queued")] == 0 and got[key("Succeeded")] == 3
+
+
+def test_reconcile_errors_are_counted_by_reason_and_reraised():
+    m = metrics.OperatorMetrics()
+    with pytest.raises(TimeoutError):
+        with m.reconciling():
+            raise TimeoutError("api down")
+    got = samples(m)
+    assert got[("finetune_operator_reconcile_errors_total", (("reason", "TimeoutError"),))] == 1
+    assert got[("finetune_operator_reconcile_duration_seconds_count", ())] == 1
+
+
+def test_job_duration_lands_in_buckets():
+    m = metrics.OperatorMetrics()
+    m.job_finished("team-a", "Failed", 400)
+    got = samples(m)
+    labels = lambda le: (("le", le), ("namespace", "team-a"), ("phase", "Failed"))  # noqa: E731
+    assert got[("finetune_operator_job_duration_seconds_bucket", labels("300.0"))] == 0
+    assert got[("finetune_operator_job_duration_seconds_bucket", labels("900.0"))] == 1
+
+
+def test_event_reasons_are_a_fixed_camel_case_set():
+    values = [reason.value for reason in EventReason]
+    assert len(values) == len(set(values))
+    assert all(value[0].isupper() and value.isalnum() for value in values)
+    assert EventReason.FAILED.event_type == "Warning"
+    assert EventReason.SUCCEEDED.event_type == "Normal"
+    assert EventReason("RayJobMissing") is EventReason.RAYJOB_MISSING
+
+
+def test_messages_fit_an_event():
+    assert len(clip("x" * 5000)) == 1000
+    message = spec_change_refused_message(["training.learningRate", "resources.workers"])
+    assert "training.learningRate, resources.workers" in message and "scheduling.suspend" in message
