@@ -36,17 +36,17 @@ def metrics_from_counts(loss_sum: float, count: int, confusion: Any) -> dict[str
     }
 
 
-def evaluate(model: Any, dataloader: Any, device: Any = "cpu", reduce: Optional[Reduce] = None,
-             num_labels: Optional[int] = None) -> dict[str, float]:
-    """Loss, accuracy and macro F1 of `model` over `dataloader` (batches with a
-    `labels` entry), summed across ranks by `reduce` when given."""
+def evaluation_counts(model: Any, dataloader: Any, device: Any = "cpu",
+                      num_labels: Optional[int] = None) -> tuple[Any, Any]:
+    """(tensor [loss sum, example count], confusion matrix) of `model` on this rank's
+    batches; sums of these over ranks give the metrics of the whole split."""
     import torch
 
     core = getattr(model, "module", model)
     num_labels = num_labels or int(core.config.num_labels)
     was_training = model.training
     model.eval()
-    stats = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, count
+    stats = torch.zeros(2, dtype=torch.float64, device=device)
     confusion = torch.zeros(num_labels, num_labels, dtype=torch.float64, device=device)
     try:
         with torch.no_grad():
@@ -62,6 +62,15 @@ def evaluate(model: Any, dataloader: Any, device: Any = "cpu", reduce: Optional[
                     num_labels, num_labels).to(confusion.dtype)
     finally:
         model.train(was_training)
+    return stats, confusion
+
+
+def evaluate(model: Any, dataloader: Any, device: Any = "cpu", reduce: Optional[Reduce] = None,
+             num_labels: Optional[int] = None) -> dict[str, float]:
+    """Loss, accuracy and macro F1 of `model` over `dataloader` (batches with a
+    `labels` entry), summed across ranks by `reduce` when given. Every rank must call
+    it when `reduce` is a collective, even with an empty shard."""
+    stats, confusion = evaluation_counts(model, dataloader, device, num_labels)
     if reduce is not None:
         stats = reduce(stats)
         confusion = reduce(confusion)
@@ -104,4 +113,4 @@ class EarlyStopper:
         self.bad_evaluations = int(state.get("bad_evaluations", 0))
 
 
-__all__ = ["EarlyStopper", "evaluate", "metrics_from_counts"]
+__all__ = ["EarlyStopper", "evaluate", "evaluation_counts", "metrics_from_counts"]

@@ -1,0 +1,51 @@
+"""Run artifacts: metrics, trials, curves and the model card."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from conftest import training_config
+from finetune_trainer.artifacts import plot_curves, write_metrics_json, write_model_card, write_trials_json
+
+
+def test_metrics_and_trials_json(tmp_path: Path) -> None:
+    path = write_metrics_json(tmp_path, {"eval_loss": 0.5, "eval_f1": math.nan})
+    assert json.loads(path.read_text()) == {"eval_loss": 0.5, "eval_f1": None}
+    trials = [{"id": "t1", "hyperparameters": {"training.learningRate": 1e-4}, "metrics": {"eval_loss": 0.4}}]
+    assert json.loads(write_trials_json(tmp_path, trials).read_text()) == {"trials": trials}
+
+
+def test_plot_curves_writes_a_png_with_one_line_per_trial(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    history = {
+        "trial-a": [{"step": s, "loss": 1 / s, "eval_accuracy": 0.5 + s / 100} for s in range(1, 20)],
+        "trial-b": [{"step": s, "loss": 2 / s} for s in range(1, 20)] + [{"step": 20, "eval_accuracy": 0.7}],
+    }
+    out = plot_curves(history, tmp_path / "curves.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = imread(out)
+    assert image.shape[0] == 400 and image.shape[1] == 1000
+    # Two default-cycle colours (blue, orange) appear: one line per trial.
+    rgb = (image[..., :3] * 255).round()
+    blue = ((abs(rgb[..., 0] - 31) < 8) & (abs(rgb[..., 1] - 119) < 8) & (abs(rgb[..., 2] - 180) < 8)).sum()
+    orange = ((abs(rgb[..., 0] - 255) < 8) & (abs(rgb[..., 1] - 127) < 8) & (abs(rgb[..., 2] - 14) < 8)).sum()
+    assert blue > 100 and orange > 100
+
+
+def test_model_card_names_model_data_strategy_hyperparameters_metrics(tmp_path: Path) -> None:
+    config = training_config("s3://bucket/train.csv", "s3://bucket/out",
+                             model={"source": "sentence-transformers/all-MiniLM-L6-v2"},
+                             strategy={"type": "lora", "lora": {"r": 4}},
+                             training={"learningRate": 2e-4, "epochs": 2})
+    card = write_model_card(tmp_path, config, {"eval_accuracy": 0.91234, "eval_loss": 0.3},
+                            ["neg", "pos"], hyperparameters={"trial": "t3"},
+                            data_report={"train": 90, "dropped_duplicates": 2}).read_text()
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
+    assert "`neg`, `pos`" in card and "s3://bucket/train.csv" in card and "10% of the training data" in card
+    assert "`lora`: r=4" in card
+    assert "| learning rate | 0.0002 |" in card and "| trial | t3 |" in card
+    assert "| eval_accuracy | 0.9123 |" in card
+    assert "dropped duplicates: 2" in card

@@ -1,0 +1,123 @@
+"""Optimizers, schedules, step arithmetic and gradient clipping (finetune_trainer.optim)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from finetune_trainer.config import StrategySpec, TrainingSpec
+from finetune_trainer.optim import (
+    build_optimizer,
+    build_scheduler,
+    clip_gradients,
+    steps_per_epoch,
+    total_optimizer_steps,
+)
+from finetune_trainer.strategies import apply_strategy
+
+
+def _model(path):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(path)
+
+
+def _spec(**kwargs) -> TrainingSpec:
+    return TrainingSpec.model_validate(kwargs)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "cls", "expected"),
+    [
+        ({"name": "adamw", "beta1": 0.8, "beta2": 0.95, "epsilon": 1e-6}, torch.optim.AdamW,
+         {"betas": (0.8, 0.95), "eps": 1e-6}),
+        ({"name": "sgd", "momentum": 0.9, "nesterov": True}, torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+        ({"name": "rmsprop", "alpha": 0.9, "momentum": 0.5, "epsilon": 1e-7}, torch.optim.RMSprop,
+         {"alpha": 0.9, "momentum": 0.5, "eps": 1e-7}),
+    ],
+)
+def test_optimizer_type_and_parameters(tiny_model_path, optimizer, cls, expected) -> None:
+    built = build_optimizer(_model(tiny_model_path), _spec(learningRate=3e-4, optimizer=optimizer))
+    assert type(built) is cls
+    for group in built.param_groups:
+        assert group["lr"] == 3e-4
+        for key, value in expected.items():
+            assert group[key] == value
+
+
+def test_weight_decay_skips_bias_and_layernorm(tiny_model_path) -> None:
+    model = _model(tiny_model_path)
+    optimizer = build_optimizer(model, _spec(weightDecay=0.01))
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0.01 for p in g["params"]}
+    plain = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert decayed and plain and not decayed & plain
+    assert all(n.endswith(".bias") or "LayerNorm" in n for n in plain)
+    assert "bert.encoder.layer.0.attention.output.LayerNorm.weight" in plain
+    assert "bert.embeddings.LayerNorm.weight" in plain
+    assert "bert.encoder.layer.0.attention.self.query.weight" in decayed
+    assert "classifier.weight" in decayed
+    assert decayed | plain == {n for n, _ in model.named_parameters()}
+
+
+def test_optimizer_gets_only_trainable_parameters(tiny_model_path) -> None:
+    model = _model(tiny_model_path)
+    apply_strategy(model, StrategySpec(type="featureExtraction"))
+    optimizer = build_optimizer(model, _spec())
+    optimised = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert optimised == {id(model.classifier.weight), id(model.classifier.bias)}
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine", "constant"])
+def test_scheduler_warmup_shape(tiny_model_path, name: str) -> None:
+    training = _spec(learningRate=1e-3, scheduler={"name": name, "warmupSteps": 10})
+    optimizer = build_optimizer(_model(tiny_model_path), training)
+    scheduler = build_scheduler(optimizer, training, total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs[0] == 0.0
+    assert lrs[5] == pytest.approx(5e-4)
+    assert lrs[10] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:11]))
+    if name == "constant":
+        assert lrs[100] == pytest.approx(1e-3)
+    else:
+        assert lrs[100] == pytest.approx(0.0, abs=1e-12)
+        assert lrs[55] == pytest.approx(5e-4 if name == "linear" else 1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_warmup_ratio(tiny_model_path) -> None:
+    training = _spec(learningRate=1e-3, scheduler={"name": "linear", "warmupRatio": 0.2})
+    optimizer = build_optimizer(_model(tiny_model_path), training)
+    scheduler = build_scheduler(optimizer, training, total_steps=50)
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_step_arithmetic() -> None:
+    assert steps_per_epoch(100, _spec(batchSize=16)) == 7
+    assert steps_per_epoch(100, _spec(batchSize=16, gradientAccumulationSteps=2)) == 4
+    assert total_optimizer_steps(100, _spec(batchSize=16, epochs=3)) == 21
+    assert total_optimizer_steps(100, _spec(batchSize=16, epochs=1.5)) == 11
+    assert total_optimizer_steps(100, _spec(batchSize=16, epochs=3, maxSteps=5)) == 5
+
+
+def test_gradient_clipping_bounds_the_norm(tiny_model_path) -> None:
+    model = _model(tiny_model_path)
+    batch = {"input_ids": torch.tensor([[2, 10, 11, 3]]), "labels": torch.tensor([1])}
+    (model(**batch).loss * 1000).backward()
+    params = list(model.parameters())
+    before = clip_gradients(params, None)
+    assert before > 1.0
+    reported = clip_gradients(params, 0.5)
+    assert reported == pytest.approx(before, rel=1e-4)
+    after = torch.stack([p.grad.norm(2) for p in params if p.grad is not None]).norm(2)
+    assert float(after) == pytest.approx(0.5, rel=1e-4)
