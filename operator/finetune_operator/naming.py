@@ -27,7 +27,10 @@ JOB_NAME_LABEL = f"{GROUP}/job-name"
 JOB_UID_LABEL = f"{GROUP}/job-uid"
 
 # Kueue reads these on the workload's owner (the RayJob): the LocalQueue to submit to,
-# and the WorkloadPriorityClass that orders admission within a ClusterQueue.
+# and a WorkloadPriorityClass name. The builders set only the queue: spec.scheduling.
+# priorityClassName names a Kubernetes PriorityClass, which goes on the pods, and
+# Kueue takes a workload's priority from the pods' priorityClassName when the
+# priority-class label is absent.
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
 
