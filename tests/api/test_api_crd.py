@@ -226,3 +226,24 @@ def test_crd_write_outside_the_repository_is_a_clear_error(tmp_path: Path, capsy
     assert main(["crd", "--write", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "is not the repository root" in err and "Traceback" not in err
+
+
+def _field_type(nodes: dict[str, Any], path: str) -> Optional[str]:
+    node = nodes.get(path)
+    return node.get("type") if node else None
+
+
+def test_cel_comparisons_use_literals_of_the_field_type() -> None:
+    """cel-go, unlike celpy, type-checks rules when the CRD is created: comparing a
+    `number` field (a double) with `0` has no overload, nor an `integer` with `0.0`."""
+    nodes = dict(walk(schema()))
+    checked = 0
+    for path, node in nodes.items():
+        for validation in node.get("x-kubernetes-validations", []):
+            pattern = r"self((?:\.\w+)+)\s*(?:==|!=|<=|>=|<|>)\s*(-?\d+(?:\.\d+)?)(?![\w.])"
+            for field, literal in re.findall(pattern, validation["rule"]):
+                kind = _field_type(nodes, path + field)
+                assert kind in ("integer", "number"), (validation["rule"], field)
+                assert ("." in literal) == (kind == "number"), f"{validation['rule']}: {field} is {kind}, {literal}"
+                checked += 1
+    assert checked >= 8
