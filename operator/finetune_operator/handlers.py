@@ -58,13 +58,13 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def job_phases(namespace: str, name: str, status: kopf.Status, **_: Any) -> Any:
+async def job_phases(namespace: str, name: str, status: kopf.Status, **_: Any) -> Any:
     """{(namespace, phase): [name]}: the jobs gauge, kept by kopf."""
     return {(namespace, status.get("phase") or "Pending"): name}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def jobs_by_namespace(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> Any:
+async def jobs_by_namespace(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> Any:
     """{namespace: [JobSummary]}: the queue's view of every job, kept by kopf."""
     controller = memo.get("controller")
     if controller is None:  # events before start-up finished; the resume handler catches up
@@ -72,24 +72,30 @@ def jobs_by_namespace(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any
     return {namespace: admission.summarize(dict(body), controller.settings)}
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def job_seen(memo: kopf.Memo, job_phases: kopf.Index, **_: Any) -> None:
+    """Any change of any job (status included): refresh the jobs-by-phase gauge from
+    the index kopf has just updated. Cheap: one entry per (namespace, phase)."""
+    controller = memo.get("controller")
+    if controller is not None:
+        controller.update_phase_counts({key: len(names) for key, names in job_phases.items()})
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def job_changed(namespace: str, name: str, memo: kopf.Memo, logger: Any,
-                      jobs_by_namespace: kopf.Index, job_phases: kopf.Index, **_: Any) -> None:
-    controller = _controller(memo)
-    await controller.reconcile(namespace, name, queue=_queue(jobs_by_namespace, namespace), logger=logger)
-    controller.update_phase_counts({key: len(names) for key, names in job_phases.items()})
+                      jobs_by_namespace: kopf.Index, **_: Any) -> None:
+    await _controller(memo).reconcile(namespace, name, queue=_queue(jobs_by_namespace, namespace),
+                                      logger=logger)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS,
             when=lambda status, **_: status.get("phase") not in TERMINAL_PHASES)
 async def resync(namespace: str, name: str, memo: kopf.Memo, logger: Any,
-                 jobs_by_namespace: kopf.Index, job_phases: kopf.Index, **_: Any) -> None:
-    controller = _controller(memo)
-    await controller.reconcile(namespace, name, queue=_queue(jobs_by_namespace, namespace),
-                               logger=logger, periodic=True)
-    controller.update_phase_counts({key: len(names) for key, names in job_phases.items()})
+                 jobs_by_namespace: kopf.Index, **_: Any) -> None:
+    await _controller(memo).reconcile(namespace, name, queue=_queue(jobs_by_namespace, namespace),
+                                      logger=logger)
 
 
 @kopf.on.event(RAYJOB_GROUP, RAYJOB_VERSION, RAYJOB_PLURAL,

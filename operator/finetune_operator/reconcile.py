@@ -95,7 +95,7 @@ class Controller:
     # ----------------------------------------------------------------- entry point
 
     async def reconcile(self, namespace: str, name: str, *, queue: list[JobSummary],
-                        logger: Any = None, periodic: bool = False) -> None:
+                        logger: Any = None) -> None:
         """Bring one FineTuneJob's world in line with its spec. API errors become
         kopf.TemporaryError, so kopf retries with back-off."""
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())

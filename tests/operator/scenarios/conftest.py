@@ -1,0 +1,241 @@
+"""Scenario tests: the real `finetune operator` process against the API emulator.
+
+The operator runs as a subprocess (what a pod runs), with a kubeconfig for the
+emulator, so its watch streams, retries and restarts are the real ones. The tests play
+KubeRay: they set RayJob status by hand and give the submitter pod a log.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.support.kube_emulator import openapi_to_jsonschema
+from tests.support.kube_fixtures import KubeHandle, kube  # noqa: F401  (fixture)
+
+REPO = Path(__file__).resolve().parents[3]
+SHARED_RAYJOB_CRD = Path("/work/shared/kuberay-crds/ray.io_rayjobs.yaml")
+FALLBACK_RAYJOB_CRD = REPO / "tests" / "operator" / "unit" / "data" / "kuberay-v1.7.0-ray.io_rayjobs.yaml"
+
+BASE_SPEC: dict[str, Any] = {
+    "model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
+    "data": {"train": "s3://datasets/reviews/train.csv"},
+    "training": {"maxSteps": 4, "batchSize": 4},
+    "output": {"uri": "s3://models/reviews"},
+    "resources": {"workers": 1, "worker": {"cpu": "1", "memory": "2Gi"}},
+}
+
+RAYJOBS = "rayjobs"
+JOBS = "finetunejobs"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def job_manifest(name: str, namespace: str = "default", labels: Optional[dict] = None,
+                 **spec_overrides: Any) -> dict:
+    return {
+        "apiVersion": "finetune.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": deep_merge(BASE_SPEC, spec_overrides),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def rayjob_validator() -> jsonschema.Draft4Validator:
+    """KubeRay's RayJob CRD schema (the shared copy), as a JSON-schema validator."""
+    path = SHARED_RAYJOB_CRD if SHARED_RAYJOB_CRD.exists() else FALLBACK_RAYJOB_CRD
+    crd = next(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return jsonschema.Draft4Validator(openapi_to_jsonschema(version["schema"]["openAPIV3Schema"]))
+
+
+def assert_valid_rayjob(rayjob: dict) -> None:
+    body = {key: rayjob[key] for key in ("apiVersion", "kind", "spec")}
+    errors = sorted(rayjob_validator().iter_errors(body), key=lambda e: list(e.absolute_path))
+    assert not errors, "RayJob is not valid against KubeRay's CRD: " + "; ".join(
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
+
+
+class OperatorProcess:
+    """`finetune operator` as a subprocess, with its metrics and probe ports."""
+
+    def __init__(self, kube: KubeHandle, tmp_path: Path, namespaces: list[str],
+                 env: Optional[dict[str, str]] = None, resync: float = 1.0) -> None:
+        self.kube = kube
+        self.namespaces = namespaces
+        self.extra_env = env or {}
+        self.resync = resync
+        self.log_path = tmp_path / "operator.log"
+        self.process: Optional[subprocess.Popen] = None
+        self.metrics_port = 0
+        self.health_port = 0
+
+    def start(self) -> "OperatorProcess":
+        self.metrics_port, self.health_port = free_port(), free_port()
+        args = [str(Path(sys.executable).parent / "finetune"), "operator",
+                "--kubeconfig", str(self.kube.kubeconfig_path), "--standalone", "--bind", "127.0.0.1",
+                "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
+                "--resync-seconds", str(self.resync)]
+        for namespace in self.namespaces:
+            args += ["--namespace", namespace]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        env.pop("KUBECONFIG", None)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        log.close()
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"operator exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as rsp:
+                    if rsp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"operator not healthy within {timeout} s:\n{self.log()}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as rsp:
+            return rsp.read().decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as when a node dies."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def start_operator(kube: KubeHandle, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
+    started: list[OperatorProcess] = []
+
+    def start(namespaces: tuple[str, ...] = ("default",), env: Optional[dict[str, str]] = None,
+              resync: float = 1.0) -> OperatorProcess:
+        process = OperatorProcess(kube, tmp_path, list(namespaces), env, resync).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return start_operator()
+
+
+# ------------------------------------------------------------------ playing KubeRay
+
+
+def phase_is(*phases: str) -> Callable[[dict], bool]:
+    return lambda job: (job.get("status") or {}).get("phase") in phases
+
+
+def set_rayjob_state(kube: KubeHandle, name: str, deployment: str, job_status: Optional[str] = None,
+                     namespace: str = "default", **extra: Any) -> dict:
+    status = {"jobDeploymentStatus": deployment, **extra}
+    if job_status is not None:
+        status["jobStatus"] = job_status
+    return kube.patch_status(RAYJOBS, name, status, namespace)
+
+
+def start_submitter(kube: KubeHandle, rayjob: str, log: str, namespace: str = "default") -> str:
+    """The submitter pod KubeRay's Job would run, with `log` as its output."""
+    pod = f"{rayjob}-submitter"
+    kube.create({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod, "namespace": namespace,
+                     "labels": {"batch.kubernetes.io/job-name": rayjob, "job-name": rayjob}},
+        "spec": {"containers": [{"name": "ray-job-submitter", "image": "trainer"}]},
+    })
+    kube.set_pod_log(namespace, pod, log)
+    return pod
+
+
+def progress_line(**fields: Any) -> str:
+    from finetune_trainer.progress import ProgressReport
+
+    return ProgressReport(**fields).to_line()
+
+
+def events_for(kube: KubeHandle, name: str, namespace: str = "default") -> list[dict]:
+    return [event for event in kube.list("events", namespace)
+            if (event.get("involvedObject") or {}).get("name") == name]
+
+
+def event_reasons(kube: KubeHandle, name: str, namespace: str = "default") -> list[str]:
+    return [event.get("reason") for event in events_for(kube, name, namespace)]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.05)
+
+
+def metric_value(text: str, name: str, labels: Optional[dict[str, str]] = None) -> Optional[float]:
+    """The value of one sample in a Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                return sample.value
+    return None
+
+
+__all__ = ["json"]
