@@ -249,3 +249,18 @@ def test_schema_check_catches_mistakes(breakage, make_job, rayjob_validator):
     else:
         del group["groupName"]
     assert list(rayjob_validator.iter_errors(rayjob))
+
+
+@pytest.mark.parametrize(("case_id", "job_obj", "spec"), CASES[:12], ids=[c[0] for c in CASES[:12]])
+def test_pod_templates_are_valid_kubernetes_1_37(case_id, job_obj, spec):
+    """Each pod template, wrapped as a core/v1 PodTemplate, passes the Kubernetes
+    1.37 schema in strict mode (unknown fields are errors)."""
+    body = builders.build_rayjob(job_obj, spec, SETTINGS)["spec"]
+    templates = {
+        "head": body["rayClusterSpec"]["headGroupSpec"]["template"],
+        "worker": body["rayClusterSpec"]["workerGroupSpecs"][0]["template"],
+        "submitter": body["submitterPodTemplate"],
+    }
+    for role, template in templates.items():
+        wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": role}, "template": template}
+        kubernetes_validate.validate(wrapped, "1.37", strict=True)
