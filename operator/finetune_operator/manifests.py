@@ -215,6 +215,10 @@ def format_path(loc: Iterable[Any]) -> str:
     """
     text = ""
     for part in loc:
+        if part == "[key]":
+            # pydantic's marker for "the key itself, not its value"; the key is
+            # already the last part of the path.
+            continue
         if isinstance(part, int):
             text += f"[{part}]"
         elif "." in str(part):

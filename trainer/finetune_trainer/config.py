@@ -11,9 +11,9 @@ API server shows; the pydantic validators below enforce the same rules offline.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional
+from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 # Metrics the trainer computes on the validation split; the only names a metric field
@@ -425,6 +425,17 @@ MAX_SEARCH_DIMENSIONS = 32
 DimensionType = Literal["choice", "grid", "uniform", "loguniform", "randint"]
 
 
+def _tunable_path(path: str) -> str:
+    from finetune_trainer.search_space import check_tunable_path
+
+    check_tunable_path(path)
+    return path
+
+
+# A search-space key: checked per key, so an error points at the key itself.
+TunablePath = Annotated[str, AfterValidator(_tunable_path)]
+
+
 class SearchDimension(Spec):
     """One hyperparameter's search domain."""
 
@@ -498,7 +509,7 @@ class TuneSchedulerSpec(Spec):
 class TuneSpec(Spec):
     """A hyperparameter sweep run with Ray Tune."""
 
-    searchSpace: dict[str, SearchDimension] = Field(min_length=1, max_length=MAX_SEARCH_DIMENSIONS)
+    searchSpace: dict[TunablePath, SearchDimension] = Field(min_length=1, max_length=MAX_SEARCH_DIMENSIONS)
     """Hyperparameters to search (at most 32), keyed by their path in the spec, for
     example `training.learningRate` or `strategy.lora.r`."""
 
@@ -520,14 +531,6 @@ class TuneSpec(Spec):
     mode: Mode = "min"
     """`min` if lower is better, `max` if higher is better."""
 
-    @field_validator("searchSpace")
-    @classmethod
-    def _paths_are_tunable(cls, space: dict[str, SearchDimension]) -> dict[str, SearchDimension]:
-        from finetune_trainer.search_space import check_tunable_path
-
-        for path in space:
-            check_tunable_path(path)
-        return space
 
     CEL_RULES = (
         ("!has(self.maxConcurrentTrials) || self.maxConcurrentTrials <= self.numTrials",
