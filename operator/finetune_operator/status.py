@@ -276,7 +276,7 @@ def compute_status(
             status["modelUri"] = progress.modelUri
 
     if rayjob is None:
-        if old.get("startTime") and old.get("phase") not in ("Suspended", "Queued"):
+        if old.get("startTime"):
             return finish(
                 "Failed", EventReason.RAYJOB_MISSING.value,
                 f"RayJob {old.get('rayJobName') or '?'} was deleted while the job was active; "

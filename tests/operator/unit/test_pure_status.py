@@ -189,8 +189,9 @@ def test_no_rayjob_yet(make_job, admission, suspend, phase, reason):
     assert "startTime" not in status and status.get("attempt") is None
 
 
-def test_a_rayjob_that_vanishes_fails_the_job(make_job):
-    job_obj, spec = make_job(status={"phase": "Running", "rayJobName": "reviews",
+@pytest.mark.parametrize("phase", ["Pending", "Running", "Suspended", "Queued"])
+def test_a_rayjob_that_vanishes_fails_the_job(make_job, phase):
+    job_obj, spec = make_job(status={"phase": phase, "rayJobName": "reviews",
                                      "startTime": "2026-03-01T11:00:00Z", "attempt": 1})
     status = st.compute_status(job_obj, spec, None, None, ADMITTED, NOW)
     assert status["phase"] == "Failed"
