@@ -1,0 +1,522 @@
+"""The driver: run a JobConfig on Ray and leave a finished model in storage.
+
+`run_job` starts one data-parallel `TorchTrainer` (or, with `tune`, a Ray Tune sweep
+whose trials each drive their own `TorchTrainer` with `TuneReportCallback`), follows
+progress, then takes the best checkpoint, scores the test split once, exports the
+model and writes metrics.json, trials.json, curves.png and a model card under
+`<output uri>/<job name>/` (the model in `model/`).
+
+Uploads finish with completion markers, written last: `model/_SUCCESS` when the model
+is whole, and `<job>/_SUCCESS` when every output is. A restart with the same name and
+output therefore resumes from Ray's checkpoints in the same folder, and a job whose
+marker exists is not trained again: its recorded result is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from finetune_trainer import storage
+from finetune_trainer.config import JobConfig, SearchDimension, TrainingConfig
+from finetune_trainer.errors import StorageError, TrainerError
+from finetune_trainer.progress import ProgressReport
+from finetune_trainer.telemetry import SINGLE_TRIAL_ID, ProgressTracker, progress_callback
+from finetune_trainer.train_loop import (
+    FAULT_MARKER_ENV, FAULT_STEP_ENV, MODEL_STATE, STATE_JSON, selection_metric, train_loop_per_worker,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+MAX_FAILURES_ENV = "FINETUNE_MAX_FAILURES"
+DEFAULT_MAX_FAILURES = 2
+# A Tune trial's driver function only waits for its TorchTrainer; it reserves a
+# fraction of a CPU so that it does not take a core from the workers.
+TRIAL_DRIVER_CPUS = 0.25
+
+ProgressCallback = Callable[[ProgressReport, dict], None]
+
+
+@dataclass
+class RunResult:
+    """The outcome of a finished job."""
+
+    name: str
+    job_uri: str
+    model_uri: str
+    metrics: dict[str, Any]
+    best_trial: Optional[dict[str, Any]] = None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    already_finished: bool = False
+    """True when the job had finished before and was not trained again."""
+
+
+def job_uri(job: JobConfig) -> str:
+    return storage.join(job.config.output.uri, job.name)
+
+
+def _fault_hooks() -> dict[str, str]:
+    return {k: os.environ[k] for k in (FAULT_STEP_ENV, FAULT_MARKER_ENV) if os.environ.get(k)}
+
+
+def _max_failures() -> int:
+    raw = os.environ.get(MAX_FAILURES_ENV, str(DEFAULT_MAX_FAILURES))
+    try:
+        return int(raw)
+    except ValueError:
+        raise TrainerError(f"{MAX_FAILURES_ENV}={raw!r} is not a whole number (allowed: -1 for unlimited, 0 or more)") \
+            from None
+
+
+# ----------------------------------------------------------------- finished jobs
+
+
+def load_finished(job: JobConfig) -> Optional[RunResult]:
+    """The recorded result when the job's outputs are complete, else None."""
+    root = job_uri(job)
+    output = job.config.output
+    if not storage.is_complete(root, output):
+        return None
+    metrics = json.loads(storage.read_bytes(storage.join(root, "metrics.json"), output))
+    trials: list[dict[str, Any]] = []
+    if storage.exists(storage.join(root, "trials.json"), output):
+        trials = json.loads(storage.read_bytes(storage.join(root, "trials.json"), output)).get("trials", [])
+    best = metrics.get("best_trial")
+    best_trial = next((t for t in trials if t.get("id") == best), None) if best else None
+    return RunResult(job.name, root, storage.join(root, MODEL_DIR), metrics, best_trial, trials,
+                     already_finished=True)
+
+
+# ----------------------------------------------------------------- Ray plumbing
+
+
+def _ray_storage(job: JobConfig):
+    """(storage_path, storage_filesystem) for Ray Train/Tune RunConfig."""
+    filesystem, path = storage.resolve_filesystem(job.config.output.uri, job.config.output)
+    if storage.is_s3(job.config.output.uri):
+        return path, filesystem
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path, None
+
+
+def _scaling_config(job: JobConfig):
+    from ray.train import ScalingConfig
+
+    scaling = job.scaling
+    resources = {"CPU": scaling.cpusPerWorker}
+    use_gpu = scaling.gpusPerWorker > 0
+    if use_gpu:
+        resources["GPU"] = scaling.gpusPerWorker
+    return ScalingConfig(num_workers=scaling.numWorkers, use_gpu=use_gpu, resources_per_worker=resources,
+                         accelerator_type=scaling.acceleratorType)
+
+
+def _checkpoint_config(config: TrainingConfig):
+    from ray.train import CheckpointConfig
+
+    metric, mode = selection_metric(config)
+    return CheckpointConfig(num_to_keep=config.output.keepCheckpoints, checkpoint_score_attribute=metric,
+                            checkpoint_score_order=mode)
+
+
+def _make_trainer(job: JobConfig, *, name: str, storage_path: str, filesystem, queue, trial_id: str,
+                  overrides: Optional[dict] = None, extra_callbacks: tuple = ()):
+    from ray.train import FailureConfig, RunConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    config = job.config
+    loop_config = {"job": job.to_dict(), "overrides": dict(overrides or {}), "trial": trial_id,
+                   "fault": _fault_hooks()}
+    run_config = RunConfig(
+        name=name, storage_path=storage_path, storage_filesystem=filesystem,
+        failure_config=FailureConfig(max_failures=_max_failures()),
+        checkpoint_config=_checkpoint_config(config),
+        callbacks=[*extra_callbacks, progress_callback(queue, trial_id, overrides)],
+    )
+    backend = TorchConfig(backend="nccl" if job.scaling.gpusPerWorker > 0 else "gloo")
+    return TorchTrainer(train_loop_per_worker, train_loop_config=loop_config, torch_config=backend,
+                        scaling_config=_scaling_config(job), run_config=run_config)
+
+
+def _better(a: float, b: float, mode: str) -> bool:
+    return a < b if mode == "min" else a > b
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass
+class _Outcome:
+    """What training produced: the best checkpoint and every trial's record."""
+
+    checkpoint_path: str
+    checkpoint_metrics: dict[str, Any]
+    overrides: dict[str, Any]
+    best_trial: Optional[str]
+    trials: list[dict[str, Any]]
+    last_metrics: dict[str, Any]
+
+
+def _run_single(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome:
+    metric, mode = selection_metric(job.config)
+    trainer = _make_trainer(job, name=job.name, storage_path=storage_path, filesystem=filesystem, queue=queue,
+                            trial_id=SINGLE_TRIAL_ID)
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    candidates = [(c, m) for c, m in (result.best_checkpoints or []) if _finite(m.get(metric))]
+    if candidates:
+        best_checkpoint, best_metrics = candidates[0]
+        for checkpoint, metrics in candidates[1:]:
+            if _better(metrics[metric], best_metrics[metric], mode):
+                best_checkpoint, best_metrics = checkpoint, metrics
+    elif result.checkpoint is not None:
+        best_checkpoint, best_metrics = result.checkpoint, dict(result.metrics or {})
+    else:
+        raise TrainerError("training finished without a checkpoint; nothing to export")
+    last = {}
+    if result.best_checkpoints:
+        last = max((m for _, m in result.best_checkpoints), key=lambda m: m.get("step", 0))
+    return _Outcome(best_checkpoint.path, dict(best_metrics), {}, None, [], dict(last))
+
+
+# ----------------------------------------------------------------- sweeps
+
+
+def _domain(dimension: SearchDimension):
+    from ray import tune
+
+    if dimension.type == "choice":
+        return tune.choice(list(dimension.values))
+    if dimension.type == "grid":
+        return tune.grid_search(list(dimension.values))
+    if dimension.type == "uniform":
+        return tune.uniform(dimension.min, dimension.max)
+    if dimension.type == "loguniform":
+        return tune.loguniform(dimension.min, dimension.max)
+    if dimension.type == "randint":
+        return tune.randint(int(dimension.min), int(dimension.max))
+    raise TrainerError(f"tune.searchSpace: unknown dimension type {dimension.type!r}")  # pragma: no cover
+
+
+def _search_alg(job: JobConfig):
+    spec = job.config.tune
+    if spec.searchAlgorithm == "bayesian":
+        from ray.tune.search.optuna import OptunaSearch
+        import optuna
+
+        return OptunaSearch(metric=spec.metric, mode=spec.mode,
+                            sampler=optuna.samplers.TPESampler(seed=job.config.training.seed))
+    return None  # random and grid: Tune's BasicVariantGenerator
+
+
+def _scheduler(job: JobConfig):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    spec = job.config.tune
+    settings = spec.scheduler
+    if settings.name == "asha":
+        return ASHAScheduler(time_attr="training_iteration", grace_period=settings.gracePeriod,
+                             reduction_factor=settings.reductionFactor, max_t=100_000)
+    if settings.name == "pbt":
+        from ray import tune
+
+        mutations = {}
+        for path, dimension in spec.searchSpace.items():
+            if dimension.type in ("choice", "grid"):
+                mutations[path] = list(dimension.values)
+            elif dimension.type == "loguniform":
+                mutations[path] = tune.loguniform(dimension.min, dimension.max)
+            elif dimension.type == "uniform":
+                mutations[path] = tune.uniform(dimension.min, dimension.max)
+            else:
+                mutations[path] = tune.randint(int(dimension.min), int(dimension.max))
+        return PopulationBasedTraining(time_attr="training_iteration",
+                                       perturbation_interval=settings.perturbationInterval,
+                                       hyperparam_mutations=mutations, seed=job.config.training.seed)
+    return FIFOScheduler()
+
+
+def concurrent_trials(job: JobConfig, available_cpus: float, available_gpus: float = 0.0) -> int:
+    """How many trials fit at once: the spec's bound, else what the resources allow."""
+    spec = job.config.tune
+    scaling = job.scaling
+    per_trial_cpu = scaling.numWorkers * scaling.cpusPerWorker + TRIAL_DRIVER_CPUS
+    fit = int(available_cpus // per_trial_cpu) if per_trial_cpu else spec.numTrials
+    if scaling.gpusPerWorker > 0:
+        fit = min(fit, int(available_gpus // (scaling.numWorkers * scaling.gpusPerWorker)))
+    fit = max(1, fit)
+    return min(fit, spec.maxConcurrentTrials or fit, spec.numTrials)
+
+
+def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome:
+    import ray
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    spec = job.config.tune
+    paths = list(spec.searchSpace)
+    trials_root = f"{storage_path.rstrip('/')}/{job.name}/trials"
+
+    def trial_driver(config: dict[str, Any]) -> None:
+        context = tune.get_context()
+        trial_name = context.get_trial_name()
+        overrides = {path: config[path] for path in paths if path in config}
+        trainer = _make_trainer(job, name=trial_name, storage_path=trials_root, filesystem=filesystem, queue=queue,
+                                trial_id=trial_name, overrides=overrides, extra_callbacks=(TuneReportCallback(),))
+        trainer.fit()
+
+    resources = ray.cluster_resources()
+    concurrency = concurrent_trials(job, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
+    trainable = tune.with_resources(trial_driver, {"cpu": TRIAL_DRIVER_CPUS})
+    param_space = {path: _domain(dimension) for path, dimension in spec.searchSpace.items()}
+    tune_config = tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=_search_alg(job),
+                                  scheduler=_scheduler(job), num_samples=spec.numTrials,
+                                  max_concurrent_trials=concurrency)
+    run_config = tune.RunConfig(name=job.name, storage_path=storage_path, storage_filesystem=filesystem,
+                                failure_config=tune.FailureConfig(max_failures=_max_failures()))
+    experiment = f"{storage_path.rstrip('/')}/{job.name}"
+    if filesystem is None:
+        restorable = tune.Tuner.can_restore(experiment)
+    else:
+        restorable = tune.Tuner.can_restore(experiment, storage_filesystem=filesystem)
+    if restorable:
+        log.info("resuming the sweep recorded at %s", experiment)
+        tuner = tune.Tuner.restore(experiment, trainable=trainable, param_space=param_space,
+                                   resume_unfinished=True, resume_errored=True, storage_filesystem=filesystem)
+    else:
+        tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+    grid = tuner.fit()
+
+    trials: list[dict[str, Any]] = []
+    best: Optional[tuple[float, str, dict, dict, str]] = None  # value, checkpoint, metrics, overrides, trial
+    for result in grid:
+        overrides = {path: result.config.get(path) for path in paths}
+        name = Path(result.path).name if result.path else "unknown"
+        frame = result.metrics_dataframe
+        rows = frame.to_dict("records") if frame is not None else []
+        best_value = None
+        for row in rows:
+            value = row.get(spec.metric)
+            if not _finite(value):
+                continue
+            if best_value is None or _better(value, best_value, spec.mode):
+                best_value = value
+            path = row.get("checkpoint_path")
+            if isinstance(path, str) and path and (best is None or _better(value, best[0], spec.mode)):
+                best = (value, path, {k: v for k, v in row.items() if _finite(v)}, overrides, name)
+        final = result.metrics or {}
+        trials.append({
+            "id": name,
+            "hyperparameters": overrides,
+            "status": "error" if result.error else ("completed" if final.get("final") else "stopped"),
+            "reports": len(rows),
+            "steps": final.get("step"),
+            "best_" + spec.metric: best_value,
+            "metrics": {k: v for k, v in final.items() if k.startswith("eval_") or k in ("loss", "step", "epoch")
+                        and _finite(v)},
+            "error": str(result.error) if result.error else None,
+        })
+    if best is None:
+        errors = [t["error"] for t in trials if t["error"]]
+        raise TrainerError("no trial of the sweep produced a checkpoint with "
+                           f"{spec.metric}" + (f"; first error: {errors[0]}" if errors else ""))
+    value, checkpoint_path, metrics, overrides, trial = best
+    return _Outcome(checkpoint_path, metrics, overrides, trial, trials, metrics)
+
+
+# ----------------------------------------------------------------- finishing
+
+
+def _score_and_export(job: JobConfig, outcome: _Outcome, work: Path, filesystem) -> tuple[dict[str, Any], list[str]]:
+    """Load the best checkpoint, score the test split, export model and tokenizer into
+    `work/model`; returns (test metrics, label names) and the data report."""
+    import torch
+    from ray.train import Checkpoint
+    from torch.utils.data import DataLoader
+
+    from finetune_trainer import data as data_mod
+    from finetune_trainer.evaluation import evaluate
+    from finetune_trainer.modeling import load_model_and_tokenizer
+    from finetune_trainer.search_space import with_overrides
+    from finetune_trainer.strategies import apply_strategy, export_model
+
+    config = with_overrides(job.config, outcome.overrides) if outcome.overrides else job.config
+    local = work / "checkpoint"
+    checkpoint = Checkpoint(outcome.checkpoint_path, filesystem=filesystem) if filesystem is not None \
+        else Checkpoint(outcome.checkpoint_path)
+    try:
+        checkpoint.to_directory(str(local))
+    except OSError as err:
+        raise StorageError(f"cannot read the best checkpoint {outcome.checkpoint_path}: {err}") from err
+    meta = json.loads((local / STATE_JSON).read_text())
+    label_names = meta["label_names"]
+    with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
+        model, tokenizer = load_model_and_tokenizer(config.model, len(label_names), label_names,
+                                                    config.training.dropout, output=config.output, cache_dir=cache)
+    controller = apply_strategy(model, config.strategy)
+    controller.model.load_state_dict(torch.load(local / MODEL_STATE, map_location="cpu", weights_only=True))
+    examples = data_mod.load_examples(config, rank=0, world_size=1, shard_eval=False)
+    test_metrics: dict[str, Any] = {}
+    if examples.test is not None and len(examples.test):
+        dataset = data_mod.TextClassificationDataset(examples.test, tokenizer, config.data.maxSeqLength)
+        loader = DataLoader(dataset, batch_size=64, collate_fn=data_mod.make_collator(tokenizer))
+        scored = evaluate(controller.model, loader, num_labels=len(label_names))
+        test_metrics = {k.replace("eval_", "test_"): v for k, v in scored.items()}
+    export_model(controller.model, config.strategy, work / "out" / MODEL_DIR, tokenizer)
+    (work / "out" / MODEL_DIR / "labels.json").write_text(json.dumps(label_names))
+    return {"test": test_metrics, "labels": label_names, "report": examples.report.to_dict(),
+            "history": meta.get("history", [])}
+
+
+def _write_outputs(job: JobConfig, outcome: _Outcome, scored: dict[str, Any], tracker: ProgressTracker,
+                   meta_dir: Path) -> dict[str, Any]:
+    from finetune_trainer import artifacts
+
+    last = outcome.last_metrics
+    best = outcome.checkpoint_metrics
+    runtime = float(last.get("train_runtime_seconds") or best.get("train_runtime_seconds") or 0.0)
+    samples = float(last.get("train_samples") or best.get("train_samples") or 0.0)
+    report = scored["report"]
+    metrics: dict[str, Any] = {
+        "train_samples_per_second": samples / runtime if runtime else None,
+        "train_runtime_seconds": runtime,
+        "train_samples": samples,
+        "steps": best.get("step"),
+        "eval_loss": best.get("eval_loss"),
+        "eval_accuracy": best.get("eval_accuracy"),
+        "eval_f1": best.get("eval_f1"),
+        "best_trial": outcome.best_trial,
+        "best_step": best.get("step"),
+        "data": {k: report[k] for k in ("rows_read", "dropped_missing", "dropped_duplicates", "train", "validation",
+                                         "test")},
+        "labels": scored["labels"],
+    }
+    metrics.update(scored["test"])
+    artifacts.write_metrics_json(meta_dir, metrics)
+    if job.config.tune is not None:
+        artifacts.write_trials_json(meta_dir, outcome.trials)
+    histories = {trial_id: state.history for trial_id, state in tracker.trials.items() if state.history}
+    if not histories:
+        histories = {outcome.best_trial or SINGLE_TRIAL_ID: scored["history"]}
+    metric = job.config.tune.metric if job.config.tune else "eval_accuracy"
+    artifacts.plot_curves(histories, meta_dir / artifacts.CURVES_FILE, metric=metric)
+    card_metrics = {k: v for k, v in metrics.items() if _finite(v)}
+    artifacts.write_model_card(meta_dir, job.config, card_metrics, scored["labels"],
+                               hyperparameters=outcome.overrides or None, data_report=report, name=job.name)
+    return metrics
+
+
+def _drain(queue, tracker: ProgressTracker, until: threading.Event) -> None:
+    """Feed progress events to the tracker until `until` is set and the queue is empty."""
+    from ray.util.queue import Empty
+
+    while True:
+        try:
+            event = queue.get(block=True, timeout=0.5)
+        except Empty:
+            if until.is_set():
+                return
+            continue
+        tracker.handle(event)
+
+
+def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = None, echo: bool = True) -> RunResult:
+    """Train `job` on the current Ray cluster (started locally when none is), then
+    export the best model and its records. Raises TrainerError with a complete
+    message when it cannot."""
+    import ray
+    from ray.util.queue import Queue
+
+    output = job.config.output
+    root = job_uri(job)
+    finished = load_finished(job)
+    if finished is not None:
+        log.info("job %s already finished (completion marker at %s); not training again", job.name, root)
+        return finished
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=True)
+    metric, mode = selection_metric(job.config)
+    tracker = ProgressTracker(trials_total=job.config.tune.numTrials if job.config.tune else 1, metric=metric,
+                              mode=mode, job_uri=root, output=output, echo=echo, callback=progress_callback)
+    storage_path, filesystem = _ray_storage(job)
+    queue = Queue(maxsize=100_000, actor_options={"num_cpus": 0})
+    done = threading.Event()
+    drainer = threading.Thread(target=_drain, args=(queue, tracker, done), name="progress", daemon=True)
+    drainer.start()
+    try:
+        try:
+            if job.config.tune is not None:
+                outcome = _run_sweep(job, queue, storage_path, filesystem)
+            else:
+                outcome = _run_single(job, queue, storage_path, filesystem)
+        finally:
+            done.set()
+            drainer.join(timeout=30)
+        with tempfile.TemporaryDirectory(prefix="finetune-out-") as scratch:
+            work = Path(scratch)
+            scored = _score_and_export(job, outcome, work, filesystem)
+            meta_dir = work / "out" / "meta"
+            metrics = _write_outputs(job, outcome, scored, tracker, meta_dir)
+            model_uri = storage.join(root, MODEL_DIR)
+            # Model first (its own marker), then the records, then the job's marker.
+            storage.upload_dir(work / "out" / MODEL_DIR, model_uri, output)
+            storage.upload_dir(meta_dir, root, output)
+    except TrainerError as err:
+        _fail(tracker, str(err))
+        raise
+    except Exception as err:  # Ray wraps worker errors; surface the cause plainly
+        message = _explain(err)
+        _fail(tracker, message)
+        raise TrainerError(message) from err
+    finally:
+        try:
+            ray.kill(queue.actor)
+        except Exception:  # already gone with the cluster
+            pass
+    best_trial = next((t for t in outcome.trials if t["id"] == outcome.best_trial), None)
+    final = {k: metrics.get(k) for k in ("eval_loss", "eval_accuracy", "eval_f1", "test_accuracy", "test_f1")
+             if _finite(metrics.get(k))}
+    tracker.publish(tracker.build_report(state="succeeded", model_uri=model_uri, final_metrics=final,
+                                         message=f"model written to {model_uri}"), force_write=True)
+    return RunResult(job.name, root, model_uri, metrics, best_trial, outcome.trials)
+
+
+def _explain(err: BaseException) -> str:
+    """A one-paragraph reason for a failed run, from Ray's wrapped errors."""
+    seen = []
+    current: Optional[BaseException] = err
+    while current is not None and len(seen) < 6:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    for candidate in seen:
+        if isinstance(candidate, TrainerError):
+            return str(candidate)
+    text = str(err).strip().splitlines()
+    trainer_lines = [line for line in str(err).splitlines() if "Error:" in line and "Traceback" not in line]
+    storage_hint = any(word in str(err) for word in ("S3", "s3://", "Connection refused", "curlCode", "AWS Error"))
+    reason = trainer_lines[-1].strip() if trainer_lines else (text[0] if text else type(err).__name__)
+    if storage_hint:
+        return f"training failed because the output store is unreachable: {reason}"
+    return f"training failed: {reason}"
+
+
+def _fail(tracker: ProgressTracker, message: str) -> None:
+    try:
+        tracker.publish(tracker.build_report(state="failed", message=message), force_write=True)
+    except Exception as err:  # reporting the failure must not hide it
+        log.warning("could not publish the failure: %s", err)
+
+
+__all__ = ["MAX_FAILURES_ENV", "MODEL_DIR", "RunResult", "concurrent_trials", "job_uri", "load_finished", "run_job"]
