@@ -143,13 +143,20 @@ def document_label(source: str, index: int, count: int) -> str:
 
 def load_jobs(path: str | Path) -> list[FineTuneJob]:
     """Every FineTuneJob in a file, validated; all problems of all documents at once."""
-    path = Path(path)
-    documents = load_manifests(path)
+    return _jobs(load_manifests(path), str(path))
+
+
+def parse_jobs(text: str, source: str) -> list[FineTuneJob]:
+    """Every FineTuneJob in a YAML stream (for example standard input)."""
+    return _jobs(parse_documents(text, source), source)
+
+
+def _jobs(documents: list[tuple[int, dict[str, Any]]], source: str) -> list[FineTuneJob]:
     jobs: list[FineTuneJob] = []
     problems: list[Problem] = []
     for index, document in documents:
         try:
-            jobs.append(parse_job(document, document_label(str(path), index, len(documents))))
+            jobs.append(parse_job(document, document_label(source, index, len(documents))))
         except ManifestError as err:
             problems.extend(err.problems)
     if problems:
@@ -182,7 +189,7 @@ def parse_job(document: dict[str, Any], source: str) -> FineTuneJob:
         return FineTuneJob.model_validate_json(json.dumps(document, default=_json_default), strict=True)
     except ValidationError as err:
         raise ManifestError(
-            [Problem(source, path, message) for path, message in describe_errors(err, FineTuneJob, document)]
+            [Problem(source, path, message) for path, message in describe_errors(err, FineTuneJob)]
         ) from None
 
 
@@ -193,9 +200,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot represent {type(value).__name__} in a manifest")
 
 
-def describe_errors(
-    err: ValidationError, model: type[BaseModel], document: Any = None
-) -> list[tuple[str, str]]:
+def describe_errors(err: ValidationError, model: type[BaseModel]) -> list[tuple[str, str]]:
     """(YAML field path, plain message) for each error pydantic found in `model`."""
     seen: set[tuple[str, str]] = set()
     described = []

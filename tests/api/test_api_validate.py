@@ -3,6 +3,7 @@ codes, and never a traceback."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,10 @@ import pytest
 import yaml
 
 from api_cases import BAD_CASES, base_job
+from finetune_operator.api import FineTuneJob
 from finetune_operator.cli import main
+from finetune_operator.errors import UserError
+from finetune_operator.manifests import ManifestError, load_jobs, parse_job
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -207,3 +211,40 @@ def test_examples_pass_in_a_process_and_no_heavy_library_is_imported() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "HEAVY []" in result.stdout
+
+
+def test_standard_input(monkeypatch, capsys) -> None:
+    job = base_job()
+    job["spec"]["training"] = {"learningRate": -1}
+    monkeypatch.setattr("sys.stdin", io.StringIO(yaml.safe_dump(job)))
+    code, lines = run_validate(capsys, Path("-"))
+    assert code == 1
+    assert lines == ["<stdin>: spec.training.learningRate: must be > 0 (got -1)"]
+
+
+def test_load_jobs_returns_validated_models(tmp_path: Path) -> None:
+    """The API `finetune run` and the operator use: models, not dicts."""
+    second = base_job()
+    second["metadata"]["name"] = "other"
+    second["spec"]["strategy"] = {"type": "lora"}
+    job = write(tmp_path, yaml.safe_dump(base_job()) + "---\n" + yaml.safe_dump(second))
+    first, other = load_jobs(job)
+    assert isinstance(first, FineTuneJob) and first.metadata.name == "demo"
+    assert other.spec.strategy.resolved().lora.r == 8
+    assert other.spec.training.learningRate == 5e-5
+
+
+def test_manifest_error_carries_every_problem() -> None:
+    job = base_job()
+    job["spec"]["training"] = {"batchSize": 0, "epochs": -1}
+    with pytest.raises(ManifestError) as caught:
+        parse_job(job, "job.yaml")
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ("spec.training.epochs", "must be > 0 (got -1)"),
+        ("spec.training.batchSize", "must be >= 1 (got 0)"),
+    ]
+    assert isinstance(caught.value, UserError)
+    assert str(caught.value) == (
+        "job.yaml: spec.training.epochs: must be > 0 (got -1)\n"
+        "job.yaml: spec.training.batchSize: must be >= 1 (got 0)"
+    )

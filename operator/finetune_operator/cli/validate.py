@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Multi-document files are checked document by document; FILE[N] names the "
         "document at index N (from 0).",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML manifest(s)")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML manifest(s); - reads standard input")
     parser.add_argument("-q", "--quiet", action="store_true", help="print problems only")
     parser.set_defaults(func=run)
 
@@ -26,12 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: building the pydantic models costs ~0.15 s that other
     # subcommands (and `finetune --help`) should not pay.
-    from finetune_operator.manifests import ManifestError, load_jobs
+    from finetune_operator.manifests import ManifestError, load_jobs, parse_jobs
 
     failed = False
     for name in args.files:
         try:
-            jobs = load_jobs(name)
+            jobs = parse_jobs(sys.stdin.read(), "<stdin>") if name == "-" else load_jobs(name)
         except ManifestError as err:
             failed = True
             for problem in err.problems:
@@ -39,5 +39,5 @@ def run(args: argparse.Namespace) -> int:
             continue
         if not args.quiet:
             names = ", ".join(job.metadata.name for job in jobs)
-            print(f"{name}: ok ({names})")
+            print(f"{'<stdin>' if name == '-' else name}: ok ({names})")
     return 1 if failed else 0
