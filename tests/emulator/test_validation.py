@@ -1,0 +1,92 @@
+"""CRD schema validation, pruning, defaulting and CEL rules on custom resources."""
+
+from __future__ import annotations
+
+from conftest import FTJ, finetunejob
+
+
+def causes(response):
+    assert response.status_code == 422, response.text
+    return {(c["field"], c["message"]) for c in response.json()["details"]["causes"]}
+
+
+def test_defaults_are_filled_and_unknown_fields_pruned(http):
+    body = finetunejob()
+    body["spec"]["model"]["notAField"] = 1
+    body["spec"]["bogus"] = {"x": 1}
+    stored = http.post(FTJ, body).json()
+    assert "notAField" not in stored["spec"]["model"] and "bogus" not in stored["spec"]
+    assert stored["spec"]["outputPolicy"] == "Retain"
+    assert stored["spec"]["data"]["textColumn"] == "text"
+
+
+def test_type_enum_and_required_errors_name_the_field(http):
+    body = finetunejob()
+    body["spec"]["outputPolicy"] = "Keep"
+    body["spec"]["data"]["maxSeqLength"] = "long"
+    del body["spec"]["output"]
+    found = causes(http.post(FTJ, body))
+    fields = {field for field, _ in found}
+    assert {"spec.outputPolicy", "spec.data.maxSeqLength"} <= fields
+    assert any("output" in message and field == "spec" for field, message in found)
+    message = http.post(FTJ, body).json()["message"]
+    assert message.startswith('FineTuneJob.finetune.dev "job1" is invalid: ')
+
+
+def test_cel_rules_are_evaluated(http):
+    body = finetunejob()
+    body["spec"]["model"]["numLabels"] = 3  # two labels given
+    found = causes(http.post(FTJ, body))
+    assert ("spec.model", "numLabels must equal the number of labels when both are given") in found
+
+
+def test_updates_are_validated_too(http):
+    http.post(FTJ, finetunejob())
+    response = http.patch(f"{FTJ}/job1", {"spec": {"outputPolicy": "Nope"}})
+    assert ("spec.outputPolicy" in {f for f, _ in causes(response)})
+    assert http.get(f"{FTJ}/job1").json()["spec"]["outputPolicy"] == "Retain"
+
+
+def test_rayjob_crd_validates_too(http):
+    rayjob = {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": "rj"},
+              "spec": {"entrypoint": "python -m x", "shutdownAfterJobFinishes": "yes"}}
+    response = http.post("/apis/ray.io/v1/namespaces/default/rayjobs", rayjob)
+    assert "spec.shutdownAfterJobFinishes" in {f for f, _ in causes(response)}
+    rayjob["spec"]["shutdownAfterJobFinishes"] = True
+    assert http.post("/apis/ray.io/v1/namespaces/default/rayjobs", rayjob).status_code == 201
+
+
+def test_every_cel_rule_of_our_crd_compiles(kube):
+    kube.create(finetunejob(), namespace="default")
+    assert kube.store.cel_skipped == []
+
+
+def test_registering_a_crd_serves_it_and_deleting_it_stops(http, kube):
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"kind": "Widget", "plural": "widgets"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                            "size": {"x-kubernetes-int-or-string": True},
+                            "note": {"type": "string", "nullable": True}}}}}}}]}}
+    created = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).json()
+    assert {c["type"] for c in created["status"]["conditions"]} == {"NamesAccepted", "Established"}
+    widgets = "/apis/example.com/v1/namespaces/default/widgets"
+    ok = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+          "spec": {"size": "10%", "note": None}}
+    assert http.post(widgets, ok).status_code == 201
+    bad = dict(ok, metadata={"name": "w2"}, spec={"size": [1]})
+    assert "spec.size" in {f for f, _ in causes(http.post(widgets, bad))}
+    http.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+    assert http.get(widgets).status_code == 404
+    assert kube.list("configmaps", "default") == []
+
+
+def test_crd_name_must_match_its_names(http):
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "wrong.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets"},
+                    "versions": [{"name": "v1", "served": True, "storage": True}]}}
+    response = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    assert "metadata.name" in {f for f, _ in causes(response)}
