@@ -42,7 +42,9 @@ def _metadata(job_obj: dict) -> tuple[str, str, str]:
     try:
         return meta["name"], meta["namespace"], meta["uid"]
     except KeyError as err:
-        raise ValueError(f"FineTuneJob object has no metadata.{err.args[0]}; builders need a stored object") from None
+        raise ValueError(
+            f"FineTuneJob object has no metadata.{err.args[0]}; builders need a stored object"
+        ) from None
 
 
 def owner_reference(job_obj: dict) -> dict:
@@ -178,7 +180,9 @@ def _pod_template(
 ) -> dict:
     name, _, uid = _metadata(job_obj)
     volumes: list[dict] = [
-        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(memory, spec.resources.sharedMemory, settings)}},
+        {"name": SHM_VOLUME, "emptyDir": {
+            "medium": "Memory", "sizeLimit": shm_size(memory, spec.resources.sharedMemory, settings),
+        }},
     ]
     mounts: list[dict] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
     if with_config:

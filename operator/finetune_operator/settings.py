@@ -193,7 +193,9 @@ def load_settings(settings_file: Optional[str] = None) -> Settings:
         try:
             loaded = yaml.safe_load(Path(settings_file).read_text())
         except OSError as err:
-            raise UserError(f"{SETTINGS_FILE_VARIABLE}: cannot read {settings_file}: {err.strerror}") from None
+            raise UserError(
+                f"{SETTINGS_FILE_VARIABLE}: cannot read {settings_file}: {err.strerror}"
+            ) from None
         except yaml.YAMLError as err:
             raise UserError(f"{SETTINGS_FILE_VARIABLE}: {settings_file} is not valid YAML: {err}") from None
         if loaded is not None and not isinstance(loaded, dict):

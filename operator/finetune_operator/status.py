@@ -97,7 +97,9 @@ def set_condition(
             "status": status,
             "reason": reason,
             "message": message,
-            "lastTransitionTime": format_time(now) if flipped else condition.get("lastTransitionTime", format_time(now)),
+            "lastTransitionTime": (
+                format_time(now) if flipped else condition.get("lastTransitionTime", format_time(now))
+            ),
         }
         if generation is not None:
             new["observedGeneration"] = generation
@@ -251,12 +253,14 @@ def compute_status(
 
     if not isinstance(spec_or_error, FineTuneJobSpec):
         message = str(spec_or_error)
-        conditions = set_condition(conditions, ACCEPTED, "False", EventReason.INVALID_SPEC.value, message, now, generation)
+        conditions = set_condition(conditions, ACCEPTED, "False", EventReason.INVALID_SPEC.value, message,
+                                   now, generation)
         return finish("Failed", EventReason.INVALID_SPEC.value, message)
     spec = spec_or_error
 
     if admission.state == "rejected":
-        conditions = set_condition(conditions, ACCEPTED, "False", admission.reason, admission.message, now, generation)
+        conditions = set_condition(conditions, ACCEPTED, "False", admission.reason, admission.message,
+                                   now, generation)
         return finish("Failed", admission.reason, admission.message)
     conditions = set_condition(conditions, ACCEPTED, "True", EventReason.ACCEPTED.value,
                                "spec is valid and allowed in this namespace", now, generation)
@@ -336,7 +340,8 @@ def _message(outcome: Outcome, rj_status: dict, rj_name: str, attempt: int,
     if outcome.phase == "Running" and progress is not None:
         return progress.message or f"training: {progress.percent:.0f}% done"
     if outcome.reason == "UnknownRayJobState":
-        return f"RayJob {rj_name} is in a state this operator does not know: {rj_status.get('jobDeploymentStatus')!r}"
+        state = rj_status.get("jobDeploymentStatus")
+        return f"RayJob {rj_name} is in a state this operator does not know: {state!r}"
     return f"RayJob {rj_name}: {outcome.reason}" + (f" ({kuberay})" if kuberay else "")
 
 
