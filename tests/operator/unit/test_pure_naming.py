@@ -74,3 +74,24 @@ def test_owned_labels_and_selector():
     }
     selector = dict(part.split("=") for part in naming.owned_selector("uid-1").split(","))
     assert all(labels[key] == value for key, value in selector.items())
+
+
+def test_random_names_stay_valid_and_distinct():
+    """Two thousand random DNS-subdomain job names (seeded): every child name is
+    valid and bounded, and no two jobs share a child name."""
+    import random
+
+    rng = random.Random(20260301)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789-."
+    names = set()
+    while len(names) < 2000:
+        length = rng.choice([1, 5, 30, 46, 47, 48, 62, 63, 64, 120, 253])
+        middle = "".join(rng.choice(alphabet) for _ in range(max(length - 2, 0)))
+        name = (rng.choice("abc123") + middle + rng.choice("xyz789"))[:length]
+        if re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", name):
+            names.add(name)
+    rayjobs = {naming.rayjob_name(name) for name in names}
+    configmaps = {naming.configmap_name(name) for name in names}
+    assert len(rayjobs) == len(configmaps) == len(names)
+    assert all(len(child) <= 47 and DNS1035.match(child) for child in rayjobs)
+    assert all(len(child) <= 63 and DNS1123.match(child) for child in configmaps)
