@@ -15,7 +15,7 @@ import yaml
 from finetune_operator import api
 from finetune_operator.cli import main
 from finetune_operator.crd import CRD_PATHS, SchemaError, build_crd, model_schema, render_crd
-from finetune_trainer.config import Spec
+from finetune_trainer.config import SchedulerSpec, Spec
 
 REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN_KEYS = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "definitions", "const"}
@@ -152,8 +152,7 @@ def test_bounds_enums_defaults_and_cel_rules_are_kept() -> None:
     assert training["learningRate"]["default"] == 5e-5
     assert training["precision"]["enum"] == ["fp32", "bf16", "fp16"]
     assert training["scheduler"]["x-kubernetes-validations"] == [
-        {"rule": rule, "message": message} for rule, message in __import__(
-            "finetune_trainer.config", fromlist=["SchedulerSpec"]).SchedulerSpec.CEL_RULES
+        {"rule": rule, "message": message} for rule, message in SchedulerSpec.CEL_RULES
     ]
     worker = schema()["properties"]["spec"]["properties"]["resources"]["properties"]["worker"]
     assert worker["properties"]["cpu"]["pattern"] == api.QUANTITY_PATTERN
