@@ -130,7 +130,10 @@ def load_manifests(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         raise ManifestError([Problem(str(path), "", "no such file")]) from None
     except IsADirectoryError:
         raise ManifestError([Problem(str(path), "", "is a directory, not a manifest file")]) from None
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        problem = f"is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})"
+        raise ManifestError([Problem(str(path), "", problem)]) from None
+    except OSError as err:
         raise ManifestError([Problem(str(path), "", f"cannot read the file: {err}")]) from None
     return parse_documents(text, str(path))
 

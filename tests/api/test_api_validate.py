@@ -164,6 +164,17 @@ def test_missing_file(tmp_path: Path, capsys) -> None:
     assert lines == [f"{tmp_path / 'nope.yaml'}: no such file"]
 
 
+def test_directory_and_binary_file(tmp_path: Path, capsys) -> None:
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"apiVersion: x\n\xff\xfe")
+    code, lines = run_validate(capsys, tmp_path, binary)
+    assert code == 1
+    assert lines == [
+        f"{tmp_path}: is a directory, not a manifest file",
+        f"{binary}: is not UTF-8 text (byte 0xff at offset 14)",
+    ]
+
+
 def test_scientific_notation_is_a_number(tmp_path: Path, capsys) -> None:
     text = yaml.safe_dump(base_job()) + "  training:\n    learningRate: 3e-5\n"
     code, lines = run_validate(capsys, write(tmp_path, text))
