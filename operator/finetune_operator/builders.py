@@ -284,11 +284,7 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
         "entrypoint": ENTRYPOINT,
         "submissionMode": "K8sJobMode",
         "shutdownAfterJobFinishes": True,
-        "ttlSecondsAfterFinished": (
-            scheduling.ttlSecondsAfterFinished
-            if scheduling.ttlSecondsAfterFinished is not None
-            else settings.rayjob.ttl_seconds_after_finished
-        ),
+        "ttlSecondsAfterFinished": build_rayjob_desired_mutables(spec, settings)["ttlSecondsAfterFinished"],
         "backoffLimit": scheduling.backoffLimit,
         "suspend": rayjob_suspended(spec),
         "submitterPodTemplate": _submitter_template(job_obj, spec, settings),
@@ -319,4 +315,37 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
         "kind": RAYJOB_KIND,
         "metadata": metadata,
         "spec": rayjob_spec,
+    }
+
+
+def build_rayjob_patch(rayjob: dict, spec: FineTuneJobSpec, settings: Settings) -> Optional[dict]:
+    """The merge patch that brings a live RayJob's mutable fields (suspend, TTL,
+    deadline: api.MUTABLE_SPEC_PATHS) in line with the FineTuneJob, or None when they
+    already are.
+
+    Kueue owns `suspend` of a queued job: a user's suspend is passed on, but only
+    Kueue lifts it. A finished RayJob is left alone."""
+    current = rayjob.get("spec") or {}
+    state = (rayjob.get("status") or {}).get("jobDeploymentStatus")
+    if state in ("Complete", "Failed", "ValidationFailed"):
+        return None
+    desired = build_rayjob_desired_mutables(spec, settings)
+    if spec.scheduling.queueName and not spec.scheduling.suspend:
+        desired.pop("suspend")
+    changes = {key: value for key, value in desired.items() if current.get(key) != value}
+    return {"spec": changes} if changes else None
+
+
+def build_rayjob_desired_mutables(spec: FineTuneJobSpec, settings: Settings) -> dict[str, Any]:
+    """The values of the RayJob fields a live FineTuneJob may still change (None
+    deletes the field in a merge patch)."""
+    scheduling = spec.scheduling
+    return {
+        "suspend": scheduling.suspend,
+        "ttlSecondsAfterFinished": (
+            scheduling.ttlSecondsAfterFinished
+            if scheduling.ttlSecondsAfterFinished is not None
+            else settings.rayjob.ttl_seconds_after_finished
+        ),
+        "activeDeadlineSeconds": scheduling.activeDeadlineSeconds,
     }

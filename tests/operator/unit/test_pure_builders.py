@@ -264,3 +264,50 @@ def test_pod_templates_are_valid_kubernetes_1_37(case_id, job_obj, spec):
     for role, template in templates.items():
         wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": role}, "template": template}
         kubernetes_validate.validate(wrapped, "1.37", strict=True)
+
+
+def _live(job_obj, spec, state="Running"):
+    rayjob = builders.build_rayjob(job_obj, spec, SETTINGS)
+    rayjob["status"] = {"jobDeploymentStatus": state}
+    return rayjob
+
+
+def test_patch_is_none_when_in_line(make_job):
+    job_obj, spec = make_job(scheduling={"activeDeadlineSeconds": 100})
+    assert builders.build_rayjob_patch(_live(job_obj, spec), spec, SETTINGS) is None
+
+
+@pytest.mark.parametrize(("scheduling", "expected"), [
+    ({"suspend": True}, {"suspend": True}),
+    ({"ttlSecondsAfterFinished": 5}, {"ttlSecondsAfterFinished": 5}),
+    ({"activeDeadlineSeconds": 30}, {"activeDeadlineSeconds": 30}),
+])
+def test_patch_carries_mutable_changes(make_job, scheduling, expected):
+    job_obj, spec = make_job()
+    live = _live(job_obj, spec)
+    _, changed = make_job(scheduling=scheduling)
+    assert builders.build_rayjob_patch(live, changed, SETTINGS) == {"spec": expected}
+
+
+def test_patch_removes_a_dropped_deadline(make_job):
+    job_obj, spec = make_job(scheduling={"activeDeadlineSeconds": 30})
+    _, changed = make_job()
+    assert builders.build_rayjob_patch(_live(job_obj, spec), changed, SETTINGS) == {
+        "spec": {"activeDeadlineSeconds": None}}
+
+
+def test_kueue_lifts_its_own_suspend(make_job):
+    job_obj, spec = make_job(scheduling={"queueName": "q"})
+    live = _live(job_obj, spec, state="Suspended")
+    assert live["spec"]["suspend"] is True
+    assert builders.build_rayjob_patch(live, spec, SETTINGS) is None
+    live["spec"]["suspend"] = False  # Kueue admitted it
+    _, suspended = make_job(scheduling={"queueName": "q", "suspend": True})
+    assert builders.build_rayjob_patch(live, suspended, SETTINGS) == {"spec": {"suspend": True}}
+
+
+@pytest.mark.parametrize("state", ["Complete", "Failed", "ValidationFailed"])
+def test_finished_rayjobs_are_not_patched(make_job, state):
+    job_obj, spec = make_job()
+    _, changed = make_job(scheduling={"suspend": True})
+    assert builders.build_rayjob_patch(_live(job_obj, spec, state), changed, SETTINGS) is None

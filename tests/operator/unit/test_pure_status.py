@@ -334,3 +334,15 @@ def test_status_validates_against_the_generated_crd(make_job):
         status = st.compute_status(job_obj, spec, rj, report, ADMITTED, NOW)
         errors = list(jsonschema.Draft7Validator(schema).iter_errors(status))
         assert not errors, [e.message for e in errors]
+
+
+def test_compute_status_does_not_touch_its_inputs(make_job):
+    import copy
+
+    job_obj, spec = make_job(status={"phase": "Pending", "rayJobName": "reviews",
+                                     "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                                                     "message": "", "lastTransitionTime": "2026-03-01T10:00:00Z"}]})
+    rj = rayjob("Running", "RUNNING")
+    before = copy.deepcopy((job_obj, rj))
+    st.compute_status(job_obj, spec, rj, ProgressReport(step=3), ADMITTED, NOW)
+    assert (job_obj, rj) == before
