@@ -60,7 +60,8 @@ IDENTITY = "the API server routes by apiVersion and kind before any schema appli
 REGEX = "CEL cannot tell whether a string is a valid regular expression"
 TUNABLE = ("map keys cannot be length-bounded in a structural schema, so a membership test over them "
            "risks the API server's CEL cost limit; the path check with 'did you mean' stays in pydantic")
-LORA = {"spec.strategy": {"type": "lora"}}
+ANY_VALUE = ("a structural schema can leave a node untyped only by preserving any JSON in it, and "
+             "candidate values may be numbers, strings or booleans alike")
 
 
 def _dim(**dim: Any) -> dict[str, Any]:
@@ -155,6 +156,9 @@ BAD_CASES = (
     BadCase("dimension-randint-fraction",
             {"spec.tune": {"searchSpace": {"training.batchSize": {"type": "randint", "min": 1.5, "max": 8}}}},
             "spec.tune.searchSpace['training.batchSize']", ("randint needs whole-number min and max",)),
+    BadCase("dimension-values-nested", _dim(type="choice", values=[[1e-4, 1e-3]]),
+            "spec.tune.searchSpace['training.learningRate']",
+            ("values must be numbers, strings or booleans", "got [0.0001, 0.001]"), crd=ANY_VALUE),
     BadCase("dimension-type-unknown", _dim(type="normal", min=0, max=1),
             "spec.tune.searchSpace['training.learningRate'].type",
             ("must be one of: choice, grid, uniform, loguniform, randint",)),

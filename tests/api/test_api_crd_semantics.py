@@ -50,7 +50,7 @@ def test_crd_rejects_bad_manifest_at_the_same_field(case) -> None:
 def test_most_bad_cases_are_caught_by_the_crd() -> None:
     assert len(CRD_CASES) >= 60
     assert {c.id for c in PYDANTIC_ONLY} == {
-        "name-missing", "name-invalid", "partial-bad-regex", "search-path-unknown",
+        "name-missing", "name-invalid", "partial-bad-regex", "search-path-unknown", "dimension-values-nested",
         "api-version-wrong", "kind-wrong",
     }
 
