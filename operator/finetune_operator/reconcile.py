@@ -212,13 +212,13 @@ class Controller:
             decisions = admission.admit(summaries, self.settings.limit_for(namespace))
             return decisions.get(name, admission.ADMITTED)
 
-    def _with_claims(self, namespace: str, queue: list[JobSummary], job: dict) -> list[JobSummary]:
+    def _with_claims(self, namespace: str, queue: list[JobSummary], job: Optional[dict] = None) -> list[JobSummary]:
         """The index's view of the namespace, corrected by what this process knows
-        that the watch stream has not delivered yet (its own claims, this job)."""
+        that the watch stream may not have delivered yet (its own claims, this job)."""
         claims = self._claims.get(namespace, set())
-        name = job["metadata"]["name"]
         by_name = {summary.name: summary for summary in queue}
-        by_name[name] = admission.summarize(job, self.settings)
+        if job is not None:
+            by_name[job["metadata"]["name"]] = admission.summarize(job, self.settings)
         for claimed in claims:
             summary = by_name.get(claimed)
             if summary is not None and not summary.holds_slot:
@@ -355,8 +355,8 @@ class Controller:
         self._locks.pop((namespace, name), None)
 
     def _update_queue_metrics(self, namespace: str, queue: list[JobSummary]) -> None:
-        waiting = sum(1 for summary in queue if summary.waiting and not summary.kueue)
-        self.metrics.set_queue_depth(namespace, max(waiting - len(self._claims.get(namespace, ())), 0))
+        decisions = admission.admit(self._with_claims(namespace, queue), self.settings.limit_for(namespace))
+        self.metrics.set_queue_depth(namespace, admission.queue_depth(decisions))
 
     def update_phase_counts(self, counts: dict[tuple[str, str], int]) -> None:
         self.metrics.set_job_counts(counts)

@@ -1,0 +1,62 @@
+"""Operator restarts, API errors and dropped watch streams: no duplicates, convergence."""
+
+from __future__ import annotations
+
+from tests.operator.scenarios.conftest import (
+    JOBS,
+    RAYJOBS,
+    job_manifest,
+    phase_is,
+    set_rayjob_state,
+    wait_until,
+)
+
+
+def test_operator_killed_mid_flight_restarts_without_duplicates(kube, start_operator):
+    roomy = {"FINETUNE_CONCURRENCY_LIMIT": "100"}
+    operator = start_operator(env=roomy)
+    names = [f"job-{i}" for i in range(8)]
+    for name in names:
+        kube.create(job_manifest(name))
+    # Kill it as soon as some, but likely not all, RayJobs exist.
+    wait_until(lambda: len(kube.list(RAYJOBS, "default")) >= 2, what="first RayJobs")
+    operator.kill()
+    set_rayjob_state(kube, "job-0", "Running", "RUNNING")
+
+    start_operator(env=roomy)
+    for name in names:
+        kube.wait_for(RAYJOBS, name, lambda obj: True, "default", timeout=20)
+    kube.wait_for(JOBS, "job-0", phase_is("Running"), "default", timeout=20)
+    for name in names[1:]:
+        kube.wait_for(JOBS, name, phase_is("Pending"), "default", timeout=20)
+    rayjobs = kube.list(RAYJOBS, "default")
+    assert sorted(r["metadata"]["name"] for r in rayjobs) == sorted(names)
+    # Every RayJob is owned by exactly its job, created once (POSTs beyond 8 got 409s).
+    for rayjob in rayjobs:
+        job = kube.get(JOBS, rayjob["metadata"]["name"], "default")
+        assert rayjob["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+        assert job["status"]["rayJobName"] == rayjob["metadata"]["name"]
+
+
+def test_injected_server_errors_and_conflicts_converge(kube, operator):
+    kube.fail_next("create", RAYJOBS, code=500, times=2)
+    kube.fail_next("patch", JOBS, code=500, times=2)
+    kube.create(job_manifest("flaky"))
+    kube.wait_for(RAYJOBS, "flaky", lambda obj: True, "default", timeout=20)
+    kube.wait_for(JOBS, "flaky", phase_is("Pending"), "default", timeout=20)
+
+    kube.fail_next("create", RAYJOBS, code=409, times=1)
+    kube.create(job_manifest("conflicted"))
+    kube.wait_for(RAYJOBS, "conflicted", lambda obj: True, "default", timeout=20)
+    kube.wait_for(JOBS, "conflicted", phase_is("Pending"), "default", timeout=20)
+
+
+def test_dropped_watch_streams_are_reopened(kube, operator):
+    kube.create(job_manifest("before"))
+    kube.wait_for(JOBS, "before", phase_is("Pending"), "default")
+    wait_until(lambda: kube.open_watches() >= 2, what="operator watches open")
+    assert kube.close_watches() >= 2
+    kube.create(job_manifest("after"))
+    kube.wait_for(RAYJOBS, "after", lambda obj: True, "default", timeout=20)
+    set_rayjob_state(kube, "before", "Running", "RUNNING")
+    kube.wait_for(JOBS, "before", phase_is("Running"), "default", timeout=20)
