@@ -46,6 +46,11 @@ PRINTER_COLUMNS = (
 # Keys pydantic emits that have no place in a structural schema.
 _DROPPED_KEYS = {"title", "additionalProperties", "$defs", "const", "anyOf", "$ref"}
 _SCALARS = (str, int, float, bool)
+# Keys that mean the same in pydantic's JSON Schema and in a Kubernetes CRD schema.
+_KEPT_KEYS = {
+    "type", "format", "enum", "nullable", "required", "pattern", "minLength", "maxLength",
+    "minimum", "maximum", "multipleOf", "minItems", "maxItems", "minProperties", "maxProperties",
+}
 
 
 class SchemaError(Exception):
@@ -113,8 +118,12 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[
             bound = "minimum" if key == "exclusiveMinimum" else "maximum"
             out[bound] = value
             out[key] = True
-        else:
+        elif key in _KEPT_KEYS or key.startswith("x-kubernetes-"):
             out[key] = value
+        else:
+            # Fail at generation rather than ship a CRD the API server refuses or,
+            # worse, one that silently checks less than the models.
+            raise SchemaError(f"{where}: '{key}' has no structural-schema equivalent")
     if "const" in node:
         out["enum"] = [node["const"]]
         out.setdefault("type", _json_type(node["const"]))

@@ -11,6 +11,7 @@ import celpy
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import Field
 
 from finetune_operator import api
 from finetune_operator.cli import main
@@ -202,6 +203,14 @@ def test_a_union_type_is_refused_with_a_clear_error() -> None:
 
     with pytest.raises(SchemaError, match="Ambiguous.size: a union of several types"):
         model_schema(Ambiguous)
+
+
+def test_a_constraint_without_a_crd_equivalent_is_refused() -> None:
+    class Distinct(Spec):
+        tags: list[str] = Field(default_factory=list, json_schema_extra={"uniqueItems": True})
+
+    with pytest.raises(SchemaError, match="Distinct.tags: 'uniqueItems' has no structural-schema equivalent"):
+        model_schema(Distinct)
 
 
 @pytest.mark.parametrize("relative", CRD_PATHS, ids=str)
