@@ -177,6 +177,7 @@ def _pod_template(
     gpu: int,
     with_config: bool,
     placement: bool,
+    digest: str,
 ) -> dict:
     name, _, uid = _metadata(job_obj)
     volumes: list[dict] = [
@@ -226,7 +227,7 @@ def _pod_template(
     return {
         "metadata": {
             "labels": naming.owned_labels(name, uid, component),
-            "annotations": {naming.CONFIG_HASH_ANNOTATION: config_hash(job_obj, spec)},
+            "annotations": {naming.CONFIG_HASH_ANNOTATION: digest},
         },
         "spec": pod,
     }
@@ -272,13 +273,15 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
     if scheduling.queueName:
         metadata["labels"][naming.KUEUE_QUEUE_LABEL] = scheduling.queueName
 
+    digest = config_hash(job_obj, spec)
     head = _pod_template(
         job_obj, spec, settings, container=HEAD_CONTAINER, cpu=resources.head.cpu,
-        memory=resources.head.memory, gpu=0, with_config=True, placement=False,
+        memory=resources.head.memory, gpu=0, with_config=True, placement=False, digest=digest,
     )
     worker = _pod_template(
         job_obj, spec, settings, container=WORKER_CONTAINER, cpu=resources.worker.cpu,
         memory=resources.worker.memory, gpu=resources.worker.gpu, with_config=False, placement=True,
+        digest=digest,
     )
     rayjob_spec: dict[str, Any] = {
         "entrypoint": ENTRYPOINT,

@@ -3,6 +3,7 @@ against KubeRay v1.7.0's real CRD schema and for the fields that matter."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import kubernetes_validate
@@ -150,6 +151,11 @@ def test_configmap_holds_the_jobconfig(case_id, job_obj, spec):
     # Credentials never reach the config: only the Secret's name travels, via envFrom.
     assert "secretRef" not in configmap["data"]["job.json"]
     kubernetes_validate.validate(configmap, "1.37", strict=True)
+    # The pods carry the hash of exactly this config, so a changed config shows.
+    digest = hashlib.sha256(configmap["data"]["job.json"].encode()).hexdigest()[:16]
+    cluster = builders.build_rayjob(job_obj, spec, SETTINGS)["spec"]["rayClusterSpec"]
+    for template in (cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"]):
+        assert template["metadata"]["annotations"][naming.CONFIG_HASH_ANNOTATION] == digest
 
 
 def test_user_strings_never_reach_the_entrypoint(make_job):
