@@ -562,6 +562,7 @@ class Store:
         self.pod_logs: dict[tuple[str, str], PodLog] = {}
         self.request_counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.cel_skipped: list[str] = []
+        self.now: Callable[[], str] = now_rfc3339  # Tests may freeze or move the clock.
         for rtype in builtin_resources():
             self.add_type(rtype)
 
@@ -697,7 +698,7 @@ class Store:
         if "status" in rtype.subresources and rtype.schema is not None:
             obj.pop("status", None)
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = now_rfc3339()
+        meta["creationTimestamp"] = self.now()
         meta["generation"] = 1
         obj = self._admit(rtype, obj, None)
         if rtype.plural == "customresourcedefinitions" and rtype.group == "apiextensions.k8s.io":
@@ -820,7 +821,7 @@ class Store:
             return current
         marked = copy.deepcopy(current)
         marked["metadata"]["finalizers"] = finalizers
-        marked["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+        marked["metadata"].setdefault("deletionTimestamp", self.now())
         marked["metadata"].setdefault("deletionGracePeriodSeconds", 0)
         if not current["metadata"].get("deletionTimestamp"):
             marked["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
@@ -949,7 +950,7 @@ class Store:
         name = current["metadata"]["name"]
         if not current["metadata"].get("deletionTimestamp"):
             marked = copy.deepcopy(current)
-            marked["metadata"]["deletionTimestamp"] = now_rfc3339()
+            marked["metadata"]["deletionTimestamp"] = self.now()
             marked.setdefault("status", {})["phase"] = "Terminating"
             marked["metadata"]["resourceVersion"] = str(self._next_version())
             self._put(rtype, marked)
@@ -1026,9 +1027,9 @@ class Store:
             "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
             "conditions": [
                 {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                 "message": "no conflicts found", "lastTransitionTime": now_rfc3339()},
+                 "message": "no conflicts found", "lastTransitionTime": self.now()},
                 {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": now_rfc3339()},
+                 "message": "the initial names have been accepted", "lastTransitionTime": self.now()},
             ],
         }
         return crd
@@ -1465,6 +1466,12 @@ class KubeEmulator:
                propagation_policy: Optional[str] = None) -> JSON:
         options = {"propagationPolicy": propagation_policy} if propagation_policy else None
         return self._call(lambda: self.store.delete(self.store.find_type(resource), namespace, name, options))
+
+    def set_clock(self, now: Callable[[], str]) -> None:
+        """Use `now()` (an RFC 3339 string) for creation and deletion timestamps."""
+        def set_now() -> None:
+            self.store.now = now
+        self._call(set_now)
 
     def create_namespace(self, name: str) -> JSON:
         return self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
