@@ -269,11 +269,10 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
     trials_root = f"{storage_path.rstrip('/')}/{job.name}/trials"
 
     def trial_driver(config: dict[str, Any]) -> None:
-        context = tune.get_context()
-        trial_name = context.get_trial_name()
+        trial_id = tune.get_context().get_trial_id()
         overrides = {path: config[path] for path in paths if path in config}
-        trainer = _make_trainer(job, name=trial_name, storage_path=trials_root, filesystem=filesystem, queue=queue,
-                                trial_id=trial_name, overrides=overrides, extra_callbacks=(TuneReportCallback(),))
+        trainer = _make_trainer(job, name=trial_id, storage_path=trials_root, filesystem=filesystem, queue=queue,
+                                trial_id=trial_id, overrides=overrides, extra_callbacks=(TuneReportCallback(),))
         trainer.fit()
 
     resources = ray.cluster_resources()
@@ -302,8 +301,8 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
     best: Optional[tuple[float, str, dict, dict, str]] = None  # value, checkpoint, metrics, overrides, trial
     for result in grid:
         overrides = {path: result.config.get(path) for path in paths}
-        name = Path(result.path).name if result.path else "unknown"
         frame = result.metrics_dataframe
+        name = str((result.metrics or {}).get("trial_id") or (Path(result.path).name if result.path else "unknown"))
         rows = frame.to_dict("records") if frame is not None else []
         best_value = None
         for row in rows:

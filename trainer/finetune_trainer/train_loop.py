@@ -223,6 +223,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     # ------------------------------------------------------------ resume
     step, epoch, batch_in_epoch = 0, 0, 0
+    resumed_from: Optional[int] = None
     history: list[dict[str, Any]] = []
     stopper = EarlyStopper(training.earlyStopping) if training.earlyStopping else None
     resume_state = None
@@ -233,10 +234,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             core.load_state_dict(torch.load(Path(directory) / MODEL_STATE, map_location=device, weights_only=True))
             resume_state = torch.load(Path(directory) / TRAINER_STATE, map_location="cpu", weights_only=False)
         step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
+        resumed_from = step
         history = meta.get("history", [])
         controller.restore(epoch=epoch, step=step)
         if stopper is not None and meta.get("early_stopping"):
             stopper.load_state_dict(meta["early_stopping"])
+        if rank == 0:
+            # print, not only log: Ray forwards worker stdout to the driver's log.
+            print(f"finetune: resumed from checkpoint at step {step} (epoch {epoch}, batch {batch_in_epoch})",
+                  flush=True)
         log.info("resumed from checkpoint at step %d (epoch %d, batch %d) on rank %d", step, epoch,
                  batch_in_epoch, rank)
 
@@ -296,6 +302,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         }
         if loss_count:
             values["loss"] = loss_sum / loss_count
+        if resumed_from is not None:
+            values["resumed_from_step"] = resumed_from
         values.update(last_eval)
         history.append({k: values[k] for k in ("step", "loss", "eval_loss", "eval_accuracy", "eval_f1")
                         if k in values})

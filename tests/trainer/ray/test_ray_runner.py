@@ -1,0 +1,139 @@
+"""Real Ray Train / Tune runs of the runner on a tiny BERT: outputs, sweeps, early
+stopping, a worker killed mid-run, and restarts of interrupted and finished jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.trainer.ray.conftest import INTENTS, make_job
+
+pytestmark = pytest.mark.slow
+
+
+class Reports:
+    """Collects the driver's progress reports and per-trial histories."""
+
+    def __init__(self) -> None:
+        self.reports = []
+        self.trials = {}
+
+    def __call__(self, report, trials) -> None:
+        self.reports.append(report)
+        self.trials = trials
+
+    def history(self, trial: str = "run") -> list[dict]:
+        return self.trials[trial].history
+
+
+def test_single_run_writes_a_loadable_model_and_records(ray_local, tiny_model, intent_data, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from finetune_trainer.runner import run_job
+
+    reports = Reports()
+    job = make_job("single", tiny_model, intent_data, str(tmp_path / "out"))
+    result = run_job(job, progress_callback=reports)
+
+    root = tmp_path / "out" / "single"
+    assert result.model_uri == str(root / "model")
+    for name in ("metrics.json", "README.md", "curves.png", "progress.json", "_SUCCESS", "model/_SUCCESS"):
+        assert (root / name).is_file(), name
+    metrics = json.loads((root / "metrics.json").read_text())
+    for key in ("train_samples_per_second", "train_runtime_seconds", "eval_loss", "eval_accuracy", "eval_f1",
+                "test_accuracy", "best_trial", "data"):
+        assert key in metrics, key
+    assert metrics["data"] == {"rows_read": 96, "dropped_missing": 0, "dropped_duplicates": 0, "train": 96,
+                               "validation": 30, "test": 30}
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["train_samples_per_second"] > 0
+    # 96 examples over 2 workers, batch 8, 2 epochs: 6 steps per epoch, 12 in all.
+    steps = [h["step"] for h in reports.history()]
+    assert steps == [4, 8, 12]
+    assert reports.reports[-1].state == "succeeded" and reports.reports[-1].modelUri == result.model_uri
+    assert json.loads((root / "progress.json").read_text())["state"] == "succeeded"
+
+    model = AutoModelForSequenceClassification.from_pretrained(root / "model")
+    tokenizer = AutoTokenizer.from_pretrained(root / "model")
+    assert [model.config.id2label[i] for i in range(3)] == INTENTS
+    assert tokenizer("my invoice problem")["input_ids"]
+
+    # A finished job is not trained again: its recorded result comes back.
+    checkpoints_before = sorted(p.name for p in root.glob("checkpoint_*"))
+    again = run_job(job, progress_callback=reports)
+    assert again.already_finished and again.metrics == result.metrics
+    assert sorted(p.name for p in root.glob("checkpoint_*")) == checkpoints_before
+
+
+def test_two_trial_sweep_keeps_every_trial_and_picks_the_best(ray_local, tiny_model, intent_data, tmp_path):
+    from finetune_trainer.runner import run_job
+
+    tune = {"searchSpace": {"training.learningRate": {"type": "grid", "values": [2e-2, 1e-6]}},
+            "searchAlgorithm": "grid", "numTrials": 1, "metric": "eval_loss", "mode": "min"}
+    job = make_job("sweep", tiny_model, intent_data, str(tmp_path / "out"), tune=tune)
+    result = run_job(job)
+
+    root = tmp_path / "out" / "sweep"
+    trials = json.loads((root / "trials.json").read_text())["trials"]
+    assert sorted(t["hyperparameters"]["training.learningRate"] for t in trials) == [1e-6, 2e-2]
+    best = min(trials, key=lambda t: t["best_eval_loss"])
+    assert result.metrics["best_trial"] == best["id"] == result.best_trial["id"]
+    assert result.metrics["eval_loss"] == pytest.approx(best["best_eval_loss"])
+    assert (root / "model" / "_SUCCESS").is_file()
+
+
+def test_early_stopping_stops_before_the_step_budget(ray_local, tiny_model, intent_data, tmp_path):
+    from finetune_trainer.runner import run_job
+
+    reports = Reports()
+    # minDelta so large that nothing counts as an improvement: stop at the 2nd evaluation.
+    training = {"epochs": 4, "earlyStopping": {"metric": "eval_loss", "mode": "min", "patience": 1,
+                                               "minDelta": 100.0}}
+    job = make_job("early", tiny_model, intent_data, str(tmp_path / "out"), training=training)
+    result = run_job(job, progress_callback=reports)
+    history = reports.history()
+    assert [h["step"] for h in history] == [4, 8]
+    assert result.metrics["steps"] == 8  # of a 24-step budget
+
+
+def test_worker_killed_mid_run_resumes_from_its_checkpoint(ray_local, tiny_model, intent_data, tmp_path,
+                                                          monkeypatch):
+    from finetune_trainer.runner import run_job
+
+    marker = tmp_path / "fault-happened"
+    monkeypatch.setenv("FINETUNE_FAULT_EXIT_AT_STEP", "6")
+    monkeypatch.setenv("FINETUNE_FAULT_MARKER", str(marker))
+    reports = Reports()
+    job = make_job("fault", tiny_model, intent_data, str(tmp_path / "out"))
+    result = run_job(job, progress_callback=reports)
+
+    assert marker.is_file(), "the injected fault did not happen"
+    history = reports.history()
+    # Step 4 was checkpointed; the worker died after step 6; the new worker group
+    # continued from step 4, so steps 8 and 12 follow and nothing restarts from 0.
+    assert [h["step"] for h in history] == [4, 8, 12]
+    latest = reports.trials["run"].latest
+    assert latest["resumed_from_step"] == 4
+    assert result.metrics["steps"] == 12
+
+
+def test_interrupted_job_resumes_when_started_again(ray_local, tiny_model, intent_data, tmp_path, monkeypatch):
+    from finetune_trainer.errors import TrainerError
+    from finetune_trainer.runner import run_job
+
+    job = make_job("interrupted", tiny_model, intent_data, str(tmp_path / "out"))
+    monkeypatch.setenv("FINETUNE_FAULT_EXIT_AT_STEP", "6")
+    monkeypatch.setenv("FINETUNE_FAULT_MARKER", str(tmp_path / "fault"))
+    monkeypatch.setenv("FINETUNE_MAX_FAILURES", "0")
+    with pytest.raises(TrainerError, match="training failed"):
+        run_job(job)
+    assert not (tmp_path / "out" / "interrupted" / "_SUCCESS").exists()
+
+    monkeypatch.delenv("FINETUNE_FAULT_EXIT_AT_STEP")
+    reports = Reports()
+    result = run_job(job, progress_callback=reports)
+    history = reports.history()
+    assert [h["step"] for h in history] == [8, 12]
+    assert reports.trials["run"].latest["resumed_from_step"] == 4
+    assert not result.already_finished and (tmp_path / "out" / "interrupted" / "_SUCCESS").is_file()
