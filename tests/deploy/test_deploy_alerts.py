@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from conftest import PROMETHEUS_HOW, ROOT, generate, render, the, tool
+from deploy_support import PROMETHEUS_HOW, ROOT, generate, render, the, tool
 
 HERE = ROOT / "tests" / "deploy"
 

@@ -11,7 +11,7 @@ import helm_python
 import pytest
 import yaml
 
-from conftest import CHART, DEPLOY, ROOT, find, render, the, validate_object
+from deploy_support import CHART, DEPLOY, ROOT, find, render, the, validate_object
 
 # The value sets a release is likely to use, each rendered and validated in full.
 VALUE_SETS: dict[str, dict[str, Any]] = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DEPLOY
+from deploy_support import DEPLOY
 
 DASHBOARD = DEPLOY / "grafana" / "finetune-dashboard.json"
 PROMQL_WORDS = {"by", "without", "and", "or", "unless", "on", "ignoring", "group_left", "group_right",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from conftest import DEPLOY, ROOT, generate, render, the, validate_object
+from deploy_support import DEPLOY, ROOT, generate, render, the, validate_object
 
 
 def test_generated_files_are_up_to_date() -> None:

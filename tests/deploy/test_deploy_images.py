@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from conftest import DEPLOY, ROOT, tool
+from deploy_support import DEPLOY, ROOT, tool
 
 DOCKERFILES = {
     "operator": DEPLOY / "docker" / "operator.Dockerfile",

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import pytest
 
-from conftest import find, generate, render, the
+from deploy_support import find, generate, render, the
 
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
 

@@ -11,62 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
-import yaml
 
-from conftest import DEPLOY, PROMETHEUS_HOW, ROOT, generate, render, the, tool
+from deploy_support import (DEPLOY, ROOT, free_port, generate, http_json, http_ok, poll, query, render,
+                            running_prometheus, stop, the)
 from tests.support.kube_fixtures import KubeHandle, start_kube
 
 pytestmark = pytest.mark.e2e
 
 SCRAPE_JOB = "finetune-operator-metrics"  # the job name the alert rules expect
 DASHBOARD = DEPLOY / "grafana" / "finetune-dashboard.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def poll(what: str, check: Callable[[], Any], timeout: float, describe: Callable[[], str] = lambda: "") -> Any:
-    """Call `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not seen within {timeout} s. {describe()}")
-        time.sleep(0.25)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def http_json(url: str) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.load(response)
-    except OSError:
-        return None
 
 
 @pytest.fixture
@@ -99,11 +58,7 @@ def operator_ports(kube: KubeHandle, tmp_path: Path) -> Iterator[int]:
     try:
         def healthy() -> bool:
             assert process.poll() is None, f"operator exited:\n{log_path.read_text()[-4000:]}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=1) as rsp:
-                    return rsp.status == 200
-            except OSError:
-                return False
+            return http_ok(f"http://127.0.0.1:{health_port}/healthz")
 
         poll("the operator's /healthz", healthy, 60, lambda: log_path.read_text()[-4000:])
         yield metrics_port
@@ -113,45 +68,15 @@ def operator_ports(kube: KubeHandle, tmp_path: Path) -> Iterator[int]:
 
 @pytest.fixture
 def prometheus(operator_ports: int, tmp_path: Path) -> Iterator[str]:
-    """A real Prometheus scraping the operator every second; yields its base URL."""
-    binary = tool("prometheus", PROMETHEUS_HOW)
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(generate.ALERTS)],
-        "scrape_configs": [{
-            "job_name": SCRAPE_JOB,
-            # As the ServiceMonitor does: keep the operator's `namespace` label.
-            "honor_labels": True,
-            "static_configs": [{"targets": [f"127.0.0.1:{operator_ports}"]}],
-        }],
-    }))
-    log_path = tmp_path / "prometheus.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        poll("Prometheus ready", lambda: process.poll() is None and _ready(url), 60,
-             lambda: log_path.read_text()[-4000:])
+    """A real Prometheus scraping the operator every second, with the alert rules."""
+    scrape = {
+        "job_name": SCRAPE_JOB,
+        # As the ServiceMonitor does: keep the operator's `namespace` label.
+        "honor_labels": True,
+        "static_configs": [{"targets": [f"127.0.0.1:{operator_ports}"]}],
+    }
+    with running_prometheus(tmp_path, [scrape], rule_files=(generate.ALERTS,)) as url:
         yield url
-    finally:
-        stop(process)
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def query(url: str, expr: str) -> dict[str, Any]:
-    return http_json(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})) or {}
 
 
 def job_manifest(name: str) -> dict[str, Any]:

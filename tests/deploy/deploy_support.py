@@ -1,4 +1,4 @@
-"""Shared pieces of the deploy tests: the chart, the generator, and external tools.
+"""Shared pieces of the deploy tests: the chart, the generator, external tools and servers.
 
 The chart is rendered by the real Helm engine (helm-python-sdk), objects are checked
 by kubernetes-validate, alert rules by promtool. A missing tool fails the test with
@@ -8,11 +8,19 @@ the way to install it: in CI a skipped deploy test would hide a broken install.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -106,3 +114,91 @@ def validate_object(obj: dict[str, Any], objects: list[dict[str, Any]]) -> None:
         if kube_version == "latest":
             kube_version = kubernetes_validate.latest_version()
         kubernetes_validate.validate(obj, kube_version, strict=True)
+
+
+# ------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poll(what: str, check: Callable[[], Any], timeout: float, describe: Callable[[], str] = lambda: "") -> Any:
+    """Call `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not seen within {timeout} s. {describe()}")
+        time.sleep(0.25)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited after 20 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def http_json(url: str) -> Any:
+    """The JSON at `url`, or None while the server is not answering."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except OSError:
+        return None
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def query(url: str, expr: str) -> dict[str, Any]:
+    """Prometheus' instant-query answer for `expr` ({} while it is not answering)."""
+    return http_json(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})) or {}
+
+
+def query_result(url: str, expr: str) -> list[dict[str, Any]]:
+    return query(url, expr).get("data", {}).get("result", [])
+
+
+@contextmanager
+def running_prometheus(tmp_path: Path, scrape_configs: list[dict[str, Any]],
+                       rule_files: tuple[Path, ...] = ()) -> Iterator[str]:
+    """Debian's Prometheus on a free 127.0.0.1 port with temporary storage, scraping
+    every second; yields its base URL and stops it afterwards."""
+    import yaml
+
+    binary = tool("prometheus", PROMETHEUS_HOW)
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(path) for path in rule_files],
+        "scrape_configs": scrape_configs,
+    }))
+    log_path = tmp_path / "prometheus.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        poll("Prometheus ready", lambda: process.poll() is None and http_ok(f"{url}/-/ready"), 60,
+             lambda: log_path.read_text()[-4000:])
+        yield url
+    finally:
+        stop(process)
