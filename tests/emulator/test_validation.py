@@ -80,7 +80,7 @@ def test_registering_a_crd_serves_it_and_deleting_it_stops(http, kube):
     assert "spec.size" in {f for f, _ in causes(http.post(widgets, bad))}
     http.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
     assert http.get(widgets).status_code == 404
-    assert kube.list("configmaps", "default") == []
+    assert kube.store.objects.get(("example.com", "widgets")) is None
 
 
 def test_crd_name_must_match_its_names(http):
@@ -90,3 +90,27 @@ def test_crd_name_must_match_its_names(http):
                     "versions": [{"name": "v1", "served": True, "storage": True}]}}
     response = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     assert "metadata.name" in {f for f, _ in causes(response)}
+
+
+def test_cel_types_numbers_by_schema_and_runs_transition_rules_on_update_only(http):
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "gadgets.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Gadget", "plural": "gadgets"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"spec": {
+                            "type": "object",
+                            "properties": {"rate": {"type": "number"}, "owner": {"type": "string"}},
+                            "x-kubernetes-validations": [
+                                {"rule": "self.rate >= 0.0", "message": "rate must not be negative",
+                                 "fieldPath": ".rate"},
+                                {"rule": "self.owner == oldSelf.owner", "message": "owner is immutable"},
+                            ]}}}}}]}}
+    assert http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status_code == 201
+    gadgets = "/apis/example.com/v1/namespaces/default/gadgets"
+    body = {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"},
+            "spec": {"rate": 0, "owner": "ann"}}  # an integer in a number field
+    assert http.post(gadgets, body).status_code == 201
+    assert ("spec.rate", "rate must not be negative") in causes(
+        http.patch(f"{gadgets}/g", {"spec": {"rate": -1}}))
+    assert ("spec", "owner is immutable") in causes(http.patch(f"{gadgets}/g", {"spec": {"owner": "bob"}}))
+    assert http.patch(f"{gadgets}/g", {"spec": {"rate": 2}}).status_code == 200

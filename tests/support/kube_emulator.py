@@ -333,6 +333,7 @@ class SchemaChecker:
     def __init__(self, schema: JSON) -> None:
         import jsonschema
 
+        self.schema = schema
         body = copy.deepcopy(schema)
         # metadata is validated by the server itself, never by the CRD's schema.
         body.get("properties", {}).pop("metadata", None)
@@ -352,32 +353,86 @@ class SchemaChecker:
                     continue
                 self.cel_programs.append((path, rule, program))
 
-    def errors(self, document: JSON) -> list[tuple[str, str]]:
+    def errors(self, document: JSON, old: Optional[JSON] = None) -> list[tuple[str, str]]:
+        """(field path, message) for each violation; CEL runs only on schema-valid documents.
+
+        Transition rules (those using `oldSelf`) run only on updates where the old
+        object has a value at the same place, as on a real API server.
+        """
         causes = []
         for error in sorted(self.validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
             causes.append((field_path(error.absolute_path) or "<root>", error.message))
-        if causes:
+        if causes or not self.cel_programs:
             return causes
+        typed = typed_for_cel(document, self.schema)
+        typed_old = typed_for_cel(old, self.schema) if old is not None else None
         for path, rule, program in self.cel_programs:
-            for where, value in values_at(document, path):
-                causes += self._run_rule(where, value, rule, program)
+            transition = "oldSelf" in rule["rule"]
+            for where, value in values_at(typed, path):
+                old_value = _MISSING
+                if transition:
+                    old_value = value_at(typed_old, where)
+                    if old_value is _MISSING:
+                        continue
+                causes += self._run_rule(where, value, old_value, rule, program)
         return causes
 
     @staticmethod
-    def _run_rule(where: tuple, value: Any, rule: JSON, program: Any) -> list[tuple[str, str]]:
+    def _run_rule(where: tuple, value: Any, old_value: Any, rule: JSON, program: Any) -> list[tuple[str, str]]:
         import celpy
 
+        activation = {"self": celpy.json_to_cel(value)}
+        if old_value is not _MISSING:
+            activation["oldSelf"] = celpy.json_to_cel(old_value)
+        place = field_path(where) or "<root>"
         try:
-            result = program.evaluate({"self": celpy.json_to_cel(value)})
+            result = program.evaluate(activation)
         except Exception as err:  # noqa: BLE001 - CEL runtime errors become 422s
-            return [(field_path(where) or "<root>", f"failed to evaluate rule {rule['rule']!r}: {err}")]
-        if isinstance(result, Exception) or not bool(result):
-            place = field_path(where) or "<root>"
+            return [(place, f"failed to evaluate rule {rule['rule']!r}: {err}")]
+        if isinstance(result, Exception):
+            return [(place, f"failed to evaluate rule {rule['rule']!r}: {result}")]
+        if not bool(result):
             if rule.get("fieldPath"):
-                place = (place if place != "<root>" else "") + rule["fieldPath"]
-                place = place.lstrip(".")
+                place = ((place if place != "<root>" else "") + rule["fieldPath"]).lstrip(".")
             return [(place, rule.get("message") or f"Invalid value: failed rule: {rule['rule']}")]
         return []
+
+
+_MISSING = object()
+
+
+def value_at(document: Any, where: tuple) -> Any:
+    """The value at a concrete path (keys and indexes), or _MISSING."""
+    node = document
+    for step in where:
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+            node = node[step]
+        else:
+            return _MISSING
+    return node
+
+
+def typed_for_cel(value: Any, schema: Optional[JSON]) -> Any:
+    """A copy with whole numbers in `type: number` fields made floats.
+
+    JSON does not tell 1 from 1.0; the API server types CEL values by the schema,
+    so `self.momentum > 0.0` works when the user wrote `momentum: 0`.
+    """
+    if schema is None:
+        return value
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        return {key: typed_for_cel(item, properties.get(key, additional if isinstance(additional, dict) else None))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [typed_for_cel(item, items if isinstance(items, dict) else None) for item in value]
+    if schema.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 # ============================================================================ selectors
@@ -1002,7 +1057,8 @@ class Store:
             return obj
         body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
         body = prune_and_default(body, rtype.schema)
-        causes = checker.errors(body)
+        old_body = None if old is None else {k: v for k, v in old.items() if k not in ("apiVersion", "kind", "metadata")}
+        causes = checker.errors(body, old_body)
         if causes:
             raise invalid(rtype, meta.get("name", ""), causes)
         return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": meta, **body}
