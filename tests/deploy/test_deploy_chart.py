@@ -265,6 +265,13 @@ def test_settings_the_chart_owns_are_refused_with_the_value_to_use() -> None:
     assert "settings.metrics_port: the chart sets this from metrics.port; set that value instead" in str(caught.value)
 
 
+def test_replicas_without_peering_are_refused() -> None:
+    with helm_python.Chart.load(CHART) as chart:
+        with pytest.raises(helm_python.HelmRenderError) as caught:
+            chart.render({"replicaCount": 2, "peering": {"enabled": False}}, name="x", namespace="y")
+    assert "replicaCount > 1 needs peering.enabled: true" in str(caught.value)
+
+
 def test_notes_tell_how_to_submit_a_first_job() -> None:
     with helm_python.Chart.load(CHART) as chart:
         notes = chart.render({"watch": {"namespaces": ["ml"]}}, name="finetune-operator",
