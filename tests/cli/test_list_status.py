@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import job
+from tests.cli.helpers import job
 
 RUNNING = {
     "phase": "Running", "rayJobName": "job1-r1", "attempt": 1, "startTime": "2026-01-01T00:00:00Z",

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import JOB_YAML
+from tests.cli.helpers import JOB_YAML
 from tests.support.kube_fixtures import start_kube
 
 

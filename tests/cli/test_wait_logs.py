@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import job, when_watched
+from tests.cli.helpers import job, when_watched
 
 
 def _pod(kube, name, rayjob, created_labels=None):

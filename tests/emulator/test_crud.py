@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import CM, configmap
+from tests.emulator.helpers import CM, configmap
 
 
 def test_create_sets_server_fields_and_get_returns_the_object(http):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import CM, configmap
+from tests.emulator.helpers import CM, configmap
 
 PODS = "/api/v1/namespaces/default/pods"
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import finetunejob
+from tests.emulator.helpers import finetunejob
 
 OPERATOR = textwrap.dedent('''
     import kopf

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import CM, FTJ, configmap, finetunejob
+from tests.emulator.helpers import CM, FTJ, configmap, finetunejob
 
 
 def test_generation_bumps_only_on_spec_changes(http):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CM, configmap
+from tests.emulator.helpers import CM, configmap
 
 
 @pytest.fixture

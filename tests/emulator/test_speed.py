@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import CM, configmap
+from tests.emulator.helpers import CM, configmap
 
 
 def test_two_thousand_requests_stay_fast(http, kube):

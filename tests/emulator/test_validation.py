@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import FTJ, finetunejob
+from tests.emulator.helpers import FTJ, finetunejob
 
 
 def causes(response):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import CM, configmap
+from tests.emulator.helpers import CM, configmap
 from tests.support.kube_fixtures import start_kube
 
 
@@ -58,7 +58,7 @@ def test_watch_from_a_version_replays_what_came_after(http):
 def test_watch_from_a_version_older_than_the_history_is_410_gone(tmp_path):
     kube = start_kube(tmp_path, crds=False, history_size=5)
     try:
-        from conftest import Http
+        from tests.emulator.helpers import Http
         http = Http(kube.url)
         first = http.post(CM, configmap("c0")).json()
         for index in range(1, 10):
@@ -93,7 +93,7 @@ def test_timeout_seconds_ends_the_stream(http):
 def test_bookmarks_when_allowed(tmp_path):
     kube = start_kube(tmp_path, crds=False, bookmark_interval=0.2)
     try:
-        from conftest import Http
+        from tests.emulator.helpers import Http
         events = list(Http(kube.url).watch(CM, allowWatchBookmarks="true", timeoutSeconds=1, resourceVersion="1"))
         bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
         assert bookmarks and bookmarks[0]["object"]["metadata"]["resourceVersion"].isdigit()
