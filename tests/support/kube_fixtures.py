@@ -111,3 +111,75 @@ def kube_env(kube: KubeHandle, monkeypatch: pytest.MonkeyPatch) -> KubeHandle:
     """`kube`, with KUBECONFIG pointing at it for code that reads the environment."""
     monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig_path))
     return kube
+
+
+class KubeRayDriver:
+    """Plays KubeRay's (and the Job controller's) part for one RayJob.
+
+    The emulator runs no controllers, so scenario tests move a RayJob through its life
+    by hand. This does it the way KubeRay would: a submitter batch Job named after the
+    RayJob, owned by it; a pod of that Job labelled `batch.kubernetes.io/job-name`
+    (and `job-name`) running the `ray-job-submitter` container, whose log carries the
+    trainer's progress lines; and the RayJob's status fields.
+    """
+
+    def __init__(self, kube: KubeHandle, namespace: str, name: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.name = name
+        self.pod_name: Optional[str] = None
+
+    def rayjob(self) -> JSON:
+        return self.kube.get("rayjobs", self.name, self.namespace)
+
+    def _owner(self, obj: JSON) -> list[JSON]:
+        return [{"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
+                 "uid": obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+
+    def start(self, log: str = "") -> JSON:
+        """Cluster up, job submitted: RayJob Running, submitter Job and pod created."""
+        rayjob = self.rayjob()
+        labels = {"batch.kubernetes.io/job-name": self.name, "job-name": self.name}
+        job = self.kube.create({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": self.name, "namespace": self.namespace, "ownerReferences": self._owner(rayjob)},
+            "spec": {"template": {"metadata": {"labels": labels}, "spec": {
+                "restartPolicy": "Never", "containers": [{"name": "ray-job-submitter", "image": "rayproject/ray"}]}}},
+        })
+        pod = self.kube.create({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": f"{self.name}-", "namespace": self.namespace, "labels": labels,
+                         "ownerReferences": self._owner(job)},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "ray-job-submitter", "image": "rayproject/ray"}]},
+            "status": {"phase": "Running"},
+        })
+        self.pod_name = pod["metadata"]["name"]
+        self.kube.set_pod_log(self.namespace, self.pod_name, log)
+        self.kube.patch_status("rayjobs", self.name, {
+            "jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "jobId": f"{self.name}-id",
+            "rayClusterName": f"{self.name}-raycluster", "startTime": self.kube.store.now(),
+        }, namespace=self.namespace)
+        return pod
+
+    def log(self, text: str) -> None:
+        """Append driver output to the submitter pod's log."""
+        assert self.pod_name, "call start() first"
+        self.kube.set_pod_log(self.namespace, self.pod_name, text, append=True)
+
+    def progress(self, **report: Any) -> None:
+        """Append one trainer progress line (see finetune_trainer.progress)."""
+        from finetune_trainer.progress import ProgressReport
+
+        self.log(ProgressReport(**report).to_line() + "\n")
+
+    def finish(self, succeeded: bool = True, message: str = "") -> None:
+        """The Ray job ended: RayJob Complete with SUCCEEDED or FAILED, pod finished."""
+        assert self.pod_name, "call start() first"
+        self.kube.patch_status("pods", self.pod_name, {"phase": "Succeeded" if succeeded else "Failed"},
+                               namespace=self.namespace)
+        self.kube.patch_status("rayjobs", self.name, {
+            "jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED" if succeeded else "FAILED",
+            "endTime": self.kube.store.now(), "message": message,
+            "succeeded" if succeeded else "failed": 1,
+        }, namespace=self.namespace)
