@@ -31,7 +31,7 @@ from finetune_trainer.errors import StorageError, TrainerError
 from finetune_trainer.progress import ProgressReport
 from finetune_trainer.telemetry import SINGLE_TRIAL_ID, ProgressTracker, progress_callback
 from finetune_trainer.train_loop import (
-    FAULT_MARKER_ENV, FAULT_STEP_ENV, MODEL_STATE, STATE_JSON, selection_metric, train_loop_per_worker,
+    FAULT_AFTER_FILE_ENV, FAULT_MARKER_ENV, FAULT_STEP_ENV, MODEL_STATE, STATE_JSON, selection_metric, train_loop_per_worker,
 )
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def job_uri(job: JobConfig) -> str:
 
 
 def _fault_hooks() -> dict[str, str]:
-    return {k: os.environ[k] for k in (FAULT_STEP_ENV, FAULT_MARKER_ENV) if os.environ.get(k)}
+    return {k: os.environ[k] for k in (FAULT_STEP_ENV, FAULT_MARKER_ENV, FAULT_AFTER_FILE_ENV) if os.environ.get(k)}
 
 
 def _max_failures() -> int:
@@ -75,6 +75,26 @@ def _max_failures() -> int:
     except ValueError:
         raise TrainerError(f"{MAX_FAILURES_ENV}={raw!r} is not a whole number (allowed: -1 for unlimited, 0 or more)") \
             from None
+
+
+# ----------------------------------------------------------------- local Ray
+
+
+def pin_ray_address() -> None:
+    """Ray worker set-up hook: export this cluster's address as RAY_ADDRESS.
+
+    Ray Train's placement-group cleaner queries the State API without an address;
+    on a machine running more than one Ray instance that lookup fails ("Found
+    multiple active Ray instances") and leaked worker groups can block later trials."""
+    import ray
+
+    if not os.environ.get("RAY_ADDRESS"):
+        os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+
+
+def local_ray_init_kwargs() -> dict[str, Any]:
+    """Extra `ray.init` arguments for a Ray that this process starts itself."""
+    return {"runtime_env": {"worker_process_setup_hook": "finetune_trainer.runner.pin_ray_address"}}
 
 
 # ----------------------------------------------------------------- finished jobs
@@ -445,7 +465,10 @@ def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = N
         return finished
 
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=True)
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(log_to_driver=True)
+        else:
+            ray.init(address="local", **local_ray_init_kwargs())
     metric, mode = selection_metric(job.config)
     tracker = ProgressTracker(trials_total=job.config.tune.numTrials if job.config.tune else 1, metric=metric,
                               mode=mode, job_uri=root, output=output, echo=echo, callback=progress_callback)

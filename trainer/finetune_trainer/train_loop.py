@@ -39,9 +39,13 @@ STATE_JSON = "state.json"
 # Test-only fault injection: when FINETUNE_FAULT_EXIT_AT_STEP=K and
 # FINETUNE_FAULT_MARKER=PATH reach the loop (the runner forwards them), the last rank
 # exits hard after optimizer step K unless PATH exists, and creates PATH first, so
-# the fault happens exactly once per run.
+# the fault happens exactly once per run. With FINETUNE_FAULT_AFTER_FILE=PATH it first
+# waits (up to a minute) for PATH to appear: Ray Train registers a reported checkpoint
+# asynchronously, so a test makes that file once the driver has seen the checkpoint.
 FAULT_STEP_ENV = "FINETUNE_FAULT_EXIT_AT_STEP"
 FAULT_MARKER_ENV = "FINETUNE_FAULT_MARKER"
+FAULT_AFTER_FILE_ENV = "FINETUNE_FAULT_AFTER_FILE"
+_FAULT_WAIT_S = 60.0
 
 
 def selection_metric(config: TrainingConfig) -> tuple[str, str]:
@@ -133,6 +137,10 @@ def _maybe_inject_fault(step: int, rank: int, world_size: int, fault: dict[str, 
         return
     os.write(fd, f"{os.getpid()} step {step}\n".encode())
     os.close(fd)
+    after = fault.get(FAULT_AFTER_FILE_ENV)
+    deadline = time.monotonic() + _FAULT_WAIT_S
+    while after and not os.path.exists(after) and time.monotonic() < deadline:
+        time.sleep(0.1)
     log.warning("fault injection: rank %d exits hard after step %d", rank, step)
     os._exit(17)
 
@@ -264,16 +272,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     # Running totals between two reports.
     window = {"loss_sum": 0.0, "loss_count": 0, "samples": 0, "tokens": 0, "started": time.perf_counter(),
-              "steps": 0}
+              "steps": 0, "eval_seconds": 0.0}
     train_seconds = 0.0
     total_samples = 0
     last_eval: dict[str, float] = {}
     stop_early = False
 
     def run_eval() -> dict[str, float]:
+        started = time.perf_counter()
         loader = DataLoader(validation_set, batch_size=max(training.batchSize, 32), collate_fn=collate)
         # The unwrapped module: evaluation needs no DDP gradient hooks or buffer syncs.
-        return evaluate(core, loader, device=device, reduce=reducer, num_labels=len(label_names))
+        scores = evaluate(core, loader, device=device, reduce=reducer, num_labels=len(label_names))
+        window["eval_seconds"] += time.perf_counter() - started
+        return scores
 
     def gather_rng() -> list[Any]:
         import torch.distributed as dist
@@ -287,7 +298,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     def report(with_checkpoint: bool, final: bool = False) -> None:
         nonlocal train_seconds, total_samples
-        elapsed = time.perf_counter() - window["started"]
+        # Training time only: evaluation is reported by its own clock.
+        elapsed = time.perf_counter() - window["started"] - window["eval_seconds"]
         loss_sum, loss_count, samples, tokens = reducer.sum_floats(
             window["loss_sum"], window["loss_count"], window["samples"], window["tokens"])
         train_seconds += elapsed
@@ -310,7 +322,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         rng_states = gather_rng() if with_checkpoint else None
         if metrics_sink is not None:
             metrics_sink.record(values, new_steps=int(window["steps"]), new_samples=int(samples))
-        window.update(loss_sum=0.0, loss_count=0, samples=0, tokens=0, steps=0)
+        values["eval_seconds"] = window["eval_seconds"]
+        window.update(loss_sum=0.0, loss_count=0, samples=0, tokens=0, steps=0, eval_seconds=0.0)
         if with_checkpoint and rank == 0:
             with tempfile.TemporaryDirectory(prefix="finetune-ckpt-") as directory:
                 torch.save(unwrap(model).state_dict(), Path(directory) / MODEL_STATE)
@@ -428,5 +441,5 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                  metric_name, training.earlyStopping.patience, step)
 
 
-__all__ = ["FAULT_MARKER_ENV", "FAULT_STEP_ENV", "MODEL_STATE", "STATE_JSON", "TRAINER_STATE",
+__all__ = ["FAULT_AFTER_FILE_ENV", "FAULT_MARKER_ENV", "FAULT_STEP_ENV", "MODEL_STATE", "STATE_JSON", "TRAINER_STATE",
            "epoch_order", "selection_metric", "train_loop_per_worker"]

@@ -124,6 +124,8 @@ def load_job(args: argparse.Namespace):
 def _start_ray(job_config, cpus: float | None) -> None:
     import ray
 
+    from finetune_trainer.runner import local_ray_init_kwargs
+
     if ray.is_initialized():
         return
     address = os.environ.get("RAY_ADDRESS")
@@ -139,7 +141,7 @@ def _start_ray(job_config, cpus: float | None) -> None:
         needed = scaling.numWorkers * scaling.cpusPerWorker * concurrent + DRIVER_HEADROOM_CPUS
         declared = cpus or max(float(os.cpu_count() or 1), needed)
         ray.init(address="local", num_cpus=int(declared + 0.999), include_dashboard=True,
-                 log_to_driver=False, configure_logging=True, logging_level="WARNING")
+                 log_to_driver=False, configure_logging=True, logging_level="WARNING", **local_ray_init_kwargs())
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise UserError(f"cannot start or reach Ray{f' at RAY_ADDRESS={address}' if address else ''}: {err}") \
             from None

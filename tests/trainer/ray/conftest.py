@@ -38,11 +38,13 @@ def ray_local() -> Iterator[None]:
     """A private Ray instance for this module (never someone else's cluster)."""
     import ray
 
+    from finetune_trainer.runner import local_ray_init_kwargs
+
     if ray.is_initialized():
         ray.shutdown()
     os.environ.pop("RAY_ADDRESS", None)
     ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=True, dashboard_port=None,
-             log_to_driver=True, configure_logging=False)
+             log_to_driver=True, configure_logging=False, **local_ray_init_kwargs())
     try:
         yield
     finally:

@@ -14,15 +14,19 @@ pytestmark = pytest.mark.slow
 
 
 class Reports:
-    """Collects the driver's progress reports and per-trial histories."""
+    """Collects the driver's progress reports and per-trial histories; touches
+    `checkpoint_seen` once the driver has seen a report with a checkpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoint_seen: Path | None = None) -> None:
         self.reports = []
         self.trials = {}
+        self.checkpoint_seen = checkpoint_seen
 
     def __call__(self, report, trials) -> None:
         self.reports.append(report)
         self.trials = trials
+        if self.checkpoint_seen is not None and any(t.checkpoints for t in trials.values()):
+            self.checkpoint_seen.touch()
 
     def history(self, trial: str = "run") -> list[dict]:
         return self.trials[trial].history
@@ -104,7 +108,8 @@ def test_worker_killed_mid_run_resumes_from_its_checkpoint(ray_local, tiny_model
     marker = tmp_path / "fault-happened"
     monkeypatch.setenv("FINETUNE_FAULT_EXIT_AT_STEP", "6")
     monkeypatch.setenv("FINETUNE_FAULT_MARKER", str(marker))
-    reports = Reports()
+    monkeypatch.setenv("FINETUNE_FAULT_AFTER_FILE", str(tmp_path / "checkpoint-seen"))
+    reports = Reports(tmp_path / "checkpoint-seen")
     job = make_job("fault", tiny_model, intent_data, str(tmp_path / "out"))
     result = run_job(job, progress_callback=reports)
 
@@ -125,9 +130,10 @@ def test_interrupted_job_resumes_when_started_again(ray_local, tiny_model, inten
     job = make_job("interrupted", tiny_model, intent_data, str(tmp_path / "out"))
     monkeypatch.setenv("FINETUNE_FAULT_EXIT_AT_STEP", "6")
     monkeypatch.setenv("FINETUNE_FAULT_MARKER", str(tmp_path / "fault"))
+    monkeypatch.setenv("FINETUNE_FAULT_AFTER_FILE", str(tmp_path / "checkpoint-seen"))
     monkeypatch.setenv("FINETUNE_MAX_FAILURES", "0")
     with pytest.raises(TrainerError, match="training failed"):
-        run_job(job)
+        run_job(job, progress_callback=Reports(tmp_path / "checkpoint-seen"))
     assert not (tmp_path / "out" / "interrupted" / "_SUCCESS").exists()
 
     monkeypatch.delenv("FINETUNE_FAULT_EXIT_AT_STEP")
