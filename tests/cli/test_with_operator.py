@@ -42,6 +42,8 @@ def test_submit_follow_and_wait_with_the_real_operator(cli, kube, tmp_path, oper
 
     job = kube.wait_for("finetunejobs", "job1", lambda o: bool((o.get("status") or {}).get("rayJobName")),
                         namespace="default", timeout=60)
+    # The operator records the child's name in status before it creates the child.
+    kube.wait_for("rayjobs", job["status"]["rayJobName"], lambda _: True, namespace="default", timeout=60)
     driver = KubeRayDriver(kube, "default", job["status"]["rayJobName"])
     driver.start(log="starting the trainer\n")
     driver.progress(step=30, totalSteps=100, percent=30.0, metrics={"eval_loss": 0.5},
