@@ -77,3 +77,13 @@ def test_fail_next_injects_errors_for_matching_requests_only(http, kube):
     assert http.post(CM, configmap("d")).status_code == 201
     assert kube.get("configmaps", "c", "default")  # the test side is never faulted
     assert kube.request_count("get", "configmaps") == 3
+
+
+def test_an_emulator_bug_comes_back_as_a_500_status(http, kube, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(kube.store, "list", broken)
+    response = http.get(CM)
+    assert response.status_code == 500
+    assert response.json()["reason"] == "InternalError" and "RuntimeError: boom" in response.json()["message"]

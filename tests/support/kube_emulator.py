@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import datetime
 import json
+import logging
 import re
 import threading
 import uuid
@@ -30,6 +31,7 @@ import jsonpatch
 from aiohttp import web
 
 JSON = dict[str, Any]
+logger = logging.getLogger(__name__)
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -1230,6 +1232,11 @@ class HttpApi:
             return await self.handle(request, verb, rtype, namespace, name, subresource)
         except ApiError as err:
             return _json_response(err.status(), status=err.code)
+        except Exception as err:  # noqa: BLE001 - an emulator bug must reach the client readably
+            logger.exception("kube emulator: %s %s failed", request.method, request.path_qs)
+            failure = ApiError(500, "InternalError", f"emulator error on {request.method} {request.path}: "
+                                                     f"{type(err).__name__}: {err}")
+            return _json_response(failure.status(), status=500)
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
