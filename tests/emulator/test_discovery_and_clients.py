@@ -28,9 +28,7 @@ def test_resource_lists_carry_subresources_and_verbs(http):
 
 
 def test_official_kubernetes_client_round_trip(kube):
-    config = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig_path), client_configuration=config)
-    with kubernetes.client.ApiClient(config) as api_client:
+    with kube.kubernetes_client() as api_client:
         core = kubernetes.client.CoreV1Api(api_client)
         core.create_namespaced_config_map("default", {"metadata": {"name": "k"}, "data": {"a": "1"}})
         assert core.read_namespaced_config_map("k", "default").data == {"a": "1"}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
+import requests
 import yaml
 
 from tests.support.kube_emulator import JSON, ApiError, KubeEmulator, kopf_peering_crds
@@ -44,6 +45,44 @@ def project_crds() -> list[JSON]:
     return [*kopf_peering_crds(), *load_crds(FINETUNE_CRD), *load_crds(RAYJOB_CRD)]
 
 
+class HttpClient:
+    """A thin synchronous client speaking the API server's REST dialect."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
+                **params: Any) -> requests.Response:
+        data = None if body is None else json.dumps(body)
+        return self.session.request(method, self.base + path, data=data, params=params or None,
+                                    headers={"Content-Type": content_type}, timeout=30)
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return self.request("GET", path, **params)
+
+    def post(self, path: str, body: Any) -> requests.Response:
+        return self.request("POST", path, body)
+
+    def put(self, path: str, body: Any) -> requests.Response:
+        return self.request("PUT", path, body)
+
+    def patch(self, path: str, body: Any, content_type: str = "application/merge-patch+json") -> requests.Response:
+        return self.request("PATCH", path, body, content_type=content_type)
+
+    def delete(self, path: str, body: Any = None, **params: Any) -> requests.Response:
+        return self.request("DELETE", path, body, **params)
+
+    def watch(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Events of a watch stream, one per JSON line, until the server ends it."""
+        params = {"watch": "true", **params}
+        with self.session.get(self.base + path, params=params, stream=True, timeout=30) as response:
+            assert response.status_code == 200, response.text
+            for line in response.iter_lines():
+                if line:
+                    yield json.loads(line)
+
+
 class KubeHandle(KubeEmulator):
     """The emulator plus what tests around it need: a kubeconfig file and polling."""
 
@@ -53,6 +92,19 @@ class KubeHandle(KubeEmulator):
         path.write_text(yaml.safe_dump(self.kubeconfig(namespace=namespace)))
         self.kubeconfig_path = path
         return path
+
+    def http(self) -> HttpClient:
+        """A plain HTTP client to this server (close its `.session` when done)."""
+        return HttpClient(self.url)
+
+    def kubernetes_client(self) -> Any:
+        """An official `kubernetes.client.ApiClient` configured from the kubeconfig file."""
+        import kubernetes
+
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(self.kubeconfig_path),
+                                           client_configuration=configuration)
+        return kubernetes.client.ApiClient(configuration)
 
     def wait_for(self, resource: str, name: str, predicate: Callable[[JSON], bool],
                  namespace: Optional[str] = None, timeout: float = 10.0, interval: float = 0.02) -> JSON:
