@@ -98,14 +98,27 @@ async def resync(namespace: str, name: str, memo: kopf.Memo, logger: Any,
                                       logger=logger)
 
 
+def _timer_needs_no_finalizer(handler_id: str) -> None:
+    """kopf puts a finalizer on every object that has a timer, to stop the timer before
+    the object goes. Ours holds nothing to clean up, and a finalizer on every job
+    would cost a PATCH per job and block namespace deletion while the operator is
+    down; only outputPolicy Delete needs one (the delete handler adds it)."""
+    for handler in kopf.get_default_registry()._spawning.get_all_handlers():
+        if handler.id == handler_id:
+            object.__setattr__(handler, "requires_finalizer", False)
+
+
+_timer_needs_no_finalizer("resync")
+
+
 @kopf.on.event(RAYJOB_GROUP, RAYJOB_VERSION, RAYJOB_PLURAL,
                labels={naming.MANAGED_BY_LABEL: naming.MANAGED_BY_VALUE})
 async def rayjob_event(body: kopf.Body, namespace: str, memo: kopf.Memo, logger: Any,
                        jobs_by_namespace: kopf.Index, **_: Any) -> None:
     """KubeRay changed a RayJob we own: reconcile the FineTuneJob that owns it."""
     controller = memo.get("controller")
-    if controller is None:
-        return
+    if controller is None or not body.get("status"):
+        return  # nothing KubeRay observed yet: the creating reconcile has it in hand
     owner = next((ref for ref in body.metadata.get("ownerReferences") or []
                   if ref.get("kind") == "FineTuneJob" and ref.get("controller")), None)
     if owner is None:

@@ -105,8 +105,6 @@ class Controller:
                     await self._reconcile(namespace, name, queue, logger or log)
             except ApiError as err:
                 raise kopf.TemporaryError(f"Kubernetes API error for {namespace}/{name}: {err}", delay=2) from err
-            finally:
-                self._update_queue_metrics(namespace, queue)
 
     # -------------------------------------------------------------------- skeleton
 
@@ -210,7 +208,12 @@ class Controller:
         async with lock:
             summaries = self._with_claims(namespace, queue, job)
             decisions = admission.admit(summaries, self.settings.limit_for(namespace))
-            return decisions.get(name, admission.ADMITTED)
+            decision = decisions.get(name, admission.ADMITTED)
+            # The queue only changes when a waiting job is decided, so this is where
+            # its depth is measured (admitted jobs leave it: one fewer).
+            depth = admission.queue_depth(decisions)
+            self.metrics.set_queue_depth(namespace, depth)
+            return decision
 
     def _with_claims(self, namespace: str, queue: list[JobSummary], job: Optional[dict] = None) -> list[JobSummary]:
         """The index's view of the namespace, corrected by what this process knows
@@ -330,8 +333,8 @@ class Controller:
         old_phase, new_phase = old.get("phase"), new.get("phase")
         if new_phase != old_phase or (detail_reason is not None and old.get("message") != new.get("message")):
             reason = detail_reason or _PHASE_EVENTS.get(new_phase or "")
-            if reason is None and new_phase == "Pending":
-                reason = EventReason.ADMITTED if old_phase == "Queued" else EventReason.ACCEPTED
+            if reason is None and new_phase == "Pending" and old_phase == "Queued":
+                reason = EventReason.ADMITTED  # a new job's first Event is RayJobCreated
             if reason is not None:
                 self._event(job, reason, new.get("message") or new_phase or "")
         if new_phase in TERMINAL_PHASES and old_phase not in TERMINAL_PHASES:
@@ -353,10 +356,6 @@ class Controller:
     def _forget(self, namespace: str, name: str) -> None:
         self._release(namespace, name)
         self._locks.pop((namespace, name), None)
-
-    def _update_queue_metrics(self, namespace: str, queue: list[JobSummary]) -> None:
-        decisions = admission.admit(self._with_claims(namespace, queue), self.settings.limit_for(namespace))
-        self.metrics.set_queue_depth(namespace, admission.queue_depth(decisions))
 
     def update_phase_counts(self, counts: dict[tuple[str, str], int]) -> None:
         self.metrics.set_job_counts(counts)

@@ -1,0 +1,292 @@
+"""The operator at scale: 1,000 FineTuneJobs across 10 namespaces.
+
+Starts the fast API emulator (with our CRD and KubeRay's RayJob CRD, which it
+validates every RayJob against) and the real `finetune operator` process, applies
+1,000 jobs, and measures:
+
+- time until every job has its RayJob and a Pending status (jobs/s), beside a baseline:
+  the same 1,000 RayJobs (built by the same builders) created directly with the same
+  client, 50 requests in flight — what the API server allows at best;
+- the operator's peak RSS (psutil, sampled every 100 ms), beside its RSS at idle;
+- reconcile p50/p99, from the operator's own histogram (Prometheus buckets,
+  interpolated as `histogram_quantile` does).
+
+Targets: >= 50 jobs/s and peak RSS < 300 MB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+JOBS = 1000
+NAMESPACES = 10
+TARGET_RATE = 50.0
+TARGET_RSS_MB = 300.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _manifest(name: str, namespace: str) -> dict:
+    return {
+        "apiVersion": "finetune.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
+            "data": {"train": f"s3://datasets/{namespace}/train.csv"},
+            "training": {"maxSteps": 10},
+            "output": {"uri": f"s3://models/{namespace}"},
+            "resources": {"workers": 2, "worker": {"cpu": "2", "memory": "4Gi"}},
+        },
+    }
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> Optional[float]:
+    """histogram_quantile over cumulative (upper bound, count) buckets."""
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    previous_bound, previous_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return previous_bound
+            width = count - previous_count
+            fraction = (rank - previous_count) / width if width else 0.0
+            return previous_bound + (bound - previous_bound) * fraction
+        previous_bound, previous_count = bound, count
+    return previous_bound
+
+
+def _reconcile_quantiles(metrics_text: str) -> tuple[Optional[float], Optional[float], int]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: list[tuple[float, float]] = []
+    count = 0
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "finetune_operator_reconcile_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets.append((float(sample.labels["le"]), sample.value))
+            elif sample.name.endswith("_count"):
+                count = int(sample.value)
+    buckets.sort()
+    return _quantile(buckets, 0.5), _quantile(buckets, 0.99), count
+
+
+class _RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.stopped = threading.Event()
+
+    def sample(self) -> int:
+        try:
+            rss = self.process.memory_info().rss
+        except psutil.Error:
+            return 0
+        self.peak = max(self.peak, rss)
+        return rss
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.1):
+            self.sample()
+
+
+def _wait_healthy(process: subprocess.Popen, port: int, log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"operator exited: {log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("operator did not become healthy")
+
+
+def _baseline(kube: Any, namespaces: list[str]) -> float:
+    """Seconds to create the same RayJobs directly with the operator's client."""
+    from finetune_operator import builders, kube as kube_api
+    from finetune_operator.api import FineTuneJobSpec
+    from finetune_operator.settings import Settings
+
+    settings = Settings()
+    bodies = []
+    for index in range(JOBS):
+        namespace = namespaces[index % NAMESPACES]
+        manifest = _manifest(f"base-{index}", namespace)
+        stored = {**manifest, "metadata": {**manifest["metadata"], "uid": f"uid-{index}"}}
+        bodies.append((namespace, builders.build_rayjob(stored, FineTuneJobSpec.model_validate(manifest["spec"]),
+                                                        settings)))
+
+    async def create_all() -> float:
+        async with kube_api.standalone(kube.url) as api:
+            limit = asyncio.Semaphore(50)
+
+            async def one(namespace: str, body: dict) -> None:
+                async with limit:
+                    await api.create_rayjob(namespace, body)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(one(ns, body) for ns, body in bodies))
+            return time.perf_counter() - started
+
+    return asyncio.run(create_all())
+
+
+async def _apply(server: str, manifests: list[dict], in_flight: int = 20) -> float:
+    """POST the FineTuneJobs over HTTP, `in_flight` at a time, as `kubectl apply` with
+    parallelism would; returns the seconds it took."""
+    import aiohttp
+
+    limit = asyncio.Semaphore(in_flight)
+    async with aiohttp.ClientSession(server) as session:
+        async def one(manifest: dict) -> None:
+            namespace = manifest["metadata"]["namespace"]
+            async with limit:
+                async with session.post(f"/apis/finetune.dev/v1alpha1/namespaces/{namespace}/finetunejobs",
+                                        json=manifest) as response:
+                    if response.status >= 300:
+                        raise RuntimeError(f"apply failed: {response.status} {await response.text()}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(m) for m in manifests))
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    from tests.support.kube_fixtures import start_kube
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
+    kube = start_kube(workdir, history_size=20000)
+    namespaces = [f"team-{i}" for i in range(NAMESPACES)]
+    for namespace in namespaces:
+        kube.create_namespace(namespace)
+    operator: Optional[subprocess.Popen] = None
+    try:
+        # Baseline first, in namespaces the operator does not watch.
+        base_namespaces = [f"base-{i}" for i in range(NAMESPACES)]
+        for namespace in base_namespaces:
+            kube.create_namespace(namespace)
+        baseline_seconds = _baseline(kube, base_namespaces)
+        # The floor: applying the FineTuneJobs alone, with no operator running.
+        floor_namespace = "floor"
+        kube.create_namespace(floor_namespace)
+        floor_seconds = asyncio.run(_apply(kube.url, [_manifest(f"floor-{i}", floor_namespace)
+                                                      for i in range(JOBS)]))
+
+        metrics_port, health_port = _free_port(), _free_port()
+        log_path = workdir / "operator.log"
+        env = {**os.environ, "FINETUNE_CONCURRENCY_LIMIT": str(JOBS)}
+        env.pop("KUBECONFIG", None)
+        args = [str(Path(sys.executable).parent / "finetune"), "operator", "--kubeconfig", str(kube.kubeconfig_path),
+                "--standalone", "--bind", "127.0.0.1", "--metrics-port", str(metrics_port),
+                "--health-port", str(health_port), "--resync-seconds", "60"]
+        for namespace in namespaces:
+            args += ["--namespace", namespace]
+        with open(log_path, "wb") as log:
+            operator = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        _wait_healthy(operator, health_port, log_path)
+        sampler = _RssSampler(operator.pid)
+        idle_rss = sampler.sample()
+        sampler.start()
+
+        started = time.perf_counter()
+        applier = threading.Thread(target=lambda: asyncio.run(_apply(
+            kube.url, [_manifest(f"job-{i}", namespaces[i % NAMESPACES]) for i in range(JOBS)])))
+        applier.start()
+
+        deadline = time.monotonic() + 600
+        done = 0
+        while time.monotonic() < deadline:
+            jobs = [j for ns in namespaces for j in kube.list("finetunejobs", ns)]
+            rayjobs = {(r["metadata"]["namespace"], r["metadata"]["name"])
+                       for ns in namespaces for r in kube.list("rayjobs", ns)}
+            done = sum(1 for j in jobs if (j.get("status") or {}).get("phase") == "Pending"
+                       and (j["metadata"]["namespace"], j["status"].get("rayJobName")) in rayjobs)
+            if done == JOBS:
+                break
+            time.sleep(1.0)  # listing 2,000 objects costs the emulator; poll gently
+        elapsed = time.perf_counter() - started
+        applier.join()
+        cpu = sampler.process.cpu_times()
+        operator_cpu = cpu.user + cpu.system
+        own = psutil.Process().cpu_times()
+        bench_cpu = own.user + own.system
+        sampler.stopped.set()
+        sampler.join()
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            p50, p99, reconciles = _reconcile_quantiles(response.read().decode())
+
+        # Every RayJob against KubeRay's schema (the emulator also validated each on create).
+        from tests.operator.scenarios.conftest import assert_valid_rayjob
+
+        invalid = 0
+        for namespace in namespaces:
+            for rayjob in kube.list("rayjobs", namespace):
+                try:
+                    assert_valid_rayjob(rayjob)
+                except AssertionError:
+                    invalid += 1
+
+        rate = done / elapsed if elapsed else 0.0
+        base_rate = JOBS / baseline_seconds
+        mb = 1024 * 1024
+        print(f"jobs: {JOBS} in {NAMESPACES} namespaces, applied 20 at a time over HTTP")
+        print(f"all RayJobs + Pending: {done}/{JOBS} in {elapsed:.1f} s = {rate:.0f} jobs/s "
+              f"(target >= {TARGET_RATE:.0f}); baseline, RayJobs created directly with the same client: "
+              f"{baseline_seconds:.1f} s = {base_rate:.0f} RayJobs/s; floor, applying the FineTuneJobs alone "
+              f"(no operator): {floor_seconds:.1f} s = {JOBS / floor_seconds:.0f} jobs/s")
+        print(f"operator peak RSS: {sampler.peak / mb:.0f} MB (target < {TARGET_RSS_MB:.0f}); "
+              f"baseline, idle after start-up: {idle_rss / mb:.0f} MB")
+        fmt = (lambda v: f"{v * 1000:.1f} ms" if v is not None else "n/a")
+        print(f"reconcile p50 {fmt(p50)}, p99 {fmt(p99)} over {reconciles} reconciles")
+        print(f"CPU seconds: operator {operator_cpu:.0f}, emulator + this script {bench_cpu:.0f} "
+              f"(2 cores shared by both, and with other users of the machine)")
+        print(f"RayJobs invalid against KubeRay's CRD schema: {invalid}")
+        print(json.dumps({"jobs_per_second": round(rate, 1), "baseline_rayjobs_per_second": round(base_rate, 1),
+                          "floor_apply_jobs_per_second": round(JOBS / floor_seconds, 1),
+                          "peak_rss_mb": round(sampler.peak / mb, 1), "idle_rss_mb": round(idle_rss / mb, 1),
+                          "reconcile_p50_ms": p50 and round(p50 * 1000, 2),
+                          "reconcile_p99_ms": p99 and round(p99 * 1000, 2), "invalid_rayjobs": invalid}))
+        if done != JOBS:
+            raise RuntimeError(f"only {done} of {JOBS} jobs converged; operator log: {log_path}")
+    finally:
+        if operator is not None and operator.poll() is None:
+            operator.send_signal(signal.SIGTERM)
+            try:
+                operator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+                operator.wait()
+        kube.stop()
+
+
+if __name__ == "__main__":
+    main()
