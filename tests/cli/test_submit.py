@@ -102,3 +102,21 @@ def test_unreachable_server_and_bad_kubeconfig_print_no_traceback(tmp_path):
     result = subprocess.run([*finetune, "list", "--kubeconfig", str(tmp_path / "missing")], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "no kubeconfig at" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_submit_reads_standard_input(cli, kube, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(JOB_YAML.format(name="from-stdin")))
+    code, out, _ = cli("submit", "-")
+    assert code == 0 and "from-stdin created" in out
+    assert kube.exists("finetunejobs", "from-stdin", "default")
+
+
+def test_the_cli_starts_without_importing_the_kubernetes_client():
+    probe = ("import sys; from finetune_operator.cli import build_parser; build_parser(); "
+             "heavy = sorted(m for m in ('kubernetes', 'kopf', 'torch', 'ray', 'transformers') if m in sys.modules); "
+             "print(heavy)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

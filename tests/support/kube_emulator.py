@@ -674,6 +674,10 @@ class Store:
             self.history_floor = self.history[0].resource_version
         event = HistoryEvent(int(obj["metadata"]["resourceVersion"]), rtype.storage_key, event_type, obj, old)
         self.history.append(event)
+        if rtype.storage_key == ("", "pods"):  # Log followers stop when their pod ends.
+            log = self.pod_logs.get((obj["metadata"].get("namespace") or "", obj["metadata"]["name"]))
+            if log is not None and log.changed is not None:
+                log.changed.set()
         for watcher in self.watchers:
             if watcher.storage_key == rtype.storage_key:
                 translated = translate_for_watcher(watcher, event)
