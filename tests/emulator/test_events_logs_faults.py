@@ -87,3 +87,31 @@ def test_an_emulator_bug_comes_back_as_a_500_status(http, kube, monkeypatch):
     response = http.get(CM)
     assert response.status_code == 500
     assert response.json()["reason"] == "InternalError" and "RuntimeError: boom" in response.json()["message"]
+
+
+def test_stop_ends_log_followers_and_watches_promptly(tmp_path):
+    from tests.support.kube_fixtures import start_kube
+
+    kube = start_kube(tmp_path, crds=False)
+    _pod(kube)
+    http = kube.http()
+    ended = []
+
+    def follow():
+        with http.session.get(f"{http.base}{PODS}/submitter/log", params={"follow": "true"}, stream=True,
+                              timeout=30) as response:
+            for _ in response.iter_content(chunk_size=None):
+                pass
+        ended.append(True)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not any(log.changed is not None for log in kube.store.pod_logs.values()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    started = time.monotonic()
+    kube.stop()
+    assert time.monotonic() - started < 5
+    thread.join(5)
+    assert ended == [True]

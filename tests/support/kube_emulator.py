@@ -620,6 +620,7 @@ class Store:
         self.request_counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.cel_skipped: list[str] = []
         self.now: Callable[[], str] = now_rfc3339  # Tests may freeze or move the clock.
+        self.closing = False  # Set on shutdown: streams end instead of waiting.
         for rtype in builtin_resources():
             self.add_type(rtype)
 
@@ -1327,6 +1328,8 @@ class HttpApi:
             initial = [translated for event in store.history
                        if event.resource_version > int(since) and event.storage_key == rtype.storage_key
                        for translated in [translate_for_watcher(watcher, event)] if translated is not None]
+        if store.closing:
+            return response
         store.watchers.add(watcher)
         try:
             for event_type, obj in initial:
@@ -1381,7 +1384,7 @@ class HttpApi:
         await response.write(text.encode())
         sent = len(log.text)
         try:
-            while True:
+            while not store.closing:
                 pod = store.objects[rtype.storage_key].get(key)
                 if pod is None:
                     break
@@ -1418,7 +1421,7 @@ class KubeEmulator:
         self.host = host
         self.port = port
         self.store = Store(history_size=history_size)
-        self.http = HttpApi(self.store, bookmark_interval=bookmark_interval)
+        self.rest = HttpApi(self.store, bookmark_interval=bookmark_interval)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._runner: Optional[web.AppRunner] = None
@@ -1438,7 +1441,7 @@ class KubeEmulator:
         return self
 
     async def _start_site(self) -> None:
-        self._runner = web.AppRunner(self.http.app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.rest.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -1447,7 +1450,11 @@ class KubeEmulator:
     def stop(self) -> None:
         if self._loop is None:
             return
-        self._call(self.store.close_watches)
+
+        def close() -> None:
+            self.store.closing = True
+            self.store.close_watches()
+        self._call(close)
         for log in self.store.pod_logs.values():
             if log.changed is not None:
                 self._loop.call_soon_threadsafe(log.changed.set)
