@@ -147,6 +147,21 @@ class JobsClient:
                                                                    _request_timeout=REQUEST_TIMEOUT)
         return list(result.get("items") or [])
 
+    def snapshot(self, namespace: str, name: str) -> tuple[dict[str, Any], str]:
+        """The job and the resourceVersion to watch it from.
+
+        The version comes from a list, not from the job: a job unchanged for long
+        has a version the server may have compacted away (410 Gone on watch).
+        """
+        with api_errors(f"get {KIND} {name}", self.connection, not_found=self._missing(name, namespace)):
+            result = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                               field_selector=f"metadata.name={name}",
+                                                               _request_timeout=REQUEST_TIMEOUT)
+        items = result.get("items") or []
+        if not items:
+            raise UserError(self._missing(name, namespace))
+        return items[0], result["metadata"]["resourceVersion"]
+
     def create_or_replace(self, namespace: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Create the job, or replace the spec of an existing one: ("created" |
         "configured" | "unchanged", the stored object)."""

@@ -131,3 +131,28 @@ def test_logs_before_the_job_started_or_after_cleanup(cli, kube):
     assert code == 1 and "RayJob rj of FineTuneJob job1 has no submitter pod" in err
     code, _, err = cli("logs", "nope")
     assert code == 1 and "'nope' not found" in err
+
+
+def test_wait_recovers_when_the_jobs_version_is_older_than_the_watch_history(tmp_path, capsys):
+    """A job unchanged while much else changed: its own resourceVersion is gone
+    from the server's history (410), so `wait` must watch from a list's version."""
+    from tests.cli.helpers import Cli
+    from tests.support.kube_fixtures import start_kube
+
+    kube = start_kube(tmp_path, history_size=3)
+    try:
+        kube.create(job())
+        kube.patch_status("finetunejobs", "job1", {"phase": "Running"}, namespace="default")
+        for index in range(10):
+            kube.create({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": f"noise-{index}", "namespace": "default"}})
+        thread = when_watched(kube, lambda: kube.patch_status("finetunejobs", "job1", {"phase": "Succeeded"},
+                                                              namespace="default"))
+        started = time.monotonic()
+        code, out, _ = Cli(kube, capsys)("wait", "job1", "--timeout", "30")
+        thread.join(5)
+        assert code == 0 and "Succeeded" in out
+        assert time.monotonic() - started < 5
+        assert kube.request_count("list", "finetunejobs") == 1  # no 410-and-retry loop
+    finally:
+        kube.stop()

@@ -266,7 +266,7 @@ def _wait(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     namespace = jobs.connection.namespace
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    job = jobs.get(namespace, args.name)
+    job, version = jobs.snapshot(namespace, args.name)
     while True:
         phase = (job.get("status") or {}).get("phase") or "Pending"
         if phase in TERMINAL_PHASES:
@@ -275,35 +275,34 @@ def _wait(args: argparse.Namespace) -> int:
         if remaining <= 0:
             raise UserError(f"timed out after {args.timeout:g} s waiting for {KIND} {args.name} "
                             f"(phase {phase})", exit_code=EXIT_TIMEOUT)
-        job = _next_state(jobs, namespace, args.name, job, min(remaining, 300.0))
+        job, version = _next_state(jobs, namespace, args.name, version, min(remaining, 300.0))
 
 
 class _Deleted(Exception):
     pass
 
 
-def _next_state(jobs: Any, namespace: str, name: str, job: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """The job after its next change, or as it is when the watch ends without one.
+def _next_state(jobs: Any, namespace: str, name: str, version: str, timeout: float) -> tuple[dict[str, Any], str]:
+    """The job after its next change and the version to go on from; or a fresh
+    snapshot when the watch ends without one.
 
-    A watch may end early (server timeout, dropped stream, 410 Gone after a long
-    pause); re-reading the job then catches any change made in between.
+    A watch may end early (server timeout, dropped stream, 410 Gone); the snapshot
+    then catches any change made in between.
     """
     started = time.monotonic()
     try:
-        for event_type, obj in jobs.watch_changes(namespace, name, job["metadata"]["resourceVersion"], timeout):
+        for event_type, obj in jobs.watch_changes(namespace, name, version, timeout):
             if event_type == "DELETED":
                 raise _Deleted()
             if event_type in ("ADDED", "MODIFIED"):
-                return obj
-            if event_type == "ERROR":
-                break  # e.g. 410 Gone: fall back to a fresh read
+                return obj, obj["metadata"]["resourceVersion"]
     except _Deleted:
         raise UserError(f"{KIND} {name} was deleted while waiting for it", exit_code=EXIT_FAILED) from None
     except UserError:
-        # The watch request failed (dropped connection, 410, server error). Back off
-        # briefly so a persistent failure does not spin; the GET below reports it.
+        # The watch request failed (dropped connection, server error). Back off
+        # briefly so a persistent failure does not spin; the snapshot reports it.
         time.sleep(min(1.0, max(0.0, timeout - (time.monotonic() - started))))
-    return jobs.get(namespace, name)
+    return jobs.snapshot(namespace, name)
 
 
 def _finished(job: dict[str, Any]) -> int:
