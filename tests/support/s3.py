@@ -99,7 +99,7 @@ class SeaweedS3:
             f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer'] + 10000}",
             f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3'] + 10000}",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.volumeSizeLimitMB=64", "-volume.max=20",
+            "-master.volumeSizeLimitMB=32", "-volume.max=500",
         ]
 
     def env(self) -> dict[str, str]:
@@ -142,7 +142,7 @@ class SeaweedS3:
         )
         log.close()
         deadline = time.monotonic() + _READY_TIMEOUT_S
-        probe = f"ready-probe-{uuid.uuid4().hex[:8]}"
+        probe = "ready-probe"  # one bucket: every new bucket costs SeaweedFS a set of volumes
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -152,7 +152,7 @@ class SeaweedS3:
                 s3.create_dir(probe)
                 with s3.open_output_stream(f"{probe}/probe") as stream:
                     stream.write(b"ok")
-                s3.delete_dir(probe)
+                s3.delete_file(f"{probe}/probe")
                 return
             except OSError as err:
                 last_error = err

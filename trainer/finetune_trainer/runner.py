@@ -342,8 +342,8 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
             "reports": len(rows),
             "steps": final.get("step"),
             "best_" + spec.metric: best_value,
-            "metrics": {k: v for k, v in final.items() if k.startswith("eval_") or k in ("loss", "step", "epoch")
-                        and _finite(v)},
+            "metrics": {k: v for k, v in final.items() if (k.startswith("eval_") or k in (
+                "loss", "step", "epoch", "train_runtime_seconds", "time_total_s")) and _finite(v)},
             "error": str(result.error) if result.error else None,
         })
     if best is None:
@@ -515,23 +515,45 @@ def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = N
     return RunResult(job.name, root, model_uri, metrics, best_trial, outcome.trials)
 
 
+_STORAGE_WORDS = ("AWS Error", "curlCode", "Could not connect", "Connection refused", "s3://", "StorageError",
+                  "NETWORK_CONNECTION")
+
+
+def _failure_chain(err: BaseException) -> list[BaseException]:
+    """The error, its causes, and the worker/controller failures Ray wraps inside."""
+    chain: list[BaseException] = []
+    pending: list[BaseException] = [err]
+    while pending and len(chain) < 20:
+        current = pending.pop(0)
+        if current is None or any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        pending.extend(getattr(current, "worker_failures", {}).values())
+        for attribute in ("controller_failure", "cause", "__cause__", "__context__"):
+            inner = getattr(current, attribute, None)
+            if isinstance(inner, BaseException):
+                pending.append(inner)
+    return chain
+
+
 def _explain(err: BaseException) -> str:
     """A one-paragraph reason for a failed run, from Ray's wrapped errors."""
-    seen = []
-    current: Optional[BaseException] = err
-    while current is not None and len(seen) < 6:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    for candidate in seen:
+    chain = _failure_chain(err)
+    for candidate in chain:
         if isinstance(candidate, TrainerError):
             return str(candidate)
-    text = str(err).strip().splitlines()
-    trainer_lines = [line for line in str(err).splitlines() if "Error:" in line and "Traceback" not in line]
-    storage_hint = any(word in str(err) for word in ("S3", "s3://", "Connection refused", "curlCode", "AWS Error"))
-    reason = trainer_lines[-1].strip() if trainer_lines else (text[0] if text else type(err).__name__)
-    if storage_hint:
-        return f"training failed because the output store is unreachable: {reason}"
-    return f"training failed: {reason}"
+    lines = [line.strip() for e in chain for line in str(e).splitlines() if line.strip()]
+    for line in lines:  # a trainer error raised on a worker arrives as text
+        for name in ("DataError", "ModelError", "StorageError", "TrainerError"):
+            marker = f"finetune_trainer.errors.{name}: "
+            if marker in line:
+                return line.split(marker, 1)[1]
+    storage_lines = [line for line in lines if any(word in line for word in _STORAGE_WORDS)]
+    if storage_lines:
+        return f"training failed because the output store is unreachable: {storage_lines[-1][:600]}"
+    error_lines = [line for line in lines if "Error" in line and not line.startswith(("File ", "Traceback"))]
+    reason = error_lines[-1] if error_lines else (lines[0] if lines else type(err).__name__)
+    return f"training failed: {reason[:600]}"
 
 
 def _fail(tracker: ProgressTracker, message: str) -> None:

@@ -322,7 +322,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         rng_states = gather_rng() if with_checkpoint else None
         if metrics_sink is not None:
             metrics_sink.record(values, new_steps=int(window["steps"]), new_samples=int(samples))
-        values["eval_seconds"] = window["eval_seconds"]
+        values["evaluation_seconds"] = window["eval_seconds"]
         window.update(loss_sum=0.0, loss_count=0, samples=0, tokens=0, steps=0, eval_seconds=0.0)
         if with_checkpoint and rank == 0:
             with tempfile.TemporaryDirectory(prefix="finetune-ckpt-") as directory:

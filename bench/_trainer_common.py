@@ -1,0 +1,59 @@
+"""Shared set-up of the trainer benchmarks: SST-2 from ../shared (read in place, never
+copied), the MiniLM weights, a private local Ray, and JobConfig building."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+SST2 = Path(os.environ.get("FINETUNE_SST2_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"))
+
+
+def sst2_file(split: str) -> Path:
+    path = SST2 / f"{split}.tsv"
+    if not path.is_file():
+        raise FileNotFoundError(f"SST-2 {split} split not found at {path}; set FINETUNE_SST2_DIR")
+    return path
+
+
+def sst2_sentences(split: str, limit: Optional[int] = None) -> list[tuple[str, int]]:
+    rows = []
+    with open(sst2_file(split), newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+            rows.append((row["sentence"], int(row["label"])))
+            if limit and len(rows) >= limit:
+                break
+    return rows
+
+
+def start_ray(num_cpus: int) -> None:
+    import ray
+
+    from finetune_trainer.runner import local_ray_init_kwargs
+
+    if ray.is_initialized():
+        ray.shutdown()
+    os.environ.pop("RAY_ADDRESS", None)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, log_to_driver=False,
+             logging_level="WARNING", **local_ray_init_kwargs())
+
+
+def minilm_job(name: str, output: str, *, training: dict[str, Any], workers: int, max_samples: int,
+               validation: Optional[str] = None, tune: Optional[dict] = None, max_seq_length: int = 64):
+    from finetune_trainer.config import JobConfig
+    from finetune_trainer.modeling import minilm_path
+
+    data: dict[str, Any] = {"train": str(sst2_file("train")), "textColumn": "sentence",
+                            "labelColumn": "label", "maxSeqLength": max_seq_length, "maxSamples": max_samples}
+    if validation:
+        data["validation"] = validation
+    else:
+        data["validationFraction"] = 0.02
+    config: dict[str, Any] = {"model": {"source": str(minilm_path()), "labels": ["negative", "positive"]},
+                              "data": data, "training": training, "output": {"uri": output, "keepCheckpoints": 1}}
+    if tune:
+        config["tune"] = tune
+    return JobConfig.model_validate({"name": name, "config": config,
+                                     "scaling": {"numWorkers": workers, "cpusPerWorker": 1}})

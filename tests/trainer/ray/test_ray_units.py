@@ -1,0 +1,164 @@
+"""Fast checks (no Ray cluster) of the driver-side pieces: progress tracking, the demo
+data, trial concurrency, failure explanations, the live view and `finetune run`'s
+manifest handling."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+
+def test_demo_data_is_deterministic_balanced_and_disjoint(tmp_path):
+    from finetune_trainer import demo
+
+    rows = demo.generate(500, seed=7)
+    assert rows == demo.generate(500, seed=7) and rows != demo.generate(500, seed=8)
+    assert len({text for text, _ in rows}) == 500
+    assert {intent: sum(1 for _, i in rows if i == intent) for intent in demo.INTENTS} == \
+        {intent: 100 for intent in demo.INTENTS}
+    paths = demo.write_splits(tmp_path, 500, 7)
+    splits = {name: list(csv.DictReader(open(path))) for name, path in paths.items()}
+    assert [len(splits[n]) for n in ("train", "validation", "test")] == [350, 75, 75]
+    texts = [{r["text"] for r in split} for split in splits.values()]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+
+
+def _event(trial: str, step: int, accuracy: float, *, checkpoint: str | None = None, final: bool = False,
+           lr: float = 0.1) -> dict:
+    return {"trial": trial, "hyperparameters": {"training.learningRate": lr},
+            "metrics": {"step": step, "total_steps": 10, "epoch": step / 5, "loss": 1.0 / step,
+                        "eval_accuracy": accuracy, "final": final},
+            "checkpoint": checkpoint}
+
+
+def test_progress_tracker_reports_best_trial_and_writes_progress_json(tmp_path):
+    from finetune_trainer.progress import parse_progress_line
+    from finetune_trainer.telemetry import PROGRESS_FILE, ProgressTracker
+
+    seen = []
+    tracker = ProgressTracker(trials_total=2, metric="eval_accuracy", mode="max", job_uri=str(tmp_path / "job"),
+                              echo=False, callback=lambda report, trials: seen.append(report))
+    tracker.handle(_event("a", 5, 0.6, checkpoint="/ckpt/a5", lr=0.1))
+    tracker.handle(_event("b", 5, 0.8, lr=0.01))
+    report = tracker.handle(_event("a", 10, 0.7, final=True, lr=0.1))
+    assert report.bestTrial.id == "b" and report.bestTrial.hyperparameters == {"training.learningRate": 0.01}
+    assert report.bestMetrics == {"eval_accuracy": 0.8}
+    assert report.trialsCompleted == 1 and report.trialsTotal == 2
+    assert report.percent == pytest.approx(75.0)  # a done, b half-way
+    assert tracker.trials["a"].checkpoints == [("/ckpt/a5", tracker.trials["a"].history[0])]
+    assert parse_progress_line("log prefix " + report.to_line()) == report
+    written = json.loads((tmp_path / "job" / PROGRESS_FILE).read_text())
+    # Writes are throttled (every 5 s while running): the first report is on disk.
+    assert written["state"] == "running" and written["bestTrial"]["id"] == "a"
+    final = tracker.publish(tracker.build_report(state="failed", message="store down"), force_write=True)
+    assert json.loads((tmp_path / "job" / PROGRESS_FILE).read_text())["message"] == "store down"
+    assert seen[-1] is final
+
+
+def test_tracker_min_mode_prefers_lower_values(tmp_path):
+    from finetune_trainer.telemetry import ProgressTracker
+
+    tracker = ProgressTracker(trials_total=2, metric="eval_accuracy", mode="min", job_uri=str(tmp_path), echo=False)
+    tracker.handle(_event("a", 5, 0.6))
+    tracker.handle(_event("b", 5, 0.8))
+    assert tracker.best_trial().id == "a"
+
+
+def _job(workers: int = 2, cpus: float = 1.0, max_concurrent: int | None = None, trials: int = 8):
+    from finetune_trainer.config import JobConfig
+
+    tune = {"searchSpace": {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3}},
+            "numTrials": trials}
+    if max_concurrent:
+        tune["maxConcurrentTrials"] = max_concurrent
+    return JobConfig.model_validate({"name": "j", "config": {"model": {"source": "m"}, "data": {"train": "t.csv"},
+                                                             "output": {"uri": "out"}, "tune": tune},
+                                     "scaling": {"numWorkers": workers, "cpusPerWorker": cpus}})
+
+
+def test_concurrent_trials_fit_resources_and_respect_the_spec():
+    from finetune_trainer.runner import concurrent_trials
+
+    assert concurrent_trials(_job(), available_cpus=5) == 2        # 2 x (2 workers + 0.25 driver)
+    assert concurrent_trials(_job(), available_cpus=2) == 1        # never zero
+    assert concurrent_trials(_job(max_concurrent=1), available_cpus=64) == 1
+    assert concurrent_trials(_job(trials=3), available_cpus=64) == 3
+
+
+def test_failure_explanations_name_the_real_cause():
+    from finetune_trainer.runner import _explain
+
+    class WorkerGroupError(Exception):
+        def __init__(self, failures):
+            super().__init__("Training failed due to worker errors:")
+            self.worker_failures = failures
+
+    data = RuntimeError("Traceback ...\nfinetune_trainer.errors.DataError: data.train (x.csv): column 'text' "
+                        "(data.textColumn) not found; available columns: 'body'")
+    assert _explain(WorkerGroupError({0: data})) == \
+        "data.train (x.csv): column 'text' (data.textColumn) not found; available columns: 'body'"
+    store = OSError("When uploading part for key 'k': AWS Error NETWORK_CONNECTION during UploadPart: curlCode: 7")
+    message = _explain(WorkerGroupError({1: store}))
+    assert message.startswith("training failed because the output store is unreachable:") and "curlCode" in message
+
+
+def test_live_view_shows_a_trials_table():
+    from rich.console import Console
+
+    from finetune_operator.cli.run import LiveView
+    from finetune_trainer.telemetry import ProgressTracker
+
+    console = Console(record=True, force_terminal=True, width=140)
+    tracker = ProgressTracker(trials_total=2, metric="eval_accuracy", mode="max", job_uri="/nonexistent/x",
+                              echo=False)
+    with LiveView(console, sweeping=True, metric="eval_accuracy") as view:
+        tracker.callback = view.update
+        tracker.trial("trial-aaa", {"training.learningRate": 0.001})
+        tracker._last_write = float("inf")  # keep this test off the disk
+        tracker.handle(_event("trial-aaa", 5, 0.75, lr=0.001))
+    text = console.export_text()
+    assert "trial-aaa" in text and "learningRate=0.001" in text and "0.7500" in text
+
+
+def _run_args(file: Path, *overrides: str, workers: int | None = None, output: str | None = None):
+    return argparse.Namespace(file=str(file), overrides=list(overrides), workers=workers, output=output)
+
+
+def test_finetune_run_applies_overrides_and_makes_paths_absolute(tmp_path, monkeypatch):
+    from finetune_operator.cli.run import load_job
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("text,label\na,x\n")
+    (tmp_path / "model").mkdir()
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(
+        "apiVersion: finetune.dev/v1alpha1\nkind: FineTuneJob\nmetadata: {name: j}\n"
+        "spec:\n  model: {source: model}\n  data: {train: data/train.csv}\n  output: {uri: outputs}\n")
+    monkeypatch.chdir(tmp_path)
+    job = load_job(_run_args(manifest, "training.learningRate=3e-5", "spec.training.epochs=1", workers=3))
+    assert job.spec.training.learningRate == 3e-5 and job.spec.training.epochs == 1
+    assert job.spec.resources.workers == 3
+    assert job.spec.data.train == str(tmp_path / "data" / "train.csv")
+    assert job.spec.model.source == str(tmp_path / "model")
+    assert job.spec.output.uri == str(tmp_path / "outputs")
+    assert load_job(_run_args(manifest, output="s3://bucket/x")).spec.output.uri == "s3://bucket/x"
+
+
+def test_finetune_run_rejects_bad_overrides_by_name(tmp_path):
+    from finetune_operator.cli.run import load_job
+    from finetune_operator.errors import UserError
+
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(
+        "apiVersion: finetune.dev/v1alpha1\nkind: FineTuneJob\nmetadata: {name: j}\n"
+        "spec:\n  model: {source: hub/model}\n  data: {train: s3://b/train.csv}\n  output: {uri: s3://b/out}\n")
+    with pytest.raises(UserError, match="expected PATH=VALUE"):
+        load_job(_run_args(manifest, "training.learningRate"))
+    with pytest.raises(UserError, match=r"spec.training.learningRate"):
+        load_job(_run_args(manifest, "training.learningRate=-1"))
+    with pytest.raises(UserError, match="--workers: must be 1 or more"):
+        load_job(_run_args(manifest, workers=0))
