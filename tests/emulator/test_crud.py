@@ -168,3 +168,9 @@ def test_namespace_deletion_removes_its_contents(http, kube):
     assert http.delete("/api/v1/namespaces/doomed").status_code == 200
     assert http.get("/api/v1/namespaces/doomed").status_code == 404
     assert kube.list("configmaps", "doomed") == []
+
+
+def test_protobuf_bodies_are_refused_with_415(http):
+    response = http.session.post(http.base + CM, data=b"k8s\x00...",
+                                 headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    assert response.status_code == 415 and "JSON only" in response.json()["message"]

@@ -959,6 +959,9 @@ class HttpApi:
         raw = await request.read()
         if not raw:
             return None
+        if request.content_type.endswith("protobuf"):
+            raise ApiError(415, "UnsupportedMediaType", "this emulator speaks JSON only, not protobuf "
+                                                        f"(got {request.content_type!r})")
         try:
             return json.loads(raw)
         except ValueError as err:
