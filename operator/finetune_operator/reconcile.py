@@ -383,7 +383,7 @@ class Controller:
             return
         if state.get("failed"):
             raise kopf.PermanentError(f"output cleanup Job {name} failed; outputs are left in place")
-        raise kopf.TemporaryError(f"waiting for output cleanup Job {name}", delay=10)
+        raise kopf.TemporaryError(f"waiting for output cleanup Job {name}", delay=5)
 
 
 # Deletes `<output.uri>/<run name>` with the trainer's own storage code; runs in the

@@ -122,3 +122,33 @@ def test_rayjob_runs_for_real_and_the_job_ends_with_a_loadable_model(kube, opera
     logits = model(**tokenizer(["a great movie"], return_tensors="pt")).logits
     assert tuple(logits.shape) == (1, 2)
     assert model.config.id2label == {0: "neg", 1: "pos"}
+
+
+def test_cleanup_job_script_deletes_only_its_runs_artifacts(s3_store, s3_bucket, tmp_path: Path):
+    """The cleanup Job's command, run as the Job's container would, against real S3."""
+    from finetune_operator.reconcile import build_cleanup_job
+    from finetune_operator.settings import Settings
+
+    filesystem = s3_store.filesystem()
+    for run in ("default-scratch", "default-keeper"):
+        with filesystem.open_output_stream(f"{s3_bucket}/models/{run}/model/config.json") as stream:
+            stream.write(b"{}")
+    job = job_manifest("scratch", outputPolicy="Delete",
+                       output={"uri": f"s3://{s3_bucket}/models", "endpoint": s3_store.endpoint,
+                               "region": s3_store.region})
+    job["metadata"]["uid"] = "uid-scratch"
+    container = build_cleanup_job(job, Settings())["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][0] == "python"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update({item["name"]: item["value"] for item in container["env"]})
+    env.update(s3_store.env())  # what envFrom the job's Secret would give
+    result = subprocess.run([sys.executable, *container["command"][1:]], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+    from pyarrow import fs as pafs
+
+    gone = filesystem.get_file_info(f"{s3_bucket}/models/default-scratch/model/config.json")
+    kept = filesystem.get_file_info(f"{s3_bucket}/models/default-keeper/model/config.json")
+    assert gone.type == pafs.FileType.NotFound
+    assert kept.type == pafs.FileType.File

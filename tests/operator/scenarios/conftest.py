@@ -24,7 +24,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.support.kube_emulator import openapi_to_jsonschema
+from tests.support.kube_schema import openapi_to_jsonschema
 from tests.support.kube_fixtures import KubeHandle, kube  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[3]
