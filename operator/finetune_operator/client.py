@@ -39,6 +39,7 @@ def connect(kubeconfig: Optional[str] = None, context: Optional[str] = None,
 
     The namespace is the `-n` flag, else the context's namespace, else `default`.
     """
+    import yaml
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
@@ -46,12 +47,15 @@ def connect(kubeconfig: Optional[str] = None, context: Optional[str] = None,
     first_path = path.split(os.pathsep)[0]
     if not kubeconfig and not os.path.exists(first_path) and os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except ConfigException as err:
+            raise UserError(f"no kubeconfig at {path} and the in-cluster configuration is unusable: {err}") from None
         with contextlib.suppress(OSError):
             with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as stream:
                 namespace = namespace or stream.read().strip()
         return Connection(client.ApiClient(configuration), namespace or "default", configuration.host)
-    if not all(os.path.exists(p) for p in path.split(os.pathsep) if p):
+    if not any(os.path.exists(p) for p in path.split(os.pathsep) if p):
         raise UserError(f"no kubeconfig at {path}: pass --kubeconfig FILE, set KUBECONFIG, "
                         "or run `kubectl config` to create one")
     try:
@@ -66,7 +70,8 @@ def connect(kubeconfig: Optional[str] = None, context: Optional[str] = None,
         configuration = client.Configuration()
         config.load_kube_config(config_file=path, context=context, client_configuration=configuration,
                                 persist_config=False)
-    except ConfigException as err:
+    except (ConfigException, yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as err:
+        # The client reports malformed files with assorted exception types.
         raise UserError(f"cannot use the kubeconfig {path}: {err}") from None
     default_namespace = ((chosen or {}).get("context") or {}).get("namespace") or "default"
     return Connection(client.ApiClient(configuration), namespace or default_namespace, configuration.host)

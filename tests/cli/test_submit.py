@@ -120,3 +120,14 @@ def test_the_cli_starts_without_importing_the_kubernetes_client():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_malformed_kubeconfig_is_a_clear_error(tmp_path, capsys):
+    from finetune_operator.cli import main
+
+    for text in ("not: [valid", "apiVersion: v1\nkind: Config\n", "- just\n- a list\n"):
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(text)
+        code = main(["list", "--kubeconfig", str(kubeconfig)])
+        err = capsys.readouterr().err
+        assert code == 1 and err.startswith(f"error: cannot use the kubeconfig {kubeconfig}: "), (text, err)
