@@ -131,3 +131,15 @@ def test_malformed_kubeconfig_is_a_clear_error(tmp_path, capsys):
         code = main(["list", "--kubeconfig", str(kubeconfig)])
         err = capsys.readouterr().err
         assert code == 1 and err.startswith(f"error: cannot use the kubeconfig {kubeconfig}: "), (text, err)
+
+
+def test_a_server_side_rejection_is_shown_with_its_field(cli, kube, tmp_path):
+    # The CRD and the CLI validate alike, so a server-only rejection is injected;
+    # the real server words it like this Status.
+    kube.fail_next("create", "finetunejobs", code=422,
+                   message='FineTuneJob.finetune.dev "j" is invalid: spec.model: numLabels must equal the number of labels')
+    code, _, err = cli("submit", write(tmp_path, JOB_YAML.format(name="j")))
+    assert code == 1
+    assert err.strip() == ('error: the cluster refused to create FineTuneJob j in namespace default: '
+                           'FineTuneJob.finetune.dev "j" is invalid: spec.model: numLabels must equal the number '
+                           'of labels')
