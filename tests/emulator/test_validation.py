@@ -114,3 +114,22 @@ def test_cel_types_numbers_by_schema_and_runs_transition_rules_on_update_only(ht
         http.patch(f"{gadgets}/g", {"spec": {"rate": -1}}))
     assert ("spec", "owner is immutable") in causes(http.patch(f"{gadgets}/g", {"spec": {"owner": "bob"}}))
     assert http.patch(f"{gadgets}/g", {"spec": {"rate": 2}}).status_code == 200
+
+
+def test_updating_a_crd_changes_the_schema_it_enforces(http):
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "things.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Thing", "plural": "things"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                            "size": {"type": "integer"}}}}}}}]}}
+    http.post(crds, crd)
+    things = "/apis/example.com/v1/namespaces/default/things"
+    thing = {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t1"}, "spec": {"size": 50}}
+    assert http.post(things, thing).status_code == 201
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema["properties"]["spec"]["properties"]["size"]["maximum"] = 10
+    assert http.put(f"{crds}/things.example.com", crd).status_code == 200
+    thing["metadata"]["name"] = "t2"
+    assert "spec.size" in {f for f, _ in causes(http.post(things, thing))}

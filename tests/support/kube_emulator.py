@@ -551,6 +551,9 @@ class Store:
             self._remove(rtype, new)
             return new
         self._put(rtype, new)
+        if rtype.storage_key == ("apiextensions.k8s.io", "customresourcedefinitions") and subresource is None:
+            for served in resource_types_from_crd(new):  # A changed schema applies from now on.
+                self.add_type(served)
         self._emit(rtype, "MODIFIED", new, current)
         return new
 
