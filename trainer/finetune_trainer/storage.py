@@ -201,12 +201,14 @@ def upload_dir(
     *,
     attempts: int = 5,
     backoff: float = 0.5,
+    on_file_uploaded: Optional[Callable[[str], None]] = None,
 ) -> list[str]:
     """Copy every file under `local_dir` to the folder `uri`, then write `_SUCCESS`.
 
     An older marker is removed first, each file is retried with exponential backoff,
     and the marker (a JSON manifest of file names and sizes) goes last, so a failed
-    or interrupted upload never looks complete. Returns the uploaded relative paths."""
+    or interrupted upload never looks complete. `on_file_uploaded(relative path)` is
+    called after each file (for progress logs). Returns the uploaded relative paths."""
     root = Path(local_dir)
     if not root.is_dir():
         raise StorageError(f"cannot upload {root}: not a folder")
@@ -234,6 +236,8 @@ def upload_dir(
 
         with_retries(put, f"uploading {relative} to {uri}", attempts=attempts, backoff=backoff)
         manifest[relative] = file.stat().st_size
+        if on_file_uploaded is not None:
+            on_file_uploaded(relative)
     body = json.dumps({"files": manifest, "completedAt": time.time()}, indent=1, sort_keys=True).encode()
 
     def put_marker() -> None:

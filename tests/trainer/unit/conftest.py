@@ -98,14 +98,14 @@ def write_rows(path: Path, rows: Sequence[dict[str, Any]], fmt: str | None = Non
     return path
 
 
-def training_config(train: str, output: str, **overrides: Any):
+def training_config(train: str, output_uri: str, **overrides: Any):
     """A TrainingConfig for a tiny run; `overrides` are top-level sections as dicts."""
     from finetune_trainer.config import TrainingConfig
 
     raw: dict[str, Any] = {
         "model": {"source": "unused"},
         "data": {"train": train},
-        "output": {"uri": output},
+        "output": {"uri": output_uri},
     }
     for key, value in overrides.items():
         raw[key] = {**raw.get(key, {}), **value}
