@@ -133,9 +133,12 @@ class Controller:
                               logger, detail_reason=EventReason.INVALID_SPEC)
             return
         if rayjob is not None and invalid is not None:
-            # CRD validation normally stops this; the running job is left alone.
-            await self._refuse(job, rayjob, [f"spec is invalid: {invalid}"], now, logger)
-            return
+            # CRD validation normally stops this. The running job carries on with the
+            # spec it was accepted with; the change is refused below like any other.
+            spec = self._accepted_spec(rayjob)
+            if spec is None:
+                await self._refuse(job, [f"spec is invalid: {invalid}"], logger)
+                return
         assert spec is not None
 
         if not claimed:
@@ -165,7 +168,7 @@ class Controller:
 
         refused = self._forbidden_changes(rayjob, job)
         if refused:
-            await self._refuse(job, rayjob, refused, now, logger)
+            await self._refuse(job, refused, logger, write=False)
         await self._apply_suspend(job, spec, rayjob, logger)
         progress = await self._read_progress(namespace, rayjob)
         new = status_mod.compute_status(job, spec, rayjob, progress, admission.ADMITTED, now)
@@ -302,14 +305,25 @@ class Controller:
         text = await self.kube.read_pod_log(namespace, newest["metadata"]["name"], LOG_TAIL_LINES)
         return latest_progress(text.splitlines()) if text else None
 
-    async def _refuse(self, job: dict, rayjob: dict, paths: list[str], now: datetime, logger: Any) -> None:
+    def _accepted_spec(self, rayjob: dict) -> Optional[FineTuneJobSpec]:
+        """The spec the RayJob was built from, validated again, or None."""
+        accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(ACCEPTED_SPEC_ANNOTATION)
+        try:
+            return FineTuneJobSpec.model_validate(json.loads(accepted)) if accepted else None
+        except ValueError:
+            return None
+
+    async def _refuse(self, job: dict, paths: list[str], logger: Any, write: bool = True) -> None:
+        """Say (once per distinct refusal) that a spec change is not applied. The
+        status message is written here only when no full status write follows."""
         message = events.spec_change_refused_message(paths)
         old = job.get("status") or {}
-        if old.get("message") != message:
-            self._event(job, EventReason.SPEC_CHANGE_REFUSED, message)
+        if old.get("message") == message:
+            return
+        self._event(job, EventReason.SPEC_CHANGE_REFUSED, message)
+        if write:
             await self.kube.patch_finetunejob_status(
                 job["metadata"]["namespace"], job["metadata"]["name"], {"message": message})
-            job.setdefault("status", {})["message"] = message
 
     async def _fail_foreign(self, job: dict, spec: FineTuneJobSpec, child: str, now: datetime, logger: Any,
                             kind: str = "RayJob") -> None:

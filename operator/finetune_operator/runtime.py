@@ -149,10 +149,38 @@ def quiet_logs() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def preflight(options: RuntimeOptions) -> None:
+    """Fail fast, with a plain message, on what kopf would otherwise retry forever or
+    report with a traceback: no credentials, an unreadable kubeconfig, a busy port."""
+    import socket
+
+    from finetune_operator.errors import UserError
+
+    if not os.path.exists(SERVICE_ACCOUNT_TOKEN):
+        try:
+            info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+        except Exception as err:  # kopf reads the file itself; any failure is the file's fault
+            where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+            raise UserError(f"cannot use the kubeconfig {where}: {type(err).__name__}: {err}") from None
+        if info is None:
+            raise UserError("no Kubernetes credentials: pass --kubeconfig FILE, set KUBECONFIG, "
+                            "or run in a pod with a service account")
+    for flag, port in (("--metrics-port", options.metrics_port), ("--health-port", options.health_port)):
+        if not port:
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((options.host, port))
+            except OSError as err:
+                raise UserError(f"{flag}: cannot listen on {options.host}:{port}: {err.strerror}") from None
+
+
 def run(options: RuntimeOptions, settings: Any = None) -> None:
     """Run the operator until SIGINT/SIGTERM (what `finetune operator` does)."""
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig
+    preflight(options)
     os.environ["FINETUNE_RESYNC_SECONDS"] = str(options.resync_seconds)
     quiet_logs()
     asyncio.run(operator(options, settings=settings))
