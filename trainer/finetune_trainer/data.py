@@ -244,7 +244,10 @@ class LabelCoder:
 
 @dataclass
 class DataReport:
-    """What data preparation kept and dropped, for one rank (merge for all ranks)."""
+    """What data preparation kept and dropped, for one rank (merge for all ranks).
+
+    `rows_read` and `dropped_missing` cover every source (train, validation, test);
+    `dropped_duplicates` only the training split, where duplicates are removed."""
 
     rows_read: int = 0
     dropped_missing: int = 0
@@ -455,9 +458,11 @@ def load_examples(config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
     with_pairs = spec.textPairColumn is not None
 
     eval_rank, eval_world = (rank, world_size) if shard_eval else (0, 1)
+    # Unsharded evaluation data is read whole by every rank; only rank 0 counts its drops.
+    eval_report = report if shard_eval or rank == 0 else DataReport()
     if spec.validation:
         validation_raw, _ = _scan(spec.validation, spec, "data.validation", rank=eval_rank, world_size=eval_world,
-                                  seed=seed, output=output, report=DataReport(), known=coder,
+                                  seed=seed, output=output, report=eval_report, known=coder,
                                   num_labels=len(label_names))
         train_raw = raws
     else:
@@ -470,7 +475,7 @@ def load_examples(config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
     test_raw = None
     if spec.test:
         test_raw, _ = _scan(spec.test, spec, "data.test", rank=eval_rank, world_size=eval_world, seed=seed,
-                            output=output, report=DataReport(), known=coder, num_labels=len(label_names))
+                            output=output, report=eval_report, known=coder, num_labels=len(label_names))
 
     train_raw = _drop_duplicates(train_raw, coder, train_where, spec.strict, report)
     train_raw.sort(key=lambda r: r.digest)  # the seeded shuffle

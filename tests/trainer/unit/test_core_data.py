@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -158,10 +157,11 @@ def test_missing_values_and_duplicates_are_counted_and_dropped(tmp_path: Path) -
     assert split.report.dropped_duplicates == expected_dups
     assert len(split.train.texts) == len(set(split.train.texts))
     assert split.report.train + split.report.validation == 20 + (3 - expected_dups)
-    validation = write_rows(tmp_path / "val.csv", sentiment_rows(2))
+    validation = write_rows(tmp_path / "val.csv", sentiment_rows(2) + [{"text": "x", "label": None}])
     with_validation = load_examples(_config(train, tmp_path, validation=str(validation)))
     assert with_validation.report.dropped_duplicates == 3
-    assert with_validation.report.dropped_missing == 2
+    assert with_validation.report.dropped_missing == 3  # two in train, one in validation
+    assert len(with_validation.validation) == 2
     assert with_validation.report.train == 20
     assert with_validation.report.label_counts == {"neg": 10, "pos": 10}
 
@@ -175,13 +175,10 @@ def test_strict_mode_fails_on_missing_and_duplicates(tmp_path: Path) -> None:
     rows = sentiment_rows(30)
     rows.append(dict(rows[0]))
     dup = write_rows(tmp_path / "d.csv", rows)
-    config = _config(dup, tmp_path, strict=True, validationFraction=0.1)
-    split_free = load_examples(_config(dup, tmp_path, validationFraction=0.1))
-    if rows[0]["text"] in split_free.train.texts:
-        with pytest.raises(DataError, match=r"d\.csv.*row 31 duplicates row 1"):
-            load_examples(config)
-    else:  # the duplicate pair went to validation, where duplicates are kept
-        load_examples(config)
+    validation = write_rows(tmp_path / "v.csv", sentiment_rows(2))
+    with pytest.raises(DataError, match=r"d\.csv.*row 31 duplicates row 1"):
+        load_examples(_config(dup, tmp_path, strict=True, validation=str(validation)))
+    assert len(load_examples(_config(dup, tmp_path, validation=str(validation))).train) == 30
 
 
 def test_max_samples_caps_training_examples_across_ranks(tmp_path: Path) -> None:
@@ -221,7 +218,6 @@ def test_augmentation_touches_training_split_only(tmp_path: Path, tiny_tokenizer
 
 
 def test_hf_source_without_datasets_package_is_a_clear_error(tmp_path: Path) -> None:
-    pytest.importorskip("pytest")
     try:
         import datasets  # noqa: F401
         pytest.skip("datasets is installed; this checks the message without it")
