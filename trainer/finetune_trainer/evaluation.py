@@ -15,6 +15,16 @@ from finetune_trainer.config import EarlyStoppingSpec
 Reduce = Callable[[Any], Any]
 
 
+def all_reduce_sum(tensor: Any) -> Any:
+    """Sum `tensor` over every rank of the default torch.distributed group (a no-op
+    when none is initialised); a ready `reduce` for `evaluate`."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
 def metrics_from_counts(loss_sum: float, count: int, confusion: Any) -> dict[str, float]:
     """eval_loss (mean), eval_accuracy and macro F1 from a confusion matrix
     (rows: true class, columns: predicted). Macro F1 averages the classes that occur
@@ -113,4 +123,4 @@ class EarlyStopper:
         self.bad_evaluations = int(state.get("bad_evaluations", 0))
 
 
-__all__ = ["EarlyStopper", "evaluate", "evaluation_counts", "metrics_from_counts"]
+__all__ = ["EarlyStopper", "all_reduce_sum", "evaluate", "evaluation_counts", "metrics_from_counts"]

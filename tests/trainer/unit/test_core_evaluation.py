@@ -92,3 +92,41 @@ def test_early_stopper_max_and_state_round_trip() -> None:
     assert restored.update({"eval_accuracy": 0.6}) is True
     with pytest.raises(KeyError, match="eval_accuracy.*eval_loss"):
         restored.update({"eval_loss": 1.0})
+
+
+def _distributed_worker(rank: int, world_size: int, address: str, model_path: str, result_dir: str) -> None:
+    """One rank of a real gloo process group evaluating its shard."""
+    import json
+
+    import torch.distributed as dist
+    from transformers import AutoTokenizer
+
+    from finetune_trainer.evaluation import all_reduce_sum
+
+    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world_size)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model, _, _, shards = _loaders(model_path, tokenizer)
+        metrics = evaluate(model, shards[rank], reduce=all_reduce_sum)
+        with open(f"{result_dir}/rank-{rank}.json", "w") as handle:
+            json.dump(metrics, handle)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # spawns two Python processes that import torch and transformers
+def test_all_reduce_over_a_real_process_group_equals_whole(tiny_model_path, tiny_tokenizer, tmp_path) -> None:
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_distributed_worker, args=(2, f"tcp://127.0.0.1:{port}", str(tiny_model_path), str(tmp_path)),
+             nprocs=2, join=True)
+    model, _, whole, _ = _loaders(tiny_model_path, tiny_tokenizer)
+    expected = evaluate(model, whole)
+    for rank in range(2):
+        assert json.loads((tmp_path / f"rank-{rank}.json").read_text()) == pytest.approx(expected, rel=1e-6)
