@@ -9,6 +9,7 @@ for it.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 from dataclasses import dataclass
@@ -235,8 +236,11 @@ class JobsClient:
         with api_errors(f"read the log of pod {name}", self.connection,
                         not_found=f"pod {name!r} is gone from namespace {namespace!r}"):
             response = self.core.read_namespaced_pod_log(name, namespace, **kwargs)
+            # Chunks may split a multi-byte character; decode incrementally.
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             try:
                 for chunk in response.stream(4096, decode_content=True):
-                    yield chunk.decode("utf-8", errors="replace")
+                    yield decoder.decode(chunk)
+                yield decoder.decode(b"", final=True)
             finally:
                 response.release_conn()

@@ -94,32 +94,32 @@ def test_logs_prints_the_newest_submitter_pod_log(cli, kube):
     assert out == "finetune-progress: {}\n"
 
 
-def test_logs_follow_until_the_pod_ends(cli, kube):
+def test_logs_follow_prints_as_lines_arrive_until_the_pod_ends(kube, capsys):
+    import threading
+
+    from finetune_operator.cli import main
+
     kube.create(job())
     kube.patch_status("finetunejobs", "job1", {"phase": "Running", "rayJobName": "rj"}, namespace="default")
     _pod(kube, "rj-abc", "rj")
-    kube.set_pod_log("default", "rj-abc", "first\n")
-
-    def finish():
-        kube.set_pod_log("default", "rj-abc", "second\n", append=True)
-        kube.patch_status("pods", "rj-abc", {"phase": "Succeeded"}, namespace="default")
-
-    # The CLI holds no watch; act once the emulator has a follower on the log.
-    import threading
-
-    def when_following():
-        deadline = time.monotonic() + 20
-        while not any(log.changed is not None for log in kube.store.pod_logs.values()):
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.01)
-        finish()
-
-    thread = threading.Thread(target=when_following, daemon=True)
+    kube.set_pod_log("default", "rj-abc", "first \u00e9t\u00e9\n")
+    capsys.readouterr()
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(
+        main(["logs", "job1", "-f", "--kubeconfig", str(kube.kubeconfig_path)])), daemon=True)
     thread.start()
-    code, out, _ = cli("logs", "job1", "-f")
-    thread.join(5)
-    assert code == 0 and out == "first\nsecond\n"
+    seen = ""
+    deadline = time.monotonic() + 20
+    while "first" not in seen:  # printed while the pod still runs
+        assert time.monotonic() < deadline, seen
+        seen += capsys.readouterr().out
+        time.sleep(0.01)
+    assert thread.is_alive()
+    kube.set_pod_log("default", "rj-abc", "second\n", append=True)
+    kube.patch_status("pods", "rj-abc", {"phase": "Succeeded"}, namespace="default")
+    thread.join(10)
+    assert not thread.is_alive() and codes == [0]
+    assert seen + capsys.readouterr().out == "first \u00e9t\u00e9\nsecond\n"
 
 
 def test_logs_before_the_job_started_or_after_cleanup(cli, kube):
