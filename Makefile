@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 
 demo: $(STAMP)
 	$(VENV)/bin/finetune validate examples/*.yaml
+	$(PY) -m finetune_trainer.demo --out data/demo
+	$(VENV)/bin/finetune run examples/demo.yaml \
+	  --set model.source="$$($(PY) -c 'from finetune_trainer.modeling import minilm_path; print(minilm_path())')"
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports

@@ -279,6 +279,29 @@ def concurrent_trials(job: JobConfig, available_cpus: float, available_gpus: flo
     return min(fit, spec.maxConcurrentTrials or fit, spec.numTrials)
 
 
+def _checkpoint_exists(path: str, filesystem) -> bool:
+    """Whether Ray still keeps this checkpoint (keepCheckpoints deletes the others)."""
+    from pyarrow import fs as pafs
+
+    filesystem = filesystem or pafs.LocalFileSystem()
+    try:
+        return filesystem.get_file_info(path).type == pafs.FileType.Directory
+    except OSError:
+        return False
+
+
+def trial_count(job: JobConfig) -> int:
+    """Trials a sweep runs: numTrials, times every grid's size for grid search."""
+    spec = job.config.tune
+    if spec is None:
+        return 1
+    count = spec.numTrials
+    for dimension in spec.searchSpace.values():
+        if dimension.type == "grid":
+            count *= len(dimension.values or [])
+    return count
+
+
 def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome:
     import ray
     from ray import tune
@@ -303,7 +326,8 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
                                   scheduler=_scheduler(job), num_samples=spec.numTrials,
                                   max_concurrent_trials=concurrency)
     run_config = tune.RunConfig(name=job.name, storage_path=storage_path, storage_filesystem=filesystem,
-                                failure_config=tune.FailureConfig(max_failures=_max_failures()))
+                                failure_config=tune.FailureConfig(max_failures=_max_failures()),
+                                verbose=0)  # our own progress lines replace Tune's tables
     experiment = f"{storage_path.rstrip('/')}/{job.name}"
     if filesystem is None:
         restorable = tune.Tuner.can_restore(experiment)
@@ -318,7 +342,10 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
     grid = tuner.fit()
 
     trials: list[dict[str, Any]] = []
-    best: Optional[tuple[float, str, dict, dict, str]] = None  # value, checkpoint, metrics, overrides, trial
+    # (value, order, checkpoint path, metrics, overrides, trial); later reports win ties,
+    # because Ray keeps the newest of equally scored checkpoints.
+    candidates: list[tuple[float, int, str, dict, dict, str]] = []
+    order = 0
     for result in grid:
         overrides = {path: result.config.get(path) for path in paths}
         frame = result.metrics_dataframe
@@ -332,8 +359,10 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
             if best_value is None or _better(value, best_value, spec.mode):
                 best_value = value
             path = row.get("checkpoint_path")
-            if isinstance(path, str) and path and (best is None or _better(value, best[0], spec.mode)):
-                best = (value, path, {k: v for k, v in row.items() if _finite(v)}, overrides, name)
+            if isinstance(path, str) and path:
+                order += 1
+                candidates.append((float(value), order, path, {k: v for k, v in row.items() if _finite(v)},
+                                   overrides, name))
         final = result.metrics or {}
         trials.append({
             "id": name,
@@ -346,11 +375,14 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
                 "loss", "step", "epoch", "train_runtime_seconds", "time_total_s")) and _finite(v)},
             "error": str(result.error) if result.error else None,
         })
+    sign = 1.0 if spec.mode == "min" else -1.0
+    candidates.sort(key=lambda c: (sign * c[0], -c[1]))
+    best = next((c for c in candidates if _checkpoint_exists(c[2], filesystem)), None)
     if best is None:
         errors = [t["error"] for t in trials if t["error"]]
-        raise TrainerError("no trial of the sweep produced a checkpoint with "
+        raise TrainerError("no trial of the sweep left a checkpoint with "
                            f"{spec.metric}" + (f"; first error: {errors[0]}" if errors else ""))
-    value, checkpoint_path, metrics, overrides, trial = best
+    _, _, checkpoint_path, metrics, overrides, trial = best
     return _Outcome(checkpoint_path, metrics, overrides, trial, trials, metrics)
 
 
@@ -470,7 +502,7 @@ def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = N
         else:
             ray.init(address="local", **local_ray_init_kwargs())
     metric, mode = selection_metric(job.config)
-    tracker = ProgressTracker(trials_total=job.config.tune.numTrials if job.config.tune else 1, metric=metric,
+    tracker = ProgressTracker(trials_total=trial_count(job), metric=metric,
                               mode=mode, job_uri=root, output=output, echo=echo, callback=progress_callback)
     storage_path, filesystem = _ray_storage(job)
     queue = Queue(maxsize=100_000, actor_options={"num_cpus": 0})
