@@ -92,10 +92,12 @@ async def job_changed(namespace: str, name: str, memo: kopf.Memo, logger: Any,
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS,
             when=lambda status, **_: status.get("phase") not in TERMINAL_PHASES)
-async def resync(namespace: str, name: str, memo: kopf.Memo, logger: Any,
+async def resync(namespace: str, name: str, status: kopf.Status, memo: kopf.Memo, logger: Any,
                  jobs_by_namespace: kopf.Index, **_: Any) -> None:
-    await _controller(memo).reconcile(namespace, name, queue=_queue(jobs_by_namespace, namespace),
-                                      logger=logger)
+    controller = _controller(memo)
+    if not controller.resync_due(namespace, name, status.get("phase"), RESYNC_SECONDS):
+        return
+    await controller.reconcile(namespace, name, queue=_queue(jobs_by_namespace, namespace), logger=logger)
 
 
 def _timer_needs_no_finalizer(handler_id: str) -> None:

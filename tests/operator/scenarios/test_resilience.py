@@ -21,13 +21,14 @@ def test_operator_killed_mid_flight_restarts_without_duplicates(kube, start_oper
     # Kill it as soon as some, but likely not all, RayJobs exist.
     wait_until(lambda: len(kube.list(RAYJOBS, "default")) >= 2, what="first RayJobs")
     operator.kill()
-    set_rayjob_state(kube, "job-0", "Running", "RUNNING")
+    running = kube.list(RAYJOBS, "default")[0]["metadata"]["name"]
+    set_rayjob_state(kube, running, "Running", "RUNNING")
 
     start_operator(env=roomy)
     for name in names:
         kube.wait_for(RAYJOBS, name, lambda obj: True, "default", timeout=20)
-    kube.wait_for(JOBS, "job-0", phase_is("Running"), "default", timeout=20)
-    for name in names[1:]:
+    kube.wait_for(JOBS, running, phase_is("Running"), "default", timeout=20)
+    for name in set(names) - {running}:
         kube.wait_for(JOBS, name, phase_is("Pending"), "default", timeout=20)
     rayjobs = kube.list(RAYJOBS, "default")
     assert sorted(r["metadata"]["name"] for r in rayjobs) == sorted(names)
