@@ -52,11 +52,12 @@ def test_invalid_manifest_names_the_field_and_creates_nothing(cli, kube, tmp_pat
     assert kube.list("finetunejobs", "default") == []
 
 
-def test_namespace_conflict_between_file_and_flag(cli, kube, tmp_path):
+def test_namespace_conflict_between_file_and_flag_sends_nothing(cli, kube, tmp_path):
     kube.create_namespace("other")
     text = JOB_YAML.format(name="j").replace("  name: j\n", "  name: j\n  namespace: default\n")
-    code, _, err = cli("submit", write(tmp_path, text), "-n", "other")
-    assert code == 1 and "metadata.namespace is 'default' but --namespace is 'other'" in err
+    code, _, err = cli("submit", write(tmp_path, JOB_YAML.format(name="first") + "---\n" + text), "-n", "other")
+    assert code == 1 and "job.yaml[1]: metadata.namespace is 'default' but --namespace is 'other'" in err
+    assert kube.list("finetunejobs") == []
 
 
 def test_missing_namespace_and_forbidden_are_clear(cli, kube, tmp_path):

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from finetune_operator.api import KIND, PLURAL, TERMINAL_PHASES
+from finetune_operator.api import GROUP, KIND, PLURAL, TERMINAL_PHASES
 from finetune_operator.errors import UserError
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
@@ -104,23 +104,29 @@ def _read_documents(path: str) -> list[tuple[str, dict[str, Any]]]:
         except ManifestError as err:
             problems.extend(err.problems)
             continue
-        validated.append((label, json.loads(json.dumps(document, default=str))))
+        validated.append((label, json.loads(json.dumps(document, default=_plain))))
     if problems:
         raise ManifestError(problems)
     return validated
 
 
+def _plain(value: Any) -> Any:
+    """JSON for what PyYAML reads as dates and times: the ISO text the user wrote."""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 def _submit(args: argparse.Namespace) -> int:
     documents = _read_documents(args.file)
-    jobs = _jobs(args)
-    for label, document in documents:
-        metadata = document["metadata"]
-        namespace = metadata.get("namespace") or jobs.connection.namespace
-        if args.namespace and metadata.get("namespace") and metadata["namespace"] != args.namespace:
-            raise UserError(f"{label}: metadata.namespace is {metadata['namespace']!r} but --namespace is "
+    for label, document in documents:  # Every check before anything is sent.
+        written = document["metadata"].get("namespace")
+        if args.namespace and written and written != args.namespace:
+            raise UserError(f"{label}: metadata.namespace is {written!r} but --namespace is "
                             f"{args.namespace!r}; drop one of them")
+    jobs = _jobs(args)
+    for _, document in documents:
+        namespace = document["metadata"].get("namespace") or jobs.connection.namespace
         outcome, _ = jobs.create_or_replace(namespace, document)
-        print(f"{PLURAL}.finetune.dev/{metadata['name']} {outcome} (namespace {namespace})")
+        print(f"{PLURAL}.{GROUP}/{document['metadata']['name']} {outcome} (namespace {namespace})")
     return 0
 
 
@@ -130,7 +136,8 @@ def _submit(args: argparse.Namespace) -> int:
 def _console() -> Any:
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "200"))
+    columns = os.environ.get("COLUMNS", "")
+    width = None if sys.stdout.isatty() else (int(columns) if columns.isdigit() else 200)
     return Console(file=sys.stdout, width=width, highlight=False, soft_wrap=False)
 
 
