@@ -184,6 +184,9 @@ class JobsClient:
                 if err.status != 409:
                     raise
         current = self.get(namespace, name)
+        if current["metadata"].get("deletionTimestamp"):
+            raise UserError(f"{KIND} {name} in namespace {namespace} is being deleted; submit it again once "
+                            "it is gone")
         desired = {**body, "metadata": {**current["metadata"], **{
             k: v for k, v in body["metadata"].items() if k in ("labels", "annotations")}}}
         desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]

@@ -144,3 +144,12 @@ def test_a_server_side_rejection_is_shown_with_its_field(cli, kube, tmp_path):
     assert err.strip() == ('error: the cluster refused to create FineTuneJob j in namespace default: '
                            'FineTuneJob.finetune.dev "j" is invalid: spec.model: numLabels must equal the number '
                            'of labels')
+
+
+def test_submit_over_a_job_being_deleted_is_refused(cli, kube, tmp_path):
+    path = write(tmp_path, JOB_YAML.format(name="j"))
+    assert cli("submit", path)[0] == 0
+    kube.patch("finetunejobs", "j", {"metadata": {"finalizers": ["test/hold"]}}, namespace="default")
+    kube.delete("finetunejobs", "j", namespace="default")
+    code, _, err = cli("submit", path)
+    assert code == 1 and "is being deleted; submit it again once it is gone" in err
