@@ -133,3 +133,10 @@ def test_updating_a_crd_changes_the_schema_it_enforces(http):
     assert http.put(f"{crds}/things.example.com", crd).status_code == 200
     thing["metadata"]["name"] = "t2"
     assert "spec.size" in {f for f, _ in causes(http.post(things, thing))}
+
+
+def test_openapi_exclusive_bounds_are_booleans(http):
+    body = finetunejob(training={"learningRate": 0})  # exclusiveMinimum: true, minimum: 0
+    assert "spec.training.learningRate" in {f for f, _ in causes(http.post(FTJ, body))}
+    body = finetunejob(training={"learningRate": 1e-5})
+    assert http.post(FTJ, body).status_code == 201
