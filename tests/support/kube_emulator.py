@@ -406,8 +406,9 @@ class Store:
         for rule in self.faults:
             if rule.remaining > 0 and rule.verb in (verb, "*") and rule.plural in (plural, "*"):
                 rule.remaining -= 1
-                reasons = {409: "Conflict", 500: "InternalError", 503: "ServiceUnavailable",
-                           403: "Forbidden", 404: "NotFound", 429: "TooManyRequests", 410: "Expired"}
+                reasons = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+                           409: "Conflict", 410: "Expired", 422: "Invalid", 429: "TooManyRequests",
+                           500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
                 return ApiError(rule.code, reasons.get(rule.code, "Unknown"), rule.message)
         return None
 
