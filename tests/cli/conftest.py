@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cli.helpers import Cli
-from tests.support.kube_fixtures import KubeHandle, kube  # noqa: F401  (fixture)
+from tests.support.kube_fixtures import KubeHandle, kube, kube_env  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

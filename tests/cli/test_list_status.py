@@ -87,3 +87,15 @@ def test_server_errors_are_reported_with_their_code(cli, kube):
     kube.fail_next("list", "finetunejobs", code=500, message="etcd is down")
     code, _, err = cli("list")
     assert code == 1 and "HTTP 500" in err and "etcd is down" in err and "Traceback" not in err
+
+
+def test_kubeconfig_from_the_environment_and_its_context_namespace(kube_env, capsys, tmp_path):
+    from finetune_operator.cli import main
+
+    kube_env.create_namespace("team-c")
+    kube_env.create(job("in-c", namespace="team-c"))
+    assert main(["list"]) == 0  # KUBECONFIG is set by kube_env; its context namespace is default
+    assert "No finetunejobs found in namespace default." in capsys.readouterr().out
+    kube_env.write_kubeconfig(tmp_path / "team-c.kubeconfig", namespace="team-c")
+    assert main(["list", "--kubeconfig", str(tmp_path / "team-c.kubeconfig")]) == 0
+    assert "in-c" in capsys.readouterr().out
