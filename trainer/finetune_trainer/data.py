@@ -72,11 +72,14 @@ def _missing_column(where: str, column: str, available: Sequence[str], spec: Dat
     return DataError(f"{where}: column {column!r} ({setting}) not found; available columns: {listing}")
 
 
-def _iter_delimited(stream: io.TextIOBase, where: str, spec: DataSpec, delimiter: str) -> Iterator[tuple[int, dict]]:
+def _iter_delimited(stream: io.TextIOBase, where: str, spec: DataSpec, delimiter: str,
+                    allow_empty: bool = False) -> Iterator[tuple[int, dict]]:
     reader = csv.reader(stream, delimiter=delimiter)
     try:
         header = next(reader, None)
         if header is None or not any(h.strip() for h in header):
+            if allow_empty:
+                return
             raise DataError(f"{where}: the file is empty (expected a header row and data rows)")
         header = [h.strip() for h in header]
         wanted = _required_columns(spec)
@@ -124,8 +127,6 @@ def _iter_jsonl(stream: io.TextIOBase, where: str, spec: DataSpec) -> Iterator[t
             yield row_number, {column: record.get(column) for column in wanted}
     except UnicodeDecodeError as err:
         raise DataError(f"{where}: the file is not UTF-8 text ({err})") from err
-    if row_number == 0:
-        raise DataError(f"{where}: the file is empty (expected one JSON object per line)")
 
 
 def _iter_parquet(source: str, where: str, spec: DataSpec, output: Optional[OutputSpec]) -> Iterator[tuple[int, dict]]:
@@ -148,8 +149,6 @@ def _iter_parquet(source: str, where: str, spec: DataSpec, output: Optional[Outp
             for record in batch.to_pylist():
                 row_number += 1
                 yield row_number, record
-        if row_number == 0:
-            raise DataError(f"{where}: the file has no data rows")
     finally:
         handle.close()
 
@@ -177,30 +176,74 @@ def _iter_hf(source: str, where: str, spec: DataSpec) -> Iterator[tuple[int, dic
         yield row_number, {column: record.get(column) for column in wanted}
 
 
-def iter_rows(source: str, spec: DataSpec, *, field_name: str = "data.train",
-              output: Optional[OutputSpec] = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Stream `(row number, {column: value})` for the text, pair and label columns of
-    one source; empty strings read as None. Raises DataError for a missing column, an
-    empty or unparseable file."""
-    fmt = detect_format(source, spec, field_name)
-    where = f"{field_name} ({source})"
+def _is_data_file(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return not base.startswith(("_", "."))  # _SUCCESS, .crc and other markers
+
+
+def list_source_files(source: str, spec: DataSpec, *, field_name: str = "data.train",
+                      output: Optional[OutputSpec] = None) -> list[str]:
+    """The files a source names: itself, or every data file under a folder/prefix
+    (such as a Spark or pandas output of part files), sorted by name."""
+    if source.startswith("hf://"):
+        return [source]
+    from pyarrow import fs as pafs
+
     try:
-        if fmt == "hf":
-            yield from _iter_hf(source, where, spec)
-        elif fmt == "parquet":
-            yield from _iter_parquet(source, where, spec, output)
-        else:
-            handle = storage.open_input(source, output)
-            try:
-                text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
-                if fmt == "jsonl":
-                    yield from _iter_jsonl(text, where, spec)
-                else:
-                    yield from _iter_delimited(text, where, spec, "," if fmt == "csv" else "\t")
-            finally:
-                handle.close()
+        filesystem, path = storage.resolve_filesystem(source, output)
+        info = storage.with_retries(lambda: filesystem.get_file_info(path), f"checking {source}", attempts=3,
+                                    backoff=0.2)
+        if info.type == pafs.FileType.NotFound:
+            raise DataError(f"{field_name}: {source} not found")
+        if info.type != pafs.FileType.Directory:
+            return [source]
+        names = [n for n in storage.list_files(source, output) if _is_data_file(n)]
     except StorageError as err:
         raise DataError(f"{field_name}: cannot read {source}: {err}") from err
+    if spec.format is None:
+        formats = {_EXTENSIONS.get("." + n.rsplit(".", 1)[-1].lower()) for n in names if "." in n} - {None}
+        if len(formats) > 1:
+            raise DataError(f"{field_name}: folder {source} mixes formats ({', '.join(sorted(formats))}); "
+                            f"keep one format per folder or set data.format")
+        names = [n for n in names if "." in n and _EXTENSIONS.get("." + n.rsplit(".", 1)[-1].lower())]
+    if not names:
+        raise DataError(f"{field_name}: folder {source} holds no data files (.csv, .tsv, .jsonl or .parquet)")
+    return [storage.join(source, n) for n in names]
+
+
+def _iter_file(source: str, spec: DataSpec, fmt: str, where: str, output: Optional[OutputSpec],
+               allow_empty: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+    if fmt == "hf":
+        yield from _iter_hf(source, where, spec)
+    elif fmt == "parquet":
+        yield from _iter_parquet(source, where, spec, output)
+    else:
+        handle = storage.open_input(source, output)
+        try:
+            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+            if fmt == "jsonl":
+                yield from _iter_jsonl(text, where, spec)
+            else:
+                yield from _iter_delimited(text, where, spec, "," if fmt == "csv" else "\t", allow_empty)
+        finally:
+            handle.close()
+
+
+def iter_rows(source: str, spec: DataSpec, *, field_name: str = "data.train",
+              output: Optional[OutputSpec] = None) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Stream `(file, row number in that file, {column: value})` for the text, pair and
+    label columns of a file or folder source; empty strings read as None. Raises
+    DataError for a missing column or an unparseable file. Row numbers are 1-based
+    data rows (the header does not count)."""
+    files = list_source_files(source, spec, field_name=field_name, output=output)
+    for file in files:
+        fmt = detect_format(file, spec, field_name)
+        try:
+            for row_number, record in _iter_file(file, spec, fmt, f"{field_name} ({file})", output,
+                                                 allow_empty=len(files) > 1):
+                yield file, row_number, record
+        except StorageError as err:
+            raise DataError(f"{field_name}: cannot read {file}: {err}") from err
 
 
 # ------------------------------------------------------------------------ labels
@@ -302,7 +345,9 @@ class Examples:
 
 @dataclass
 class _Raw:
+    file: str
     row: int
+    position: int  # 1-based across all files of the source
     text: str
     pair: Optional[str]
     label: Any
@@ -324,12 +369,13 @@ def _scan(source: str, spec: DataSpec, field_name: str, *, rank: int, world_size
     """Stream one source: check every row, count (on its owning rank) and drop rows
     with a missing value, and keep this rank's rows. Also returns every distinct raw
     label seen on any rank, so label inference is the same everywhere."""
-    where = f"{field_name} ({source})"
     kept: list[_Raw] = []
     seen_labels: dict[Any, None] = {}
-    any_rows = False
-    for row_number, record in iter_rows(source, spec, field_name=field_name, output=output):
-        any_rows = True
+    position = 0
+    for file, row_number, record in iter_rows(source, spec, field_name=field_name, output=output):
+        position += 1
+        where = f"{field_name} ({file})"
+        owner = (position - 1) % world_size == rank  # who counts this row in the report
         text = _text_value(record[spec.textColumn])
         pair = _text_value(record[spec.textPairColumn]) if spec.textPairColumn else None
         label = record[spec.labelColumn]
@@ -345,7 +391,7 @@ def _scan(source: str, spec: DataSpec, field_name: str, *, rank: int, world_size
                     f"{where}: row {row_number}, column {missing[0]!r}: value is missing "
                     f"(data.strict is true; set it to false to drop such rows)"
                 )
-            if (row_number - 1) % world_size == rank:
+            if owner:
                 report.dropped_missing += 1
             continue
         cell = f"{where}: row {row_number}, column {spec.labelColumn!r}"
@@ -358,14 +404,14 @@ def _scan(source: str, spec: DataSpec, field_name: str, *, rank: int, world_size
             if ident is not None and (ident < 0 or (num_labels is not None and ident >= num_labels)):
                 upper = f"0-{num_labels - 1}" if num_labels else "0 or more"
                 raise DataError(f"{cell}: label id {ident} is out of range (allowed: {upper})")
-        if (row_number - 1) % world_size == rank:
+        if owner:
             report.rows_read += 1
         seen_labels.setdefault(label if _as_id(label) is None else _as_id(label), None)
         digest = _row_hash(seed, text, pair)
         if shard_of(digest, world_size) == rank:
-            kept.append(_Raw(row_number, text, pair, label, digest))
-    if not any_rows:
-        raise DataError(f"{where}: the file has no data rows")
+            kept.append(_Raw(file, row_number, position, text, pair, label, digest))
+    if position == 0:
+        raise DataError(f"{field_name} ({source}): the file has no data rows")
     return kept, list(seen_labels)
 
 
@@ -396,32 +442,34 @@ def infer_label_names(model: ModelSpec, seen: Sequence[Any], where: str) -> list
     return result
 
 
-def _to_examples(raws: list[_Raw], coder: LabelCoder, where: str, with_pairs: bool) -> Examples:
+def _to_examples(raws: list[_Raw], coder: LabelCoder, field_name: str, with_pairs: bool) -> Examples:
     out = Examples(pairs=[] if with_pairs else None)
     for raw in raws:
         out.texts.append(raw.text)
         if out.pairs is not None:
             out.pairs.append(raw.pair or "")
-        out.labels.append(coder.encode(raw.label, f"{where}: row {raw.row}"))
-        out.rows.append(raw.row)
+        out.labels.append(coder.encode(raw.label, f"{field_name} ({raw.file}): row {raw.row}"))
+        out.rows.append(raw.position)
     return out
 
 
 def _drop_duplicates(raws: list[_Raw], coder: LabelCoder, where: str, strict: bool,
                      report: DataReport) -> list[_Raw]:
-    first_row: dict[tuple, int] = {}
+    first: dict[tuple, _Raw] = {}
     kept: list[_Raw] = []
-    for raw in raws:
+    for raw in sorted(raws, key=lambda r: r.position):
         key = (raw.text, raw.pair, coder.encode(raw.label, where))
-        if key in first_row:
+        if key in first:
             if strict:
+                earlier = first[key]
+                other = f"row {earlier.row}" if earlier.file == raw.file else f"row {earlier.row} of {earlier.file}"
                 raise DataError(
-                    f"{where}: row {raw.row} duplicates row {first_row[key]} (same text and label) "
+                    f"data.train ({raw.file}): row {raw.row} duplicates {other} (same text and label) "
                     f"(data.strict is true; set it to false to drop duplicates)"
                 )
             report.dropped_duplicates += 1
             continue
-        first_row[key] = raw.row
+        first[key] = raw
         kept.append(raw)
     return kept
 
@@ -482,11 +530,12 @@ def load_examples(config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
     if spec.maxSamples is not None:
         quota = spec.maxSamples // world_size + (1 if rank < spec.maxSamples % world_size else 0)
         train_raw = train_raw[:quota]
-    train_raw.sort(key=lambda r: r.row)
+    train_raw.sort(key=lambda r: r.position)
 
-    train = _to_examples(train_raw, coder, train_where, with_pairs)
-    validation = _to_examples(validation_raw, coder, f"data.validation ({spec.validation or spec.train})", with_pairs)
-    test = _to_examples(test_raw, coder, f"data.test ({spec.test})", with_pairs) if test_raw is not None else None
+    train = _to_examples(train_raw, coder, "data.train", with_pairs)
+    validation = _to_examples(validation_raw, coder, "data.validation" if spec.validation else "data.train",
+                              with_pairs)
+    test = _to_examples(test_raw, coder, "data.test", with_pairs) if test_raw is not None else None
     report.train, report.validation = len(train), len(validation)
     report.test = len(test) if test is not None else 0
     for label in train.labels:
@@ -496,7 +545,7 @@ def load_examples(config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
 
 def read_table(source: str, spec: DataSpec, *, rank: int = 0, world_size: int = 1,
                field_name: str = "data.train", output: Optional[OutputSpec] = None) -> "pa.Table":
-    """This rank's rows of one source as a table (columns row, text, [text_pair],
+    """This rank's rows of one source as a table (columns file, row, text, [text_pair],
     label with raw label values), rows with a missing value dropped; for inspection
     and tools. `prepare_datasets` is what training uses."""
     import pyarrow as pa
@@ -504,7 +553,8 @@ def read_table(source: str, spec: DataSpec, *, rank: int = 0, world_size: int = 
     report = DataReport()
     raws, _ = _scan(source, spec, field_name, rank=rank, world_size=world_size, seed=spec.shuffleSeed,
                     output=output, report=report, known=None, num_labels=None)
-    columns: dict[str, list] = {"row": [r.row for r in raws], "text": [r.text for r in raws]}
+    columns: dict[str, list] = {"file": [r.file for r in raws], "row": [r.row for r in raws],
+                                "text": [r.text for r in raws]}
     if spec.textPairColumn:
         columns["text_pair"] = [r.pair for r in raws]
     columns["label"] = [str(r.label) for r in raws]
@@ -584,6 +634,6 @@ def prepare_datasets(config: TrainingConfig, tokenizer, rank: int = 0, world_siz
 
 __all__ = [
     "DataReport", "Examples", "LabelCoder", "PreparedData", "SplitExamples", "TextClassificationDataset",
-    "detect_format", "infer_label_names", "iter_rows", "load_examples", "make_collator",
+    "detect_format", "infer_label_names", "iter_rows", "list_source_files", "load_examples", "make_collator",
     "prepare_datasets", "read_table",
 ]

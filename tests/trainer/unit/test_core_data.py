@@ -226,3 +226,35 @@ def test_hf_source_without_datasets_package_is_a_clear_error(tmp_path: Path) -> 
     config = training_config("hf://imdb@train", str(tmp_path / "o"))
     with pytest.raises(DataError, match=r"data.train.*hf://.*datasets"):
         load_examples(config)
+
+
+def test_folder_of_part_files_reads_every_part(tmp_path: Path) -> None:
+    rows = sentiment_rows(30)
+    folder = tmp_path / "parts"
+    write_rows(folder / "part-0000.parquet", rows[:10])
+    write_rows(folder / "part-0001.parquet", rows[10:25])
+    write_rows(folder / "part-0002.parquet", rows[25:])
+    (folder / "_SUCCESS").write_text("")
+    table = read_table(str(folder), _config(folder, tmp_path).data)
+    assert sorted(table.column("text").to_pylist()) == sorted(r["text"] for r in rows)
+    assert table.column("row").to_pylist()[:2] == [1, 2]
+    assert {Path(f).name for f in table.column("file").to_pylist()} == {"part-0000.parquet", "part-0001.parquet",
+                                                                         "part-0002.parquet"}
+    shards = [load_examples(_config(folder, tmp_path), rank=r, world_size=2) for r in range(2)]
+    assert sum(len(s.train) + len(s.validation) for s in shards) == 30
+
+
+def test_folder_errors_name_the_part_file(tmp_path: Path) -> None:
+    folder = tmp_path / "parts"
+    write_rows(folder / "a.csv", sentiment_rows(5))
+    write_rows(folder / "b.csv", [{"text": "fine", "label": "pos"}, {"text": "meh", "label": "neutral"}])
+    config = training_config(str(folder), str(tmp_path / "o"), model={"labels": ["neg", "pos"]})
+    with pytest.raises(DataError, match=r"data.train \(.*b\.csv\): row 2, column 'label': unknown label 'neutral'"):
+        load_examples(config)
+    write_rows(folder / "c.jsonl", sentiment_rows(2))
+    with pytest.raises(DataError, match=r"mixes formats \(csv, jsonl\)"):
+        load_examples(config)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"holds no data files"):
+        load_examples(_config(empty, tmp_path))
