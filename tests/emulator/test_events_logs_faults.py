@@ -77,6 +77,9 @@ def test_fail_next_injects_errors_for_matching_requests_only(http, kube):
     assert http.post(CM, configmap("d")).status_code == 201
     assert kube.get("configmaps", "c", "default")  # the test side is never faulted
     assert kube.request_count("get", "configmaps") == 3
+    counts = kube.request_counts()
+    assert counts[("get", "configmaps")] == 3 and counts[("list", "configmaps")] == 1
+    assert counts[("create", "configmaps")] == 3  # the first create was made before the faults
 
 
 def test_an_emulator_bug_comes_back_as_a_500_status(http, kube, monkeypatch):

@@ -1297,6 +1297,10 @@ class KubeEmulator:
         """How many HTTP requests of `verb` on `resource` the server has answered."""
         return self._call(lambda: self.store.request_counts[(verb, self.store.find_type(resource).plural)])
 
+    def request_counts(self) -> dict[tuple[str, str], int]:
+        """Every (verb, plural) the server has answered over HTTP, with how many times."""
+        return self._call(lambda: dict(self.store.request_counts))
+
     @property
     def resource_version(self) -> int:
         return self._call(lambda: self.store.resource_version)
