@@ -48,8 +48,11 @@ def write_trials_json(directory: str | Path, trials: Sequence[Mapping[str, Any]]
     return _write_json(Path(directory) / TRIALS_FILE, {"trials": list(trials)})
 
 
-def plot_curves(history_by_trial: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path,
-                metric: str = "eval_accuracy") -> Path:
+def plot_curves(
+    history_by_trial: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: str | Path,
+    metric: str = "eval_accuracy",
+) -> Path:
     """A PNG with training loss and `metric` against step, one line per trial.
 
     Each history entry is a dict with `step` and any of `loss`, `eval_loss`, `metric`.
@@ -86,9 +89,16 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def write_model_card(directory: str | Path, config: TrainingConfig, metrics: Mapping[str, Any],
-                     label_names: Sequence[str], *, hyperparameters: Optional[Mapping[str, Any]] = None,
-                     data_report: Optional[Mapping[str, Any]] = None, name: Optional[str] = None) -> Path:
+def write_model_card(
+    directory: str | Path,
+    config: TrainingConfig,
+    metrics: Mapping[str, Any],
+    label_names: Sequence[str],
+    *,
+    hyperparameters: Optional[Mapping[str, Any]] = None,
+    data_report: Optional[Mapping[str, Any]] = None,
+    name: Optional[str] = None,
+) -> Path:
     """`README.md` describing the model: base model, data, strategy, hyperparameters
     and metrics, in the Hugging Face model-card layout."""
     training = config.training
@@ -109,20 +119,33 @@ def write_model_card(directory: str | Path, config: TrainingConfig, metrics: Map
         "## Data",
         "",
         f"- train: `{config.data.train}`",
-        f"- validation: `{config.data.validation}`" if config.data.validation
-        else f"- validation: {config.data.validationFraction:.0%} of the training data (seed {config.data.shuffleSeed})",
+        f"- validation: `{config.data.validation}`"
+        if config.data.validation
+        else f"- validation: {config.data.validationFraction:.0%} of the training data "
+        f"(seed {config.data.shuffleSeed})",
     ]
     if config.data.test:
         lines.append(f"- test: `{config.data.test}`")
-    lines.append(f"- columns: text `{config.data.textColumn}`"
-                 + (f", pair `{config.data.textPairColumn}`" if config.data.textPairColumn else "")
-                 + f", label `{config.data.labelColumn}`; max sequence length {config.data.maxSeqLength}")
+    lines.append(
+        f"- columns: text `{config.data.textColumn}`"
+        + (f", pair `{config.data.textPairColumn}`" if config.data.textPairColumn else "")
+        + f", label `{config.data.labelColumn}`; max sequence length {config.data.maxSeqLength}"
+    )
     if data_report:
-        lines.append("- " + ", ".join(f"{k.replace('_', ' ')}: {_format(v)}" for k, v in data_report.items()
-                                      if not isinstance(v, Mapping)))
+        lines.append(
+            "- "
+            + ", ".join(
+                f"{k.replace('_', ' ')}: {_format(v)}"
+                for k, v in data_report.items()
+                if not isinstance(v, Mapping)
+            )
+        )
     lines += ["", "## Strategy", "", f"`{strategy.type}`"]
-    block = getattr(strategy, strategy.type, None) if strategy.type in ("partial", "gradualUnfreezing", "lora") \
+    block = (
+        getattr(strategy, strategy.type, None)
+        if strategy.type in ("partial", "gradualUnfreezing", "lora")
         else None
+    )
     if block is not None:
         lines[-1] += ": " + ", ".join(f"{k}={_format(v)}" for k, v in block.to_dict().items())
     params = {
@@ -146,5 +169,13 @@ def write_model_card(directory: str | Path, config: TrainingConfig, metrics: Map
     return out
 
 
-__all__ = ["METRICS_FILE", "TRIALS_FILE", "CURVES_FILE", "MODEL_CARD_FILE", "plot_curves", "write_metrics_json",
-           "write_model_card", "write_trials_json"]
+__all__ = [
+    "METRICS_FILE",
+    "TRIALS_FILE",
+    "CURVES_FILE",
+    "MODEL_CARD_FILE",
+    "plot_curves",
+    "write_metrics_json",
+    "write_model_card",
+    "write_trials_json",
+]

@@ -34,8 +34,14 @@ from finetune_trainer.errors import DataError, StorageError
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
-               ".pq": "parquet"}
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 _PARQUET_BATCH_ROWS = 4096
 
 
@@ -67,13 +73,15 @@ def _required_columns(spec: DataSpec) -> list[str]:
 
 def _missing_column(where: str, column: str, available: Sequence[str], spec: DataSpec) -> DataError:
     setting = {spec.textColumn: "data.textColumn", spec.labelColumn: "data.labelColumn"}.get(
-        column, "data.textPairColumn")
+        column, "data.textPairColumn"
+    )
     listing = ", ".join(repr(c) for c in available) or "none"
     return DataError(f"{where}: column {column!r} ({setting}) not found; available columns: {listing}")
 
 
-def _iter_delimited(stream: io.TextIOBase, where: str, spec: DataSpec, delimiter: str,
-                    allow_empty: bool = False) -> Iterator[tuple[int, dict]]:
+def _iter_delimited(
+    stream: io.TextIOBase, where: str, spec: DataSpec, delimiter: str, allow_empty: bool = False
+) -> Iterator[tuple[int, dict]]:
     reader = csv.reader(stream, delimiter=delimiter)
     try:
         header = next(reader, None)
@@ -95,11 +103,13 @@ def _iter_delimited(stream: io.TextIOBase, where: str, spec: DataSpec, delimiter
                 continue
             if len(values) != len(header):
                 raise DataError(
-                    f"{where}: row {row_number} (line {reader.line_num}) has {len(values)} fields but the header "
-                    f"has {len(header)}; cannot parse the file (check quoting and the delimiter)"
+                    f"{where}: row {row_number} (line {reader.line_num}) has {len(values)} fields but "
+                    f"the header has {len(header)}; cannot parse the file (check quoting and the delimiter)"
                 )
-            yield row_number, {column: (values[i] if values[i].strip() != "" else None)
-                               for column, i in positions.items()}
+            yield (
+                row_number,
+                {column: (values[i] if values[i].strip() != "" else None) for column, i in positions.items()},
+            )
     except csv.Error as err:
         raise DataError(f"{where}: cannot parse the file near line {reader.line_num}: {err}") from err
     except UnicodeDecodeError as err:
@@ -117,7 +127,9 @@ def _iter_jsonl(stream: io.TextIOBase, where: str, spec: DataSpec) -> Iterator[t
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{where}: row {row_number} (line {line_number}) is not valid JSON: {err}") from err
+                raise DataError(
+                    f"{where}: row {row_number} (line {line_number}) is not valid JSON: {err}"
+                ) from err
             if not isinstance(record, dict):
                 raise DataError(f"{where}: row {row_number} (line {line_number}) is not a JSON object")
             if row_number == 1:
@@ -129,7 +141,9 @@ def _iter_jsonl(stream: io.TextIOBase, where: str, spec: DataSpec) -> Iterator[t
         raise DataError(f"{where}: the file is not UTF-8 text ({err})") from err
 
 
-def _iter_parquet(source: str, where: str, spec: DataSpec, output: Optional[OutputSpec]) -> Iterator[tuple[int, dict]]:
+def _iter_parquet(
+    source: str, where: str, spec: DataSpec, output: Optional[OutputSpec]
+) -> Iterator[tuple[int, dict]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -154,18 +168,21 @@ def _iter_parquet(source: str, where: str, spec: DataSpec, output: Optional[Outp
 
 
 def _iter_hf(source: str, where: str, spec: DataSpec) -> Iterator[tuple[int, dict]]:
-    name, _, split = source[len("hf://"):].partition("@")
+    name, _, split = source[len("hf://") :].partition("@")
     try:
         import datasets  # type: ignore[import-not-found]
     except ImportError:
         raise DataError(
-            f"{where}: hf:// sources need the `datasets` package, which is not installed in the trainer image; "
-            f"install it, or export the dataset to csv, jsonl or parquet and point the field at that file"
+            f"{where}: hf:// sources need the `datasets` package, which is not installed in the trainer "
+            f"image; install it, or export the dataset to csv, jsonl or parquet and point the field at "
+            f"that file"
         ) from None
     try:
         dataset = datasets.load_dataset(name, split=split or "train")
     except Exception as err:  # datasets raises many types (offline, missing split, ...)
-        raise DataError(f"{where}: cannot load Hugging Face dataset {name!r} split {split or 'train'!r}: {err}") from err
+        raise DataError(
+            f"{where}: cannot load Hugging Face dataset {name!r} split {split or 'train'!r}: {err}"
+        ) from err
     wanted = _required_columns(spec)
     for column in wanted:
         if column not in dataset.column_names:
@@ -181,8 +198,9 @@ def _is_data_file(name: str) -> bool:
     return not base.startswith(("_", "."))  # _SUCCESS, .crc and other markers
 
 
-def list_source_files(source: str, spec: DataSpec, *, field_name: str = "data.train",
-                      output: Optional[OutputSpec] = None) -> list[str]:
+def list_source_files(
+    source: str, spec: DataSpec, *, field_name: str = "data.train", output: Optional[OutputSpec] = None
+) -> list[str]:
     """The files a source names: itself, or every data file under a folder/prefix
     (such as a Spark or pandas output of part files), sorted by name."""
     if source.startswith("hf://"):
@@ -191,8 +209,9 @@ def list_source_files(source: str, spec: DataSpec, *, field_name: str = "data.tr
 
     try:
         filesystem, path = storage.resolve_filesystem(source, output)
-        info = storage.with_retries(lambda: filesystem.get_file_info(path), f"checking {source}", attempts=3,
-                                    backoff=0.2)
+        info = storage.with_retries(
+            lambda: filesystem.get_file_info(path), f"checking {source}", attempts=3, backoff=0.2
+        )
         if info.type == pafs.FileType.NotFound:
             raise DataError(f"{field_name}: {source} not found")
         if info.type != pafs.FileType.Directory:
@@ -203,16 +222,19 @@ def list_source_files(source: str, spec: DataSpec, *, field_name: str = "data.tr
     if spec.format is None:
         formats = {_EXTENSIONS.get("." + n.rsplit(".", 1)[-1].lower()) for n in names if "." in n} - {None}
         if len(formats) > 1:
-            raise DataError(f"{field_name}: folder {source} mixes formats ({', '.join(sorted(formats))}); "
-                            f"keep one format per folder or set data.format")
+            raise DataError(
+                f"{field_name}: folder {source} mixes formats ({', '.join(sorted(formats))}); "
+                f"keep one format per folder or set data.format"
+            )
         names = [n for n in names if "." in n and _EXTENSIONS.get("." + n.rsplit(".", 1)[-1].lower())]
     if not names:
         raise DataError(f"{field_name}: folder {source} holds no data files (.csv, .tsv, .jsonl or .parquet)")
     return [storage.join(source, n) for n in names]
 
 
-def _iter_file(source: str, spec: DataSpec, fmt: str, where: str, output: Optional[OutputSpec],
-               allow_empty: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+def _iter_file(
+    source: str, spec: DataSpec, fmt: str, where: str, output: Optional[OutputSpec], allow_empty: bool
+) -> Iterator[tuple[int, dict[str, Any]]]:
     if fmt == "hf":
         yield from _iter_hf(source, where, spec)
     elif fmt == "parquet":
@@ -229,8 +251,9 @@ def _iter_file(source: str, spec: DataSpec, fmt: str, where: str, output: Option
             handle.close()
 
 
-def iter_rows(source: str, spec: DataSpec, *, field_name: str = "data.train",
-              output: Optional[OutputSpec] = None) -> Iterator[tuple[str, int, dict[str, Any]]]:
+def iter_rows(
+    source: str, spec: DataSpec, *, field_name: str = "data.train", output: Optional[OutputSpec] = None
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
     """Stream `(file, row number in that file, {column: value})` for the text, pair and
     label columns of a file or folder source; empty strings read as None. Raises
     DataError for a missing column or an unparseable file. Row numbers are 1-based
@@ -239,8 +262,9 @@ def iter_rows(source: str, spec: DataSpec, *, field_name: str = "data.train",
     for file in files:
         fmt = detect_format(file, spec, field_name)
         try:
-            for row_number, record in _iter_file(file, spec, fmt, f"{field_name} ({file})", output,
-                                                 allow_empty=len(files) > 1):
+            for row_number, record in _iter_file(
+                file, spec, fmt, f"{field_name} ({file})", output, allow_empty=len(files) > 1
+            ):
                 yield file, row_number, record
         except StorageError as err:
             raise DataError(f"{field_name}: cannot read {file}: {err}") from err
@@ -327,7 +351,7 @@ def shard_of(digest: bytes, world_size: int) -> int:
 
 
 def is_validation(digest: bytes, fraction: float) -> bool:
-    return int.from_bytes(digest[8:], "big") / 2.0 ** 64 < fraction
+    return int.from_bytes(digest[8:], "big") / 2.0**64 < fraction
 
 
 @dataclass
@@ -363,9 +387,19 @@ def _text_value(value: Any) -> Optional[str]:
     return text if text.strip() else None
 
 
-def _scan(source: str, spec: DataSpec, field_name: str, *, rank: int, world_size: int, seed: int,
-          output: Optional[OutputSpec], report: DataReport, known: Optional[LabelCoder],
-          num_labels: Optional[int]) -> tuple[list[_Raw], list[Any]]:
+def _scan(
+    source: str,
+    spec: DataSpec,
+    field_name: str,
+    *,
+    rank: int,
+    world_size: int,
+    seed: int,
+    output: Optional[OutputSpec],
+    report: DataReport,
+    known: Optional[LabelCoder],
+    num_labels: Optional[int],
+) -> tuple[list[_Raw], list[Any]]:
     """Stream one source: check every row, count (on its owning rank) and drop rows
     with a missing value, and keep this rank's rows. Also returns every distinct raw
     label seen on any rank, so label inference is the same everywhere."""
@@ -383,8 +417,11 @@ def _scan(source: str, spec: DataSpec, field_name: str, *, rank: int, world_size
             label = label.strip() or None
         if isinstance(label, float) and math.isnan(label):
             label = None
-        missing = [c for c, v in ((spec.textColumn, text), (spec.textPairColumn, pair), (spec.labelColumn, label))
-                   if c and v is None]
+        missing = [
+            c
+            for c, v in ((spec.textColumn, text), (spec.textPairColumn, pair), (spec.labelColumn, label))
+            if c and v is None
+        ]
         if missing:
             if spec.strict:
                 raise DataError(
@@ -437,8 +474,10 @@ def infer_label_names(model: ModelSpec, seen: Sequence[Any], where: str) -> list
         count = model.numLabels or (max(ids) + 1 if ids else 0)
         result = [str(i) for i in range(count)]
     if len(result) < 2:
-        raise DataError(f"{where}: found only {len(result)} label(s); a classifier needs at least 2 "
-                        f"(or list the classes in model.labels)")
+        raise DataError(
+            f"{where}: found only {len(result)} label(s); a classifier needs at least 2 "
+            f"(or list the classes in model.labels)"
+        )
     return result
 
 
@@ -453,8 +492,9 @@ def _to_examples(raws: list[_Raw], coder: LabelCoder, field_name: str, with_pair
     return out
 
 
-def _drop_duplicates(raws: list[_Raw], coder: LabelCoder, where: str, strict: bool,
-                     report: DataReport) -> list[_Raw]:
+def _drop_duplicates(
+    raws: list[_Raw], coder: LabelCoder, where: str, strict: bool, report: DataReport
+) -> list[_Raw]:
     first: dict[tuple, _Raw] = {}
     kept: list[_Raw] = []
     for raw in sorted(raws, key=lambda r: r.position):
@@ -462,7 +502,11 @@ def _drop_duplicates(raws: list[_Raw], coder: LabelCoder, where: str, strict: bo
         if key in first:
             if strict:
                 earlier = first[key]
-                other = f"row {earlier.row}" if earlier.file == raw.file else f"row {earlier.row} of {earlier.file}"
+                other = (
+                    f"row {earlier.row}"
+                    if earlier.file == raw.file
+                    else f"row {earlier.row} of {earlier.file}"
+                )
                 raise DataError(
                     f"data.train ({raw.file}): row {raw.row} duplicates {other} (same text and label) "
                     f"(data.strict is true; set it to false to drop duplicates)"
@@ -485,8 +529,9 @@ class SplitExamples:
     report: DataReport
 
 
-def load_examples(config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
-                  shard_eval: bool = True) -> SplitExamples:
+def load_examples(
+    config: TrainingConfig, *, rank: int = 0, world_size: int = 1, shard_eval: bool = True
+) -> SplitExamples:
     """Read, check, split and shard every source of `config.data` for one rank.
 
     With `shard_eval` false every rank keeps the whole validation and test splits
@@ -499,8 +544,18 @@ def load_examples(config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
     report = DataReport()
     known = LabelCoder(model.labels) if model.labels else None
     train_where = f"data.train ({spec.train})"
-    raws, seen = _scan(spec.train, spec, "data.train", rank=rank, world_size=world_size, seed=seed,
-                       output=output, report=report, known=known, num_labels=model.num_classes)
+    raws, seen = _scan(
+        spec.train,
+        spec,
+        "data.train",
+        rank=rank,
+        world_size=world_size,
+        seed=seed,
+        output=output,
+        report=report,
+        known=known,
+        num_labels=model.num_classes,
+    )
     label_names = infer_label_names(model, seen, f"{train_where}, column {spec.labelColumn!r}")
     coder = LabelCoder(label_names)
     with_pairs = spec.textPairColumn is not None
@@ -509,21 +564,50 @@ def load_examples(config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
     # Unsharded evaluation data is read whole by every rank; only rank 0 counts its drops.
     eval_report = report if shard_eval or rank == 0 else DataReport()
     if spec.validation:
-        validation_raw, _ = _scan(spec.validation, spec, "data.validation", rank=eval_rank, world_size=eval_world,
-                                  seed=seed, output=output, report=eval_report, known=coder,
-                                  num_labels=len(label_names))
+        validation_raw, _ = _scan(
+            spec.validation,
+            spec,
+            "data.validation",
+            rank=eval_rank,
+            world_size=eval_world,
+            seed=seed,
+            output=output,
+            report=eval_report,
+            known=coder,
+            num_labels=len(label_names),
+        )
         train_raw = raws
     else:
         train_raw = [r for r in raws if not is_validation(r.digest, spec.validationFraction)]
         validation_raw = [r for r in raws if is_validation(r.digest, spec.validationFraction)]
         if not shard_eval and world_size > 1:
-            everything, _ = _scan(spec.train, spec, "data.train", rank=0, world_size=1, seed=seed, output=output,
-                                  report=DataReport(), known=coder, num_labels=len(label_names))
+            everything, _ = _scan(
+                spec.train,
+                spec,
+                "data.train",
+                rank=0,
+                world_size=1,
+                seed=seed,
+                output=output,
+                report=DataReport(),
+                known=coder,
+                num_labels=len(label_names),
+            )
             validation_raw = [r for r in everything if is_validation(r.digest, spec.validationFraction)]
     test_raw = None
     if spec.test:
-        test_raw, _ = _scan(spec.test, spec, "data.test", rank=eval_rank, world_size=eval_world, seed=seed,
-                            output=output, report=eval_report, known=coder, num_labels=len(label_names))
+        test_raw, _ = _scan(
+            spec.test,
+            spec,
+            "data.test",
+            rank=eval_rank,
+            world_size=eval_world,
+            seed=seed,
+            output=output,
+            report=eval_report,
+            known=coder,
+            num_labels=len(label_names),
+        )
 
     train_raw = _drop_duplicates(train_raw, coder, train_where, spec.strict, report)
     train_raw.sort(key=lambda r: r.digest)  # the seeded shuffle
@@ -533,8 +617,9 @@ def load_examples(config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
     train_raw.sort(key=lambda r: r.position)
 
     train = _to_examples(train_raw, coder, "data.train", with_pairs)
-    validation = _to_examples(validation_raw, coder, "data.validation" if spec.validation else "data.train",
-                              with_pairs)
+    validation = _to_examples(
+        validation_raw, coder, "data.validation" if spec.validation else "data.train", with_pairs
+    )
     test = _to_examples(test_raw, coder, "data.test", with_pairs) if test_raw is not None else None
     report.train, report.validation = len(train), len(validation)
     report.test = len(test) if test is not None else 0
@@ -543,18 +628,38 @@ def load_examples(config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
     return SplitExamples(train, validation, test, label_names, report)
 
 
-def read_table(source: str, spec: DataSpec, *, rank: int = 0, world_size: int = 1,
-               field_name: str = "data.train", output: Optional[OutputSpec] = None) -> "pa.Table":
+def read_table(
+    source: str,
+    spec: DataSpec,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    field_name: str = "data.train",
+    output: Optional[OutputSpec] = None,
+) -> "pa.Table":
     """This rank's rows of one source as a table (columns file, row, text, [text_pair],
     label with raw label values), rows with a missing value dropped; for inspection
     and tools. `prepare_datasets` is what training uses."""
     import pyarrow as pa
 
     report = DataReport()
-    raws, _ = _scan(source, spec, field_name, rank=rank, world_size=world_size, seed=spec.shuffleSeed,
-                    output=output, report=report, known=None, num_labels=None)
-    columns: dict[str, list] = {"file": [r.file for r in raws], "row": [r.row for r in raws],
-                                "text": [r.text for r in raws]}
+    raws, _ = _scan(
+        source,
+        spec,
+        field_name,
+        rank=rank,
+        world_size=world_size,
+        seed=spec.shuffleSeed,
+        output=output,
+        report=report,
+        known=None,
+        num_labels=None,
+    )
+    columns: dict[str, list] = {
+        "file": [r.file for r in raws],
+        "row": [r.row for r in raws],
+        "text": [r.text for r in raws],
+    }
     if spec.textPairColumn:
         columns["text_pair"] = [r.pair for r in raws]
     columns["label"] = [str(r.label) for r in raws]
@@ -570,8 +675,9 @@ class TextClassificationDataset:
     Tokenising lazily keeps memory at the size of the raw texts and lets training
     augmentation draw fresh noise each epoch (`set_epoch`)."""
 
-    def __init__(self, examples: Examples, tokenizer, max_length: int,
-                 augmenter: Optional[Augmenter] = None) -> None:
+    def __init__(
+        self, examples: Examples, tokenizer, max_length: int, augmenter: Optional[Augmenter] = None
+    ) -> None:
         self.examples = examples
         self.tokenizer = tokenizer
         model_max = getattr(tokenizer, "model_max_length", None) or max_length
@@ -617,8 +723,9 @@ class PreparedData:
     report: DataReport
 
 
-def prepare_datasets(config: TrainingConfig, tokenizer, rank: int = 0, world_size: int = 1, *,
-                     shard_eval: bool = True) -> PreparedData:
+def prepare_datasets(
+    config: TrainingConfig, tokenizer, rank: int = 0, world_size: int = 1, *, shard_eval: bool = True
+) -> PreparedData:
     """Datasets ready for a DataLoader with `make_collator(tokenizer)`.
 
     Augmentation (if configured) applies to the training split only, seeded by
@@ -628,12 +735,27 @@ def prepare_datasets(config: TrainingConfig, tokenizer, rank: int = 0, world_siz
     augmenter = Augmenter(spec.augmentation, config.training.seed) if spec.augmentation else None
     train = TextClassificationDataset(examples.train, tokenizer, spec.maxSeqLength, augmenter)
     validation = TextClassificationDataset(examples.validation, tokenizer, spec.maxSeqLength)
-    test = TextClassificationDataset(examples.test, tokenizer, spec.maxSeqLength) if examples.test is not None else None
+    test = (
+        TextClassificationDataset(examples.test, tokenizer, spec.maxSeqLength)
+        if examples.test is not None
+        else None
+    )
     return PreparedData(train, validation, test, examples.label_names, examples.report)
 
 
 __all__ = [
-    "DataReport", "Examples", "LabelCoder", "PreparedData", "SplitExamples", "TextClassificationDataset",
-    "detect_format", "infer_label_names", "iter_rows", "list_source_files", "load_examples", "make_collator",
-    "prepare_datasets", "read_table",
+    "DataReport",
+    "Examples",
+    "LabelCoder",
+    "PreparedData",
+    "SplitExamples",
+    "TextClassificationDataset",
+    "detect_format",
+    "infer_label_names",
+    "iter_rows",
+    "list_source_files",
+    "load_examples",
+    "make_collator",
+    "prepare_datasets",
+    "read_table",
 ]

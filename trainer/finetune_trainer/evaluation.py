@@ -46,8 +46,9 @@ def metrics_from_counts(loss_sum: float, count: int, confusion: Any) -> dict[str
     }
 
 
-def evaluation_counts(model: Any, dataloader: Any, device: Any = "cpu",
-                      num_labels: Optional[int] = None) -> tuple[Any, Any]:
+def evaluation_counts(
+    model: Any, dataloader: Any, device: Any = "cpu", num_labels: Optional[int] = None
+) -> tuple[Any, Any]:
     """(tensor [loss sum, example count], confusion matrix) of `model` on this rank's
     batches; sums of these over ranks give the metrics of the whole split."""
     import torch
@@ -68,15 +69,23 @@ def evaluation_counts(model: Any, dataloader: Any, device: Any = "cpu",
                 stats[1] += labels.numel()
                 predictions = outputs.logits.argmax(dim=-1)
                 index = labels * num_labels + predictions
-                confusion += torch.bincount(index, minlength=num_labels * num_labels).view(
-                    num_labels, num_labels).to(confusion.dtype)
+                confusion += (
+                    torch.bincount(index, minlength=num_labels * num_labels)
+                    .view(num_labels, num_labels)
+                    .to(confusion.dtype)
+                )
     finally:
         model.train(was_training)
     return stats, confusion
 
 
-def evaluate(model: Any, dataloader: Any, device: Any = "cpu", reduce: Optional[Reduce] = None,
-             num_labels: Optional[int] = None) -> dict[str, float]:
+def evaluate(
+    model: Any,
+    dataloader: Any,
+    device: Any = "cpu",
+    reduce: Optional[Reduce] = None,
+    num_labels: Optional[int] = None,
+) -> dict[str, float]:
     """Loss, accuracy and macro F1 of `model` over `dataloader` (batches with a
     `labels` entry), summed across ranks by `reduce` when given. Every rank must call
     it when `reduce` is a collective, even with an empty shard."""
@@ -105,8 +114,10 @@ class EarlyStopper:
     def update(self, metrics: dict[str, float]) -> bool:
         """Record one evaluation; True when training should stop."""
         if self.spec.metric not in metrics:
-            raise KeyError(f"early stopping watches {self.spec.metric}, which the evaluation did not report "
-                           f"(reported: {', '.join(sorted(metrics))})")
+            raise KeyError(
+                f"early stopping watches {self.spec.metric}, which the evaluation did not report "
+                f"(reported: {', '.join(sorted(metrics))})"
+            )
         value = float(metrics[self.spec.metric])
         if self.improved(value):
             self.best = value

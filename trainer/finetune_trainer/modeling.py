@@ -42,8 +42,9 @@ def downloads_allowed() -> bool:
     return os.environ.get(ALLOW_DOWNLOADS_ENV, "").lower() in ("1", "true", "yes")
 
 
-def resolve_model_source(spec: ModelSpec, output: Optional[OutputSpec] = None,
-                         cache_dir: Optional[str | os.PathLike] = None) -> tuple[str, bool]:
+def resolve_model_source(
+    spec: ModelSpec, output: Optional[OutputSpec] = None, cache_dir: Optional[str | os.PathLike] = None
+) -> tuple[str, bool]:
     """A path or hub id `from_pretrained` can read, and whether it is a hub id.
 
     s3:// folders are downloaded to `cache_dir` (a new temporary folder by default)."""
@@ -55,14 +56,18 @@ def resolve_model_source(spec: ModelSpec, output: Optional[OutputSpec] = None,
         except StorageError as err:
             raise ModelError(f"model.source: cannot download {source}: {err}") from err
         if not (target / "config.json").is_file():
-            raise ModelError(f"model.source: {source} holds no config.json; it must be a save_pretrained folder")
+            raise ModelError(
+                f"model.source: {source} holds no config.json; it must be a save_pretrained folder"
+            )
         return str(target), False
     if source.startswith("file://"):
-        source = source[len("file://"):]
+        source = source[len("file://") :]
     path = Path(source).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ModelError(f"model.source: {path} holds no config.json; it must be a save_pretrained folder")
+            raise ModelError(
+                f"model.source: {path} holds no config.json; it must be a save_pretrained folder"
+            )
         return str(path), False
     if source.startswith(("/", "./", "../", "~")):
         raise ModelError(f"model.source: local folder {source} does not exist")
@@ -125,18 +130,24 @@ def load_model_and_tokenizer(
     except OSError as err:
         if offline:
             raise ModelError(
-                f"model.source: {model_spec.source!r} is not a local folder and is not in the Hugging Face cache; "
-                f"the trainer runs offline (set {ALLOW_DOWNLOADS_ENV}=1 to allow downloads, or point model.source "
-                f"at a local or s3:// save_pretrained folder)"
+                f"model.source: {model_spec.source!r} is not a local folder and is not in the Hugging Face "
+                f"cache; the trainer runs offline (set {ALLOW_DOWNLOADS_ENV}=1 to allow downloads, or point "
+                f"model.source at a local or s3:// save_pretrained folder)"
             ) from err
         raise ModelError(f"model.source: cannot load {model_spec.source!r}: {err}") from err
     except ValueError as err:
-        raise ModelError(f"model.source: {model_spec.source!r} cannot be loaded for sequence classification: {err}") \
-            from err
+        raise ModelError(
+            f"model.source: {model_spec.source!r} cannot be loaded for sequence classification: {err}"
+        ) from err
     return model, tokenizer
 
 
 __all__ = [
-    "ALLOW_DOWNLOADS_ENV", "apply_dropout", "downloads_allowed", "dropout_attributes",
-    "load_model_and_tokenizer", "minilm_path", "resolve_model_source",
+    "ALLOW_DOWNLOADS_ENV",
+    "apply_dropout",
+    "downloads_allowed",
+    "dropout_attributes",
+    "load_model_and_tokenizer",
+    "minilm_path",
+    "resolve_model_source",
 ]

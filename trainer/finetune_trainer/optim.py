@@ -20,8 +20,10 @@ def no_decay_parameter_names(model: Any) -> set[str]:
 
     names: set[str] = set()
     for module_name, module in model.named_modules():
-        is_norm = isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)) or \
-            "norm" in type(module).__name__.lower()
+        is_norm = (
+            isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm))
+            or "norm" in type(module).__name__.lower()
+        )
         for param_name, _ in module.named_parameters(recurse=False):
             full = f"{module_name}.{param_name}" if module_name else param_name
             if is_norm or param_name == "bias" or param_name.endswith("_bias"):
@@ -59,7 +61,9 @@ def build_optimizer(model: Any, training: TrainingSpec):
         return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum, nesterov=spec.nesterov)
     if spec.name == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr, alpha=spec.alpha, eps=spec.epsilon, momentum=spec.momentum)
-    raise TrainerError(f"training.optimizer.name: unknown optimizer {spec.name!r} (allowed: adamw, sgd, rmsprop)")
+    raise TrainerError(
+        f"training.optimizer.name: unknown optimizer {spec.name!r} (allowed: adamw, sgd, rmsprop)"
+    )
 
 
 def warmup_steps(training: TrainingSpec, total_steps: int) -> int:
@@ -75,10 +79,18 @@ def build_scheduler(optimizer: Any, training: TrainingSpec, total_steps: int):
     from transformers import get_scheduler
 
     if total_steps < 1:
-        raise TrainerError(f"the run has {total_steps} optimizer steps; it needs at least 1 (more data or epochs)")
-    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[training.scheduler.name]
-    return get_scheduler(name, optimizer=optimizer, num_warmup_steps=warmup_steps(training, total_steps),
-                         num_training_steps=total_steps)
+        raise TrainerError(
+            f"the run has {total_steps} optimizer steps; it needs at least 1 (more data or epochs)"
+        )
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[
+        training.scheduler.name
+    ]
+    return get_scheduler(
+        name,
+        optimizer=optimizer,
+        num_warmup_steps=warmup_steps(training, total_steps),
+        num_training_steps=total_steps,
+    )
 
 
 def steps_per_epoch(num_train_examples_per_rank: int, training: TrainingSpec) -> int:
@@ -111,6 +123,12 @@ def clip_gradients(parameters: Iterable[Any], max_grad_norm: float | None) -> fl
 
 
 __all__ = [
-    "build_optimizer", "build_scheduler", "clip_gradients", "no_decay_parameter_names",
-    "parameter_groups", "steps_per_epoch", "total_optimizer_steps", "warmup_steps",
+    "build_optimizer",
+    "build_scheduler",
+    "clip_gradients",
+    "no_decay_parameter_names",
+    "parameter_groups",
+    "steps_per_epoch",
+    "total_optimizer_steps",
+    "warmup_steps",
 ]

@@ -82,8 +82,11 @@ def s3_filesystem(
             raise StorageError(f"output.endpoint: {endpoint!r} is not an http(s)://host[:port] URL")
         kwargs["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
         kwargs["scheme"] = parsed.scheme
-    region = (output.region if output is not None else None) or os.environ.get("AWS_REGION") \
+    region = (
+        (output.region if output is not None else None)
+        or os.environ.get("AWS_REGION")
         or os.environ.get("AWS_DEFAULT_REGION")
+    )
     if region:
         kwargs["region"] = region
     elif endpoint:
@@ -97,7 +100,9 @@ def s3_filesystem(
     return pafs.S3FileSystem(**kwargs)
 
 
-def resolve_filesystem(uri: str, output: "Optional[OutputSpec]" = None, **s3_options) -> "tuple[pafs.FileSystem, str]":
+def resolve_filesystem(
+    uri: str, output: "Optional[OutputSpec]" = None, **s3_options
+) -> "tuple[pafs.FileSystem, str]":
     """The filesystem holding `uri` and the path to pass to it.
 
     `s3://bucket/prefix` gives an S3FileSystem and `bucket/prefix`; a local path (or
@@ -107,7 +112,7 @@ def resolve_filesystem(uri: str, output: "Optional[OutputSpec]" = None, **s3_opt
     if not uri:
         raise StorageError("empty storage URI: give a local path or s3://bucket/prefix")
     if is_s3(uri):
-        path = uri[len("s3://"):].strip("/")
+        path = uri[len("s3://") :].strip("/")
         if not path:
             raise StorageError(f"{uri!r} names no bucket: use s3://bucket/prefix")
         return s3_filesystem(output, **s3_options), path
@@ -118,8 +123,9 @@ def resolve_filesystem(uri: str, output: "Optional[OutputSpec]" = None, **s3_opt
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
-def with_retries(action: Callable[[], T], what: str, *, attempts: int = 5, backoff: float = 0.5,
-                 max_delay: float = 30.0) -> T:
+def with_retries(
+    action: Callable[[], T], what: str, *, attempts: int = 5, backoff: float = 0.5, max_delay: float = 30.0
+) -> T:
     """Run `action`, retrying I/O errors with exponential backoff; StorageError when
     every attempt failed."""
     if attempts < 1:
@@ -133,7 +139,9 @@ def with_retries(action: Callable[[], T], what: str, *, attempts: int = 5, backo
             if attempt == attempts:
                 raise StorageError(f"{what} failed after {attempts} attempts: {err}") from err
             delay = min(max_delay, backoff * 2 ** (attempt - 1))
-            log.warning("%s failed (attempt %d of %d), retrying in %.1f s: %s", what, attempt, attempts, delay, err)
+            log.warning(
+                "%s failed (attempt %d of %d), retrying in %.1f s: %s", what, attempt, attempts, delay, err
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -184,9 +192,13 @@ def list_files(uri: str, output: "Optional[OutputSpec]" = None) -> list[str]:
 
     filesystem, path = resolve_filesystem(uri, output)
     selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
-    infos = with_retries(lambda: filesystem.get_file_info(selector), f"listing {uri}", attempts=3, backoff=0.2)
+    infos = with_retries(
+        lambda: filesystem.get_file_info(selector), f"listing {uri}", attempts=3, backoff=0.2
+    )
     base = path.rstrip("/") + "/"
-    return sorted(i.path[len(base):] for i in infos if i.type == pafs.FileType.File and i.path.startswith(base))
+    return sorted(
+        i.path[len(base) :] for i in infos if i.type == pafs.FileType.File and i.path.startswith(base)
+    )
 
 
 def is_complete(uri: str, output: "Optional[OutputSpec]" = None) -> bool:
@@ -248,8 +260,14 @@ def upload_dir(
     return list(manifest)
 
 
-def download_dir(uri: str, local_dir: str | os.PathLike, output: "Optional[OutputSpec]" = None,
-                 *, attempts: int = 5, backoff: float = 0.5) -> Path:
+def download_dir(
+    uri: str,
+    local_dir: str | os.PathLike,
+    output: "Optional[OutputSpec]" = None,
+    *,
+    attempts: int = 5,
+    backoff: float = 0.5,
+) -> Path:
     """Copy every file under the folder `uri` into `local_dir` (created); returns it."""
     target = Path(local_dir)
     target.mkdir(parents=True, exist_ok=True)
@@ -277,7 +295,18 @@ def open_input(uri: str, output: "Optional[OutputSpec]" = None):
 
 
 __all__ = [
-    "SUCCESS_MARKER", "is_s3", "join", "s3_filesystem", "resolve_filesystem", "with_retries",
-    "read_bytes", "write_bytes", "exists", "list_files", "is_complete", "upload_dir",
-    "download_dir", "open_input",
+    "SUCCESS_MARKER",
+    "is_s3",
+    "join",
+    "s3_filesystem",
+    "resolve_filesystem",
+    "with_retries",
+    "read_bytes",
+    "write_bytes",
+    "exists",
+    "list_files",
+    "is_complete",
+    "upload_dir",
+    "download_dir",
+    "open_input",
 ]

@@ -43,15 +43,20 @@ def base_prefix(model: Any) -> str:
     prefix = getattr(model, "base_model_prefix", "") or ""
     if prefix and hasattr(model, prefix):
         return prefix
-    raise TrainerError(f"cannot find the base model inside {type(model).__name__}; strategies other than full "
-                       f"need a transformers *ForSequenceClassification model")
+    raise TrainerError(
+        f"cannot find the base model inside {type(model).__name__}; strategies other than full "
+        f"need a transformers *ForSequenceClassification model"
+    )
 
 
 def head_module_names(model: Any) -> list[str]:
     """Top-level modules outside the base model that hold parameters (the head)."""
     prefix = base_prefix(model)
-    return [name for name, child in model.named_children()
-            if name != prefix and any(True for _ in child.parameters())]
+    return [
+        name
+        for name, child in model.named_children()
+        if name != prefix and any(True for _ in child.parameters())
+    ]
 
 
 def find_layer_list(model: Any) -> tuple[str, Any]:
@@ -64,8 +69,10 @@ def find_layer_list(model: Any) -> tuple[str, Any]:
             if best is None or len(module) > len(best[1]):
                 best = (name, module)
     if best is None:
-        raise TrainerError(f"cannot find the transformer layer stack of {type(model).__name__} "
-                           f"(no ModuleList named {', '.join(_LAYER_LIST_NAMES)})")
+        raise TrainerError(
+            f"cannot find the transformer layer stack of {type(model).__name__} "
+            f"(no ModuleList named {', '.join(_LAYER_LIST_NAMES)})"
+        )
     return best
 
 
@@ -84,9 +91,13 @@ def parameter_groups(model: Any) -> ParameterGroups:
     prefix = base_prefix(model)
     layer_name, layer_list = find_layer_list(model)
     layer_prefixes = [f"{layer_name}.{i}." for i in range(len(layer_list))]
-    embedding_prefixes = [name + "." for name, _ in model.named_modules()
-                          if name.startswith(prefix + ".") and name.rsplit(".", 1)[-1] in _EMBEDDING_NAMES
-                          and not name.startswith(layer_name + ".")]
+    embedding_prefixes = [
+        name + "."
+        for name, _ in model.named_modules()
+        if name.startswith(prefix + ".")
+        and name.rsplit(".", 1)[-1] in _EMBEDDING_NAMES
+        and not name.startswith(layer_name + ".")
+    ]
     groups = ParameterGroups([], [[] for _ in layer_prefixes], [], [])
     for name, _ in model.named_parameters():
         if not name.startswith(prefix + "."):
@@ -158,12 +169,23 @@ class StrategyController:
         self.unfrozen_layers, self.embeddings_unfrozen = layers, embeddings
         self.trainable_changed = True
         lowest = self.num_layers - layers
-        text = f"layers {lowest}..{self.num_layers - 1} now trainable" if layers else "only the head is trainable"
+        text = (
+            f"layers {lowest}..{self.num_layers - 1} now trainable"
+            if layers
+            else "only the head is trainable"
+        )
         if embeddings:
             text += ", embeddings too"
         log.info("gradual unfreezing: %s (after %s %d)", text, unit, units)
-        self.history.append({"unit": unit, "at": units, "layers": [lowest, self.num_layers - 1] if layers else [],
-                             "embeddings": embeddings, "trainable": len(names)})
+        self.history.append(
+            {
+                "unit": unit,
+                "at": units,
+                "layers": [lowest, self.num_layers - 1] if layers else [],
+                "embeddings": embeddings,
+                "trainable": len(names),
+            }
+        )
         return True
 
     def on_epoch_end(self, epoch: int) -> bool:
@@ -196,8 +218,10 @@ def _apply_partial(model: Any, spec: StrategySpec) -> ParameterGroups:
     assert settings is not None
     groups = parameter_groups(model)
     if settings.freezeLayers > len(groups.layers):
-        raise TrainerError(f"strategy.partial.freezeLayers is {settings.freezeLayers} but the model has only "
-                           f"{len(groups.layers)} layers (allowed: 0-{len(groups.layers)})")
+        raise TrainerError(
+            f"strategy.partial.freezeLayers is {settings.freezeLayers} but the model has only "
+            f"{len(groups.layers)} layers (allowed: 0-{len(groups.layers)})"
+        )
     frozen: set[str] = set()
     if settings.freezeEmbeddings:
         frozen.update(groups.embeddings)
@@ -226,15 +250,26 @@ def _apply_lora(model: Any, spec: StrategySpec) -> Any:
     assert settings is not None
     linear = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
     head = head_module_names(model)
-    matches = [n for n in linear if any(n == t or n.endswith("." + t) for t in settings.targetModules)
-               and not any(n == h or n.startswith(h + ".") for h in head)]
+    matches = [
+        n
+        for n in linear
+        if any(n == t or n.endswith("." + t) for t in settings.targetModules)
+        and not any(n == h or n.startswith(h + ".") for h in head)
+    ]
     if not matches:
         available = sorted({n.rsplit(".", 1)[-1] for n in linear})
-        raise TrainerError(f"strategy.lora.targetModules {settings.targetModules} match no linear layer of "
-                           f"{type(model).__name__}; available: {', '.join(available)}")
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=settings.r, lora_alpha=settings.alpha,
-                        lora_dropout=settings.dropout, target_modules=list(settings.targetModules),
-                        modules_to_save=head)
+        raise TrainerError(
+            f"strategy.lora.targetModules {settings.targetModules} match no linear layer of "
+            f"{type(model).__name__}; available: {', '.join(available)}"
+        )
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.targetModules),
+        modules_to_save=head,
+    )
     wrapped = get_peft_model(model, config)
     log.info("lora: adapters on %d modules, head %s trained in full", len(matches), ", ".join(head))
     return wrapped
@@ -258,8 +293,15 @@ def apply_strategy(model: Any, strategy: StrategySpec) -> StrategyController:
         groups = parameter_groups(model)
         set_trainable(model, set(groups.head))
         controller = StrategyController(model, spec, groups=groups)
-        controller.history.append({"unit": spec.gradualUnfreezing.unit, "at": 0, "layers": [],
-                                   "embeddings": False, "trainable": len(groups.head)})
+        controller.history.append(
+            {
+                "unit": spec.gradualUnfreezing.unit,
+                "at": 0,
+                "layers": [],
+                "embeddings": False,
+                "trainable": len(groups.head),
+            }
+        )
         log.info("gradual unfreezing: only the head is trainable; %d layers to unfreeze", len(groups.layers))
         return controller
     if spec.type == "lora":
@@ -291,6 +333,14 @@ def export_model(model: Any, strategy: StrategySpec, out_dir: str | Path, tokeni
 
 
 __all__ = [
-    "ParameterGroups", "StrategyController", "apply_strategy", "export_model", "find_layer_list",
-    "head_module_names", "parameter_groups", "set_trainable", "trainable_names", "unwrap",
+    "ParameterGroups",
+    "StrategyController",
+    "apply_strategy",
+    "export_model",
+    "find_layer_list",
+    "head_module_names",
+    "parameter_groups",
+    "set_trainable",
+    "trainable_names",
+    "unwrap",
 ]

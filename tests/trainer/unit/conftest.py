@@ -39,8 +39,13 @@ def make_tokenizer(directory: Path):
     return tokenizer
 
 
-def make_tiny_model_dir(directory: Path, num_labels: int = 2, num_layers: int = 2, seed: int = 0,
-                        label_names: Sequence[str] | None = None) -> Path:
+def make_tiny_model_dir(
+    directory: Path,
+    num_labels: int = 2,
+    num_layers: int = 2,
+    seed: int = 0,
+    label_names: Sequence[str] | None = None,
+) -> Path:
     """Save a random tiny BertForSequenceClassification and its tokenizer."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -48,9 +53,15 @@ def make_tiny_model_dir(directory: Path, num_labels: int = 2, num_layers: int = 
     torch.manual_seed(seed)
     names = list(label_names) if label_names else [f"LABEL_{i}" for i in range(num_labels)]
     config = BertConfig(
-        vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=num_layers, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=64, num_labels=num_labels,
-        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
     )
     model = BertForSequenceClassification(config)
     model.save_pretrained(directory)
@@ -59,9 +70,15 @@ def make_tiny_model_dir(directory: Path, num_labels: int = 2, num_layers: int = 
 
 
 SENTIMENT = [
-    ("a great movie i loved it", "pos"), ("the worst film ever", "neg"), ("wonderful acting and music", "pos"),
-    ("boring plot and bad acting", "neg"), ("really fun and good", "pos"), ("i hated the ending", "neg"),
-    ("best story so far", "pos"), ("awful terrible scenes", "neg"), ("very good actors", "pos"),
+    ("a great movie i loved it", "pos"),
+    ("the worst film ever", "neg"),
+    ("wonderful acting and music", "pos"),
+    ("boring plot and bad acting", "neg"),
+    ("really fun and good", "pos"),
+    ("i hated the ending", "neg"),
+    ("best story so far", "pos"),
+    ("awful terrible scenes", "neg"),
+    ("very good actors", "pos"),
     ("too much boring time", "neg"),
 ]
 

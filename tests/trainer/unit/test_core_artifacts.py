@@ -36,13 +36,21 @@ def test_plot_curves_writes_a_png_with_one_line_per_trial(tmp_path: Path) -> Non
 
 
 def test_model_card_names_model_data_strategy_hyperparameters_metrics(tmp_path: Path) -> None:
-    config = training_config("s3://bucket/train.csv", "s3://bucket/out",
-                             model={"source": "sentence-transformers/all-MiniLM-L6-v2"},
-                             strategy={"type": "lora", "lora": {"r": 4}},
-                             training={"learningRate": 2e-4, "epochs": 2})
-    card = write_model_card(tmp_path, config, {"eval_accuracy": 0.91234, "eval_loss": 0.3},
-                            ["neg", "pos"], hyperparameters={"trial": "t3"},
-                            data_report={"train": 90, "dropped_duplicates": 2}).read_text()
+    config = training_config(
+        "s3://bucket/train.csv",
+        "s3://bucket/out",
+        model={"source": "sentence-transformers/all-MiniLM-L6-v2"},
+        strategy={"type": "lora", "lora": {"r": 4}},
+        training={"learningRate": 2e-4, "epochs": 2},
+    )
+    card = write_model_card(
+        tmp_path,
+        config,
+        {"eval_accuracy": 0.91234, "eval_loss": 0.3},
+        ["neg", "pos"],
+        hyperparameters={"trial": "t3"},
+        data_report={"train": 90, "dropped_duplicates": 2},
+    ).read_text()
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
     assert "`neg`, `pos`" in card and "s3://bucket/train.csv" in card and "10% of the training data" in card
     assert "`lora`: r=4" in card

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import sentiment_rows, training_config, write_rows
-from finetune_trainer.data import load_examples, prepare_datasets, read_table, make_collator
+from finetune_trainer.data import load_examples, make_collator, prepare_datasets, read_table
 from finetune_trainer.errors import DataError
 
 FORMATS = ["csv", "tsv", "jsonl", "parquet"]
@@ -47,8 +46,10 @@ def test_shards_are_disjoint_and_complete(tmp_path: Path, world_size: int) -> No
             for j in range(i + 1, world_size):
                 assert not parts[i] & parts[j]
         assert set().union(*parts) == set(getattr(whole, split).texts)
-        assert all(len(getattr(s, split)) < len(getattr(whole, split)) or len(getattr(whole, split)) == 0
-                   for s in shards)
+        assert all(
+            len(getattr(s, split)) < len(getattr(whole, split)) or len(getattr(whole, split)) == 0
+            for s in shards
+        )
     assert sum(len(s.train) for s in shards) == len(whole.train)
     assert all(s.label_names == ["neg", "pos"] for s in shards)
 
@@ -67,7 +68,9 @@ def test_validation_split_is_deterministic_disjoint_and_seeded(tmp_path: Path) -
 
 def test_explicit_validation_and_test_sources(tmp_path: Path) -> None:
     train = write_rows(tmp_path / "train.jsonl", sentiment_rows(20))
-    validation = write_rows(tmp_path / "val.csv", [{"text": "good fun", "label": "pos"}, {"text": "bad", "label": "neg"}])
+    validation = write_rows(
+        tmp_path / "val.csv", [{"text": "good fun", "label": "pos"}, {"text": "bad", "label": "neg"}]
+    )
     test = write_rows(tmp_path / "test.tsv", [{"text": "awful", "label": "neg"}])
     split = load_examples(_config(train, tmp_path, validation=str(validation), test=str(test)))
     assert len(split.train) == 20
@@ -77,11 +80,14 @@ def test_explicit_validation_and_test_sources(tmp_path: Path) -> None:
 
 def test_string_labels_follow_model_labels_order(tmp_path: Path) -> None:
     train = write_rows(tmp_path / "train.csv", sentiment_rows(10))
-    config = training_config(str(train), str(tmp_path / "o"), model={"labels": ["pos", "neg"]},
-                             data={"validationFraction": 0.1})
+    config = training_config(
+        str(train), str(tmp_path / "o"), model={"labels": ["pos", "neg"]}, data={"validationFraction": 0.1}
+    )
     split = load_examples(config)
     assert split.label_names == ["pos", "neg"]
-    by_text = dict(zip(split.train.texts + split.validation.texts, split.train.labels + split.validation.labels))
+    by_text = dict(
+        zip(split.train.texts + split.validation.texts, split.train.labels + split.validation.labels)
+    )
     assert by_text["a great movie i loved it 0"] == 0 and by_text["the worst film ever 1"] == 1
 
 
@@ -198,28 +204,36 @@ def test_sentence_pairs_are_tokenised_together(tmp_path: Path, tiny_tokenizer) -
     assert len(item["input_ids"]) <= 8
     assert 1 in item["token_type_ids"]  # the pair is the second segment
     batch = make_collator(tiny_tokenizer)([prepared.train[i] for i in range(len(prepared.train))])
-    assert batch["input_ids"].shape[0] == len(prepared.train) and batch["labels"].dtype.is_floating_point is False
+    assert (
+        batch["input_ids"].shape[0] == len(prepared.train)
+        and batch["labels"].dtype.is_floating_point is False
+    )
 
 
 def test_augmentation_touches_training_split_only(tmp_path: Path, tiny_tokenizer) -> None:
-    rows = [{"text": "one two three four five six seven eight nine ten " + str(i), "label": i % 2}
-            for i in range(40)]
+    rows = [
+        {"text": "one two three four five six seven eight nine ten " + str(i), "label": i % 2}
+        for i in range(40)
+    ]
     train = write_rows(tmp_path / "train.jsonl", rows)
-    config = training_config(str(train), str(tmp_path / "o"),
-                             data={"augmentation": {"wordDropout": 0.3, "wordSwap": 0.3}})
+    config = training_config(
+        str(train), str(tmp_path / "o"), data={"augmentation": {"wordDropout": 0.3, "wordSwap": 0.3}}
+    )
     prepared = prepare_datasets(config, tiny_tokenizer)
     texts = [prepared.train.text_at(i) for i in range(len(prepared.train))]
     assert texts != prepared.train.examples.texts
     assert [prepared.train.text_at(i) for i in range(len(prepared.train))] == texts  # deterministic
     prepared.train.set_epoch(1)
     assert [prepared.train.text_at(i) for i in range(len(prepared.train))] != texts  # new noise per epoch
-    assert [prepared.validation.text_at(i) for i in range(len(prepared.validation))] == \
-        prepared.validation.examples.texts
+    assert [
+        prepared.validation.text_at(i) for i in range(len(prepared.validation))
+    ] == prepared.validation.examples.texts
 
 
 def test_hf_source_without_datasets_package_is_a_clear_error(tmp_path: Path) -> None:
     try:
         import datasets  # noqa: F401
+
         pytest.skip("datasets is installed; this checks the message without it")
     except ImportError:
         pass
@@ -238,8 +252,11 @@ def test_folder_of_part_files_reads_every_part(tmp_path: Path) -> None:
     table = read_table(str(folder), _config(folder, tmp_path).data)
     assert sorted(table.column("text").to_pylist()) == sorted(r["text"] for r in rows)
     assert table.column("row").to_pylist()[:2] == [1, 2]
-    assert {Path(f).name for f in table.column("file").to_pylist()} == {"part-0000.parquet", "part-0001.parquet",
-                                                                         "part-0002.parquet"}
+    assert {Path(f).name for f in table.column("file").to_pylist()} == {
+        "part-0000.parquet",
+        "part-0001.parquet",
+        "part-0002.parquet",
+    }
     shards = [load_examples(_config(folder, tmp_path), rank=r, world_size=2) for r in range(2)]
     assert sum(len(s.train) + len(s.validation) for s in shards) == 30
 
@@ -249,7 +266,9 @@ def test_folder_errors_name_the_part_file(tmp_path: Path) -> None:
     write_rows(folder / "a.csv", sentiment_rows(5))
     write_rows(folder / "b.csv", [{"text": "fine", "label": "pos"}, {"text": "meh", "label": "neutral"}])
     config = training_config(str(folder), str(tmp_path / "o"), model={"labels": ["neg", "pos"]})
-    with pytest.raises(DataError, match=r"data.train \(.*b\.csv\): row 2, column 'label': unknown label 'neutral'"):
+    with pytest.raises(
+        DataError, match=r"data.train \(.*b\.csv\): row 2, column 'label': unknown label 'neutral'"
+    ):
         load_examples(config)
     write_rows(folder / "c.jsonl", sentiment_rows(2))
     with pytest.raises(DataError, match=r"mixes formats \(csv, jsonl\)"):

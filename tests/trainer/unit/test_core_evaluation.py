@@ -6,16 +6,17 @@ import math
 
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, f1_score
-
 from finetune_trainer.config import EarlyStoppingSpec
 from finetune_trainer.evaluation import EarlyStopper, evaluate, evaluation_counts, metrics_from_counts
+from sklearn.metrics import accuracy_score, f1_score
 
 
 def test_metrics_from_counts_match_sklearn() -> None:
     rng = torch.Generator().manual_seed(3)
     truth = torch.randint(0, 4, (200,), generator=rng)
-    predicted = torch.where(torch.rand(200, generator=rng) < 0.6, truth, torch.randint(0, 3, (200,), generator=rng))
+    predicted = torch.where(
+        torch.rand(200, generator=rng) < 0.6, truth, torch.randint(0, 3, (200,), generator=rng)
+    )
     confusion = torch.zeros(4, 4)
     for t, p in zip(truth.tolist(), predicted.tolist()):
         confusion[t, p] += 1
@@ -31,9 +32,8 @@ def test_no_examples_gives_nan_not_a_crash() -> None:
 
 
 def _loaders(path, tokenizer):
-    from transformers import AutoModelForSequenceClassification
-
     from finetune_trainer.data import make_collator
+    from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(path)
     texts = [f"the movie was {w} {i}" for i, w in enumerate(["great", "bad", "fun", "awful", "boring"] * 5)]
@@ -51,7 +51,9 @@ def test_evaluate_matches_sklearn_and_restores_train_mode(tiny_model_path, tiny_
     assert model.training
     model.eval()
     with torch.no_grad():
-        batch = next(iter(torch.utils.data.DataLoader(items, batch_size=len(items), collate_fn=whole.collate_fn)))
+        batch = next(
+            iter(torch.utils.data.DataLoader(items, batch_size=len(items), collate_fn=whole.collate_fn))
+        )
         out = model(**batch)
     predictions = out.logits.argmax(-1)
     assert metrics["eval_loss"] == pytest.approx(float(out.loss), rel=1e-5)
@@ -99,9 +101,8 @@ def _distributed_worker(rank: int, world_size: int, address: str, model_path: st
     import json
 
     import torch.distributed as dist
-    from transformers import AutoTokenizer
-
     from finetune_trainer.evaluation import all_reduce_sum
+    from transformers import AutoTokenizer
 
     dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world_size)
     try:
@@ -124,8 +125,12 @@ def test_all_reduce_over_a_real_process_group_equals_whole(tiny_model_path, tiny
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.spawn(_distributed_worker, args=(2, f"tcp://127.0.0.1:{port}", str(tiny_model_path), str(tmp_path)),
-             nprocs=2, join=True)
+    mp.spawn(
+        _distributed_worker,
+        args=(2, f"tcp://127.0.0.1:{port}", str(tiny_model_path), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
     model, _, whole, _ = _loaders(tiny_model_path, tiny_tokenizer)
     expected = evaluate(model, whole)
     for rank in range(2):

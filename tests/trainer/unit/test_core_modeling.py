@@ -5,20 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from finetune_trainer.config import ModelSpec
 from finetune_trainer.errors import ModelError
 from finetune_trainer.modeling import dropout_attributes, load_model_and_tokenizer, minilm_path
 
 
 def test_local_folder_with_labels_and_dropout_override(tiny_model_path: Path) -> None:
-    model, tokenizer = load_model_and_tokenizer(ModelSpec(source=str(tiny_model_path)), 3, ["a", "b", "c"],
-                                                dropout=0.25)
+    model, tokenizer = load_model_and_tokenizer(
+        ModelSpec(source=str(tiny_model_path)), 3, ["a", "b", "c"], dropout=0.25
+    )
     assert model.config.id2label == {0: "a", 1: "b", 2: "c"}
     assert model.config.label2id == {"a": 0, "b": 1, "c": 2}
     assert model.classifier.out_features == 3
-    assert dropout_attributes(model.config) == ["attention_probs_dropout_prob", "classifier_dropout",
-                                                "hidden_dropout_prob"]
+    assert dropout_attributes(model.config) == [
+        "attention_probs_dropout_prob",
+        "classifier_dropout",
+        "hidden_dropout_prob",
+    ]
     assert all(getattr(model.config, n) == 0.25 for n in dropout_attributes(model.config))
     assert model.dropout.p == 0.25
     assert model.bert.encoder.layer[0].attention.self.dropout.p == 0.25
@@ -34,8 +37,11 @@ def test_without_dropout_override_keeps_model_defaults(tiny_model_path: Path) ->
 def test_uncached_hub_id_is_a_clear_offline_error(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("FINETUNE_ALLOW_DOWNLOADS", raising=False)
-    with pytest.raises(ModelError, match=r"model.source: 'nobody/no-such-model' .*not in the Hugging Face cache.*"
-                                         r"FINETUNE_ALLOW_DOWNLOADS"):
+    with pytest.raises(
+        ModelError,
+        match=r"model.source: 'nobody/no-such-model' .*not in the Hugging Face cache.*"
+        r"FINETUNE_ALLOW_DOWNLOADS",
+    ):
         load_model_and_tokenizer(ModelSpec(source="nobody/no-such-model"), 2, ["a", "b"])
 
 

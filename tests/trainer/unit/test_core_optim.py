@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from finetune_trainer.config import StrategySpec, TrainingSpec
 from finetune_trainer.optim import (
     build_optimizer,
@@ -31,11 +30,21 @@ def _spec(**kwargs) -> TrainingSpec:
 @pytest.mark.parametrize(
     ("optimizer", "cls", "expected"),
     [
-        ({"name": "adamw", "beta1": 0.8, "beta2": 0.95, "epsilon": 1e-6}, torch.optim.AdamW,
-         {"betas": (0.8, 0.95), "eps": 1e-6}),
-        ({"name": "sgd", "momentum": 0.9, "nesterov": True}, torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
-        ({"name": "rmsprop", "alpha": 0.9, "momentum": 0.5, "epsilon": 1e-7}, torch.optim.RMSprop,
-         {"alpha": 0.9, "momentum": 0.5, "eps": 1e-7}),
+        (
+            {"name": "adamw", "beta1": 0.8, "beta2": 0.95, "epsilon": 1e-6},
+            torch.optim.AdamW,
+            {"betas": (0.8, 0.95), "eps": 1e-6},
+        ),
+        (
+            {"name": "sgd", "momentum": 0.9, "nesterov": True},
+            torch.optim.SGD,
+            {"momentum": 0.9, "nesterov": True},
+        ),
+        (
+            {"name": "rmsprop", "alpha": 0.9, "momentum": 0.5, "epsilon": 1e-7},
+            torch.optim.RMSprop,
+            {"alpha": 0.9, "momentum": 0.5, "eps": 1e-7},
+        ),
     ],
 )
 def test_optimizer_type_and_parameters(tiny_model_path, optimizer, cls, expected) -> None:
@@ -89,7 +98,9 @@ def test_scheduler_warmup_shape(tiny_model_path, name: str) -> None:
         assert lrs[100] == pytest.approx(1e-3)
     else:
         assert lrs[100] == pytest.approx(0.0, abs=1e-12)
-        assert lrs[55] == pytest.approx(5e-4 if name == "linear" else 1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+        assert lrs[55] == pytest.approx(
+            5e-4 if name == "linear" else 1e-3 * 0.5 * (1 + math.cos(math.pi * 0.5))
+        )
 
 
 def test_warmup_ratio(tiny_model_path) -> None:

@@ -7,13 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import make_tiny_model_dir, sentiment_rows, training_config, write_rows
 from finetune_trainer import storage
 from finetune_trainer.config import ModelSpec, OutputSpec
 from finetune_trainer.data import load_examples
 from finetune_trainer.errors import StorageError
 from finetune_trainer.modeling import load_model_and_tokenizer
+
 from tests.support.s3 import s3_bucket, s3_store  # noqa: F401  (pytest fixtures)
 
 
@@ -37,8 +37,10 @@ def test_local_upload_marker_and_download(tmp_path: Path) -> None:
     manifest = json.loads(storage.read_bytes(storage.join(target, storage.SUCCESS_MARKER)))
     assert manifest["files"] == {name: len(data) for name, data in FILES.items()}
     back = storage.download_dir(target, tmp_path / "back")
-    assert {p.relative_to(back).as_posix(): p.read_bytes() for p in back.rglob("*") if p.is_file()} == \
-        {**FILES, storage.SUCCESS_MARKER: storage.read_bytes(storage.join(target, storage.SUCCESS_MARKER))}
+    assert {p.relative_to(back).as_posix(): p.read_bytes() for p in back.rglob("*") if p.is_file()} == {
+        **FILES,
+        storage.SUCCESS_MARKER: storage.read_bytes(storage.join(target, storage.SUCCESS_MARKER)),
+    }
 
 
 def test_marker_is_written_last(tmp_path: Path) -> None:
@@ -131,8 +133,13 @@ def test_data_from_s3(s3_store, s3_bucket, tmp_path: Path, fmt: str) -> None:  #
     config = training_config(uri, output.uri, output={"endpoint": s3_store.endpoint})
     from_s3 = load_examples(config)
     from_disk = load_examples(training_config(str(local), str(tmp_path / "o")))
-    assert from_s3.train.texts == from_disk.train.texts and from_s3.validation.labels == from_disk.validation.labels
-    missing = training_config(f"s3://{s3_bucket}/data/none.csv", output.uri, output={"endpoint": s3_store.endpoint})
+    assert (
+        from_s3.train.texts == from_disk.train.texts
+        and from_s3.validation.labels == from_disk.validation.labels
+    )
+    missing = training_config(
+        f"s3://{s3_bucket}/data/none.csv", output.uri, output={"endpoint": s3_store.endpoint}
+    )
     with pytest.raises(Exception, match=r"data.train.*none\.csv.*not found"):
         load_examples(missing)
 
@@ -141,6 +148,7 @@ def test_model_from_s3(s3_store, s3_bucket, tmp_path: Path) -> None:  # noqa: F8
     output = _output(s3_store, s3_bucket)
     uri = f"s3://{s3_bucket}/models/tiny"
     storage.upload_dir(make_tiny_model_dir(tmp_path / "tiny"), uri, output)
-    model, tokenizer = load_model_and_tokenizer(ModelSpec(source=uri), 2, ["neg", "pos"], output=output,
-                                                cache_dir=tmp_path / "cache")
+    model, tokenizer = load_model_and_tokenizer(
+        ModelSpec(source=uri), 2, ["neg", "pos"], output=output, cache_dir=tmp_path / "cache"
+    )
     assert model.config.id2label == {0: "neg", 1: "pos"} and tokenizer.vocab_size > 10

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from finetune_trainer.config import StrategySpec, TrainingSpec
 from finetune_trainer.errors import TrainerError
 from finetune_trainer.optim import build_optimizer
@@ -55,13 +54,25 @@ def test_full_changes_every_parameter(tiny_model_dir) -> None:
 
 def test_partial_freezes_embeddings_and_lowest_layers(tiny_model_dir) -> None:
     model, tokenizer = _load(tiny_model_dir(num_layers=3))
-    spec = StrategySpec.model_validate({"type": "partial", "partial": {"freezeEmbeddings": True, "freezeLayers": 2,
-                                                                        "freezePatterns": [r"pooler\.dense\.bias"]}})
+    spec = StrategySpec.model_validate(
+        {
+            "type": "partial",
+            "partial": {
+                "freezeEmbeddings": True,
+                "freezeLayers": 2,
+                "freezePatterns": [r"pooler\.dense\.bias"],
+            },
+        }
+    )
     controller = apply_strategy(model, spec)
     before = _snapshot(model)
     _train(model, tokenizer)
     changed = _changed(before, model)
-    frozen = {n for n in before if n.startswith(("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1."))}
+    frozen = {
+        n
+        for n in before
+        if n.startswith(("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1."))
+    }
     frozen.add("bert.pooler.dense.bias")
     assert frozen and not changed & frozen
     assert changed == set(before) - frozen
@@ -86,15 +97,21 @@ def test_feature_extraction_trains_only_the_head(tiny_model_dir) -> None:
 @pytest.mark.parametrize("unit", ["epoch", "step"])
 def test_gradual_unfreezing_grows_the_trainable_set_on_schedule(tiny_model_dir, caplog, unit: str) -> None:
     model, tokenizer = _load(tiny_model_dir(num_layers=3))
-    spec = StrategySpec.model_validate({"type": "gradualUnfreezing",
-                                        "gradualUnfreezing": {"every": 2, "unit": unit, "unfreezeEmbeddings": True}})
+    spec = StrategySpec.model_validate(
+        {
+            "type": "gradualUnfreezing",
+            "gradualUnfreezing": {"every": 2, "unit": unit, "unfreezeEmbeddings": True},
+        }
+    )
     caplog.set_level(logging.INFO, logger="finetune_trainer.strategies")
     controller = apply_strategy(model, spec)
     groups = parameter_groups(model)
     head = set(groups.head)
     expected_after = {  # units completed -> trainable set
-        0: head, 1: head,
-        2: head | set(groups.other) | set(groups.layers[2]), 3: head | set(groups.other) | set(groups.layers[2]),
+        0: head,
+        1: head,
+        2: head | set(groups.other) | set(groups.layers[2]),
+        3: head | set(groups.other) | set(groups.layers[2]),
         4: head | set(groups.other) | set(groups.layers[2]) | set(groups.layers[1]),
         6: head | set(groups.other) | set().union(*map(set, groups.layers)),
         8: set(n for n, _ in model.named_parameters()),
@@ -115,7 +132,9 @@ def test_gradual_unfreezing_grows_the_trainable_set_on_schedule(tiny_model_dir, 
         _train(model, tokenizer, steps=1)
         assert _changed(before, model) == set(controller.trainable_parameters())
     assert changes == [2, 4, 6, 8]
-    messages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gradual unfreezing: layers")]
+    messages = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("gradual unfreezing: layers")
+    ]
     assert messages == [
         f"gradual unfreezing: layers 2..2 now trainable (after {unit} 2)",
         f"gradual unfreezing: layers 1..2 now trainable (after {unit} 4)",
@@ -134,13 +153,15 @@ def test_gradual_unfreezing_restore_reapplies_the_schedule(tiny_model_dir) -> No
     controller = apply_strategy(model, spec)
     controller.restore(epoch=2)
     groups = parameter_groups(model)
-    assert set(controller.trainable_parameters()) == \
-        set(groups.head) | set(groups.other) | set(groups.layers[1]) | set(groups.layers[2])
+    assert set(controller.trainable_parameters()) == set(groups.head) | set(groups.other) | set(
+        groups.layers[1]
+    ) | set(groups.layers[2])
 
 
 def _lora_spec(merge: bool) -> StrategySpec:
-    return StrategySpec.model_validate({"type": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
-                                                                 "mergeOnExport": merge}})
+    return StrategySpec.model_validate(
+        {"type": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "mergeOnExport": merge}}
+    )
 
 
 def test_lora_trains_only_adapters_and_head_and_exports_merged(tiny_model_dir, tmp_path: Path) -> None:
