@@ -201,9 +201,29 @@ def list_files(uri: str, output: "Optional[OutputSpec]" = None) -> list[str]:
     )
 
 
-def is_complete(uri: str, output: "Optional[OutputSpec]" = None) -> bool:
-    """Whether the folder `uri` holds a finished upload (its marker is present)."""
-    return exists(join(uri, SUCCESS_MARKER), output)
+def is_complete(uri: str, output: "Optional[OutputSpec]" = None, *, verify: bool = False) -> bool:
+    """Whether the folder `uri` holds a finished upload (its marker is present).
+
+    With `verify`, also check that every file the marker lists is there with its
+    recorded size (one listing), to catch files deleted or truncated afterwards."""
+    if not exists(join(uri, SUCCESS_MARKER), output):
+        return False
+    if not verify:
+        return True
+    from pyarrow import fs as pafs
+
+    try:
+        manifest = json.loads(read_bytes(join(uri, SUCCESS_MARKER), output))["files"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    filesystem, base = resolve_filesystem(uri, output)
+    selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+    infos = with_retries(
+        lambda: filesystem.get_file_info(selector), f"listing {uri}", attempts=3, backoff=0.2
+    )
+    prefix = base.rstrip("/") + "/"
+    sizes = {i.path[len(prefix) :]: i.size for i in infos if i.type == pafs.FileType.File}
+    return all(sizes.get(name) == size for name, size in manifest.items())
 
 
 def upload_dir(

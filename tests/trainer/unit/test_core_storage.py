@@ -43,6 +43,17 @@ def test_local_upload_marker_and_download(tmp_path: Path) -> None:
     }
 
 
+def test_verify_catches_files_lost_after_upload(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    storage.upload_dir(_folder(tmp_path / "src", FILES), str(target))
+    assert storage.is_complete(str(target), verify=True)
+    (target / "weights" / "part-2.bin").write_bytes(b"short")
+    assert storage.is_complete(str(target))  # the marker alone cannot tell
+    assert not storage.is_complete(str(target), verify=True)
+    (target / "weights" / "part-2.bin").unlink()
+    assert not storage.is_complete(str(target), verify=True)
+
+
 def test_marker_is_written_last(tmp_path: Path) -> None:
     source = _folder(tmp_path / "src", FILES)
     target = str(tmp_path / "model")
@@ -76,7 +87,7 @@ def test_s3_round_trip(s3_store, s3_bucket, tmp_path: Path) -> None:  # noqa: F8
     assert storage.exists(f"s3://{s3_bucket}/runs/job-1/progress.json", output)
     assert not storage.exists(f"s3://{s3_bucket}/runs/job-1/nothing", output)
     storage.upload_dir(_folder(tmp_path / "src", FILES), uri, output)
-    assert storage.is_complete(uri, output)
+    assert storage.is_complete(uri, output, verify=True)
     assert storage.list_files(uri, output) == sorted([*FILES, storage.SUCCESS_MARKER])
     back = storage.download_dir(uri, tmp_path / "back", output)
     assert (back / "weights" / "part-2.bin").read_bytes() == FILES["weights/part-2.bin"]
