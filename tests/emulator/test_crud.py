@@ -174,3 +174,35 @@ def test_protobuf_bodies_are_refused_with_415(http):
     response = http.session.post(http.base + CM, data=b"k8s\x00...",
                                  headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
     assert response.status_code == 415 and "JSON only" in response.json()["message"]
+
+
+def test_label_and_annotation_syntax_is_checked(http):
+    too_long = "x" * 64
+    cases = [
+        ({"labels": {"app": too_long}}, "metadata.labels"),
+        ({"labels": {"app": "-bad"}}, "metadata.labels"),
+        ({"labels": {"Bad_Prefix.io/app": "ok"}}, "metadata.labels"),
+        ({"annotations": {too_long: "anything goes in a value"}}, "metadata.annotations"),
+        ({"labels": {"app": 3}}, "metadata.labels"),
+    ]
+    for index, (metadata, field) in enumerate(cases):
+        body = {"metadata": {"name": f"c{index}", **metadata}}
+        response = http.post(CM, body)
+        assert response.status_code == 422, (metadata, response.text)
+        assert field in {c["field"] for c in response.json()["details"]["causes"]}
+    fine = {"metadata": {"name": "fine", "labels": {"finetune.dev/job-name": "a.b_c-1", "empty": ""},
+                         "annotations": {"note": too_long}}}
+    assert http.post(CM, fine).status_code == 201
+
+
+def test_owner_references_need_identity_and_one_controller(http):
+    owner = http.post(CM, configmap("owner")).json()
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"],
+                 "controller": True}
+    two = {"metadata": {"name": "two", "ownerReferences": [reference, dict(reference, name="other")]}}
+    response = http.post(CM, two)
+    assert response.status_code == 422 and "only one reference can have Controller" in response.text
+    nameless = {"metadata": {"name": "nameless", "ownerReferences": [dict(reference, uid="")]}}
+    response = http.post(CM, nameless)
+    assert response.status_code == 422
+    assert response.json()["details"]["causes"][0]["field"] == "metadata.ownerReferences[0].uid"

@@ -265,6 +265,52 @@ def apply_patch(rtype: ResourceType, name: str, current: JSON, patch: Any, conte
                                                 f"application/strategic-merge-patch+json (got {content_type!r})")
 
 
+# ============================================================================= metadata
+
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _key_errors(field: str, key: str) -> list[tuple[str, str]]:
+    """A label or annotation key: an optional DNS-subdomain prefix and a name of at
+    most 63 characters, as the API server checks them."""
+    prefix, _, name = key.rpartition("/")
+    problems = []
+    if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
+        problems.append("prefix part must be a lowercase RFC 1123 subdomain of at most 253 characters")
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        problems.append("name part must be at most 63 characters: alphanumerics, '-', '_' or '.', "
+                        "starting and ending with an alphanumeric")
+    return [(field, f"Invalid value: {key!r}: {problem}") for problem in problems]
+
+
+def metadata_errors(meta: JSON) -> list[tuple[str, str]]:
+    """What the API server rejects in any object's labels, annotations and owner references."""
+    causes: list[tuple[str, str]] = []
+    for key in ("labels", "annotations"):
+        mapping = meta.get(key)
+        if mapping is None:
+            continue
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            causes.append((f"metadata.{key}", "must map strings to strings"))
+            continue
+        for name, value in mapping.items():
+            causes += _key_errors(f"metadata.{key}", name)
+            if key == "labels" and (len(value) > 63 or not _LABEL_VALUE.match(value)):
+                causes.append(("metadata.labels", f"Invalid value: {value!r}: a label value must be at most 63 "
+                                                   "characters: alphanumerics, '-', '_' or '.', starting and "
+                                                   "ending with an alphanumeric"))
+    references = meta.get("ownerReferences") or []
+    for index, reference in enumerate(references):
+        for field in ("apiVersion", "kind", "name", "uid"):
+            if not (isinstance(reference, dict) and reference.get(field)):
+                causes.append((f"metadata.ownerReferences[{index}].{field}", "Required value"))
+    if sum(1 for r in references if isinstance(r, dict) and r.get("controller")) > 1:
+        causes.append(("metadata.ownerReferences", "Invalid value: only one reference can have Controller set "
+                                                   "to true"))
+    return causes
+
+
 # ================================================================================ store
 
 
@@ -762,10 +808,9 @@ class Store:
     def _admit(self, rtype: ResourceType, obj: JSON, old: Optional[JSON]) -> JSON:
         """Defaulting, pruning and validation before an object is stored."""
         meta = obj["metadata"]
-        for key in ("labels", "annotations"):
-            if key in meta and (not isinstance(meta[key], dict)
-                                or not all(isinstance(v, str) for v in meta[key].values())):
-                raise invalid(rtype, meta.get("name", ""), [(f"metadata.{key}", "must map strings to strings")])
+        causes = metadata_errors(meta)
+        if causes:
+            raise invalid(rtype, meta.get("name", ""), causes)
         if rtype.storage_key == ("", "secrets") and "stringData" in obj:
             data = obj.setdefault("data", {})
             for key, value in (obj.pop("stringData") or {}).items():
