@@ -206,3 +206,12 @@ def test_owner_references_need_identity_and_one_controller(http):
     response = http.post(CM, nameless)
     assert response.status_code == 422
     assert response.json()["details"]["causes"][0]["field"] == "metadata.ownerReferences[0].uid"
+
+
+def test_size_limits_of_annotations_and_configmap_data(http):
+    big = "x" * (256 * 1024)
+    response = http.post(CM, {"metadata": {"name": "a", "annotations": {"k": big}}})
+    assert response.status_code == 422 and "262144 bytes" in response.text
+    response = http.post(CM, {"metadata": {"name": "d"}, "data": {"k": "y" * (1024 * 1024 + 1)}})
+    assert response.status_code == 422 and "1048576 bytes" in response.text
+    assert http.post(CM, {"metadata": {"name": "ok"}, "data": {"k": "y" * 1000}}).status_code == 201

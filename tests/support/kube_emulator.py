@@ -300,6 +300,9 @@ def metadata_errors(meta: JSON) -> list[tuple[str, str]]:
                 causes.append(("metadata.labels", f"Invalid value: {value!r}: a label value must be at most 63 "
                                                    "characters: alphanumerics, '-', '_' or '.', starting and "
                                                    "ending with an alphanumeric"))
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and sum(len(k) + len(str(v)) for k, v in annotations.items()) > 256 * 1024:
+        causes.append(("metadata.annotations", "Too long: must have at most 262144 bytes"))
     references = meta.get("ownerReferences") or []
     for index, reference in enumerate(references):
         for field in ("apiVersion", "kind", "name", "uid"):
@@ -815,6 +818,10 @@ class Store:
             data = obj.setdefault("data", {})
             for key, value in (obj.pop("stringData") or {}).items():
                 data[key] = base64.b64encode(str(value).encode()).decode()
+        if rtype.storage_key in (("", "configmaps"), ("", "secrets")):
+            size = sum(len(k) + len(str(v)) for part in ("data", "binaryData") for k, v in (obj.get(part) or {}).items())
+            if size > 1024 * 1024:
+                raise invalid(rtype, meta.get("name", ""), [("[]", "Too long: must have at most 1048576 bytes")])
         if rtype.storage_key == ("", "namespaces") and old is None:
             obj.setdefault("spec", {"finalizers": ["kubernetes"]})
             obj.setdefault("status", {"phase": "Active"})
