@@ -156,3 +156,23 @@ def test_wait_recovers_when_the_jobs_version_is_older_than_the_watch_history(tmp
         assert kube.request_count("list", "finetunejobs") == 1  # no 410-and-retry loop
     finally:
         kube.stop()
+
+
+def test_logs_into_a_closed_pipe_ends_quietly(kube):
+    import os
+    import subprocess
+    import sys
+
+    kube.create(job())
+    kube.patch_status("finetunejobs", "job1", {"phase": "Running", "rayJobName": "rj"}, namespace="default")
+    _pod(kube, "rj-abc", "rj")
+    kube.set_pod_log("default", "rj-abc", "".join(f"line {i}\n" for i in range(200_000)))
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from finetune_operator.cli import main; sys.exit(main())",
+         "logs", "job1", "--kubeconfig", str(kube.kubeconfig_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    assert process.stdout.readline() == b"line 0\n"
+    process.stdout.close()  # like `| head -1`
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

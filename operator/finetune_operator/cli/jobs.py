@@ -336,7 +336,12 @@ def _logs(args: argparse.Namespace) -> int:
     if pod is None:
         raise UserError(f"RayJob {rayjob} of {KIND} {args.name} has no submitter pod in namespace {namespace} "
                         "(not started yet, or already cleaned up)")
-    for chunk in jobs.pod_log(namespace, pod, follow=args.follow, tail=args.tail):
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
+    try:
+        for chunk in jobs.pod_log(namespace, pod, follow=args.follow, tail=args.tail):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`finetune logs NAME | head`): stop quietly, as cat does,
+        # and keep Python's exit-time flush from failing on the closed pipe too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
