@@ -83,8 +83,9 @@ def test_a_dependent_with_a_live_second_owner_survives(http, kube):
     first = http.post(CM, configmap("owner-1")).json()
     second = http.post(CM, configmap("owner-2")).json()
     body = _owned_by(first, "shared")
-    body["metadata"]["ownerReferences"] += _owned_by(second, "x")["metadata"]["ownerReferences"]
-    http.post(CM, body)
+    body["metadata"]["ownerReferences"] += [
+        dict(ref, controller=False) for ref in _owned_by(second, "x")["metadata"]["ownerReferences"]]
+    assert http.post(CM, body).status_code == 201
     http.delete(f"{CM}/owner-1")
     assert kube.exists("configmaps", "shared", "default")
     http.delete(f"{CM}/owner-2")
