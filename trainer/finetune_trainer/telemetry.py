@@ -131,6 +131,7 @@ class TrialState:
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     done: bool = False
+    resumed_from: Optional[int] = None
 
     @property
     def latest(self) -> dict[str, Any]:
@@ -183,6 +184,13 @@ class ProgressTracker:
             state.checkpoints.append((event["checkpoint"], metrics))
         if metrics.get("final"):
             state.done = True
+        resumed = metrics.get("resumed_from_step")
+        if resumed is not None and resumed != state.resumed_from:
+            state.resumed_from = int(resumed)
+            where = "" if self.trials_total <= 1 else f"trial {state.id} "
+            note = f"{where}resumed from checkpoint at step {state.resumed_from}"
+            log.info("%s", note)
+            return self.publish(self.build_report(message=note))
         return self.publish()
 
     def mark_done(self, trial_id: str) -> None:
