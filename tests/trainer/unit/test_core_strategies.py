@@ -217,3 +217,59 @@ def test_lora_unknown_target_modules_lists_available(tiny_model_dir) -> None:
     spec = StrategySpec.model_validate({"type": "lora", "lora": {"targetModules": ["q_proj"]}})
     with pytest.raises(TrainerError, match=r"strategy.lora.targetModules.*q_proj.*available:.*query.*value"):
         apply_strategy(model, spec)
+
+
+def _tiny(kind: str):
+    """Tiny random classifiers of other encoder families, built from a config."""
+    import transformers as tf
+
+    common = {"vocab_size": 99, "num_labels": 3}
+    if kind == "distilbert":
+        config = tf.DistilBertConfig(
+            dim=32, n_layers=3, n_heads=2, hidden_dim=37, max_position_embeddings=64, **common
+        )
+        return tf.DistilBertForSequenceClassification(config)
+    if kind == "roberta":
+        config = tf.RobertaConfig(
+            hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37,
+            max_position_embeddings=70, pad_token_id=1, **common,
+        )  # fmt: skip
+        return tf.RobertaForSequenceClassification(config)
+    config = tf.ElectraConfig(
+        embedding_size=16, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=64, **common,
+    )  # fmt: skip
+    return tf.ElectraForSequenceClassification(config)
+
+
+@pytest.mark.parametrize(
+    ("kind", "head", "layers"),
+    [
+        ("distilbert", {"pre_classifier", "classifier"}, "distilbert.transformer.layer"),
+        ("roberta", {"classifier"}, "roberta.encoder.layer"),
+        ("electra", {"classifier"}, "electra.encoder.layer"),
+    ],
+)
+def test_strategies_find_heads_and_layers_of_other_encoders(kind: str, head: set, layers: str) -> None:
+    from finetune_trainer.strategies import find_layer_list, head_module_names
+
+    torch.manual_seed(0)
+    model = _tiny(kind)
+    assert set(head_module_names(model)) == head
+    assert find_layer_list(model)[0] == layers
+    groups = parameter_groups(model)
+    assert groups.embeddings and all(".embeddings." in n for n in groups.embeddings)
+    spec = StrategySpec.model_validate({"type": "gradualUnfreezing", "gradualUnfreezing": {"every": 1}})
+    controller = apply_strategy(model, spec)
+    assert {n.split(".")[0] for n in controller.trainable_parameters()} == head
+    controller.on_epoch_end(1)
+    top = f"{layers}.2."
+    assert {n for n in controller.trainable_parameters() if n.startswith(layers)} == {
+        n for n, _ in model.named_parameters() if n.startswith(top)
+    }
+    batch = {"input_ids": torch.randint(3, 99, (4, 10)), "labels": torch.tensor([0, 1, 2, 0])}
+    before = _snapshot(model)
+    optimizer = build_optimizer(model, TrainingSpec(learningRate=1e-2))
+    model(**batch).loss.backward()
+    optimizer.step()
+    assert _changed(before, model) == set(controller.trainable_parameters())
