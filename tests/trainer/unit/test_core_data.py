@@ -277,3 +277,15 @@ def test_folder_errors_name_the_part_file(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(DataError, match=r"holds no data files"):
         load_examples(_config(empty, tmp_path))
+
+
+def test_max_seq_length_truncates_and_is_capped_by_the_model(tmp_path: Path, tiny_tokenizer) -> None:
+    long_text = " ".join(["great"] * 200)
+    train = write_rows(
+        tmp_path / "long.jsonl", [{"text": f"{long_text} {i}", "label": i % 2} for i in range(6)]
+    )
+    short = prepare_datasets(_config(train, tmp_path, maxSeqLength=16), tiny_tokenizer)
+    assert {len(short.train[i]["input_ids"]) for i in range(len(short.train))} == {16}
+    capped = prepare_datasets(_config(train, tmp_path, maxSeqLength=512), tiny_tokenizer)
+    assert tiny_tokenizer.model_max_length == 64
+    assert {len(capped.train[i]["input_ids"]) for i in range(len(capped.train))} == {64}
