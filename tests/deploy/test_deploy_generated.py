@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from deploy_support import DEPLOY, ROOT, generate, render, the, validate_object
@@ -47,3 +48,20 @@ def test_plain_manifests_are_the_default_chart_in_its_own_namespace() -> None:
         validate_object(obj, objects)
         if obj["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             assert obj["metadata"]["namespace"] == namespace, obj["metadata"]["name"]
+
+
+def test_kustomize_builds_the_same_objects() -> None:
+    """`kubectl kustomize` (offline; no API server needed) builds what apply -k sends."""
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl is not installed; the kustomization is still checked structurally above")
+    built = subprocess.run([kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    objects = [o for o in yaml.safe_load_all(built.stdout) if o]
+    expected = list(yaml.safe_load_all(generate.MANIFESTS.read_text()))
+    expected += [yaml.safe_load(p.read_text()) for p in (DEPLOY / "crds").glob("*.yaml")]
+    key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])  # noqa: E731
+    assert sorted(map(key, objects)) == sorted(map(key, expected))
