@@ -13,11 +13,9 @@ import yaml
 
 from finetune_operator.api import FineTuneJobSpec
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.support.paths import RAYJOB_CRD, REPO
+
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-# KubeRay v1.7.0's generated RayJob CRD, unchanged (ray-project/kuberay,
-# ray-operator/config/crd/bases, Apache-2.0).
-RAYJOB_CRD = Path(__file__).parent / "data" / "kuberay-v1.7.0-ray.io_rayjobs.yaml"
 
 BASE_SPEC: dict[str, Any] = {
     "model": {"source": "/models/tiny-bert"},
