@@ -7,7 +7,8 @@ import sys
 
 import requests
 
-from tests.support.kube_fixtures import FINETUNE_CRD, ROOT
+from tests.support.paths import FINETUNE_CRD
+from tests.support.paths import REPO as ROOT
 
 
 def test_standalone_server_serves_the_given_crd():

@@ -21,9 +21,7 @@ import yaml
 
 from tests.support.kube_emulator import JSON, ApiError, KubeEmulator, kopf_peering_crds
 
-ROOT = Path(__file__).resolve().parents[2]
-FINETUNE_CRD = ROOT / "deploy" / "crds" / "finetune.dev_finetunejobs.yaml"
-RAYJOB_CRD = Path(__file__).resolve().parent / "crds" / "ray.io_rayjobs.json"
+from tests.support.paths import FINETUNE_CRD, RAYJOB_CRD
 
 
 @functools.lru_cache(maxsize=None)
