@@ -22,13 +22,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from finetune_operator.api import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, QUANTITY_PATTERN
+from finetune_operator import __version__
 from finetune_operator.errors import UserError
 
 ENV_PREFIX = "FINETUNE_"
 NESTED_DELIMITER = "__"
 SETTINGS_FILE_VARIABLE = "FINETUNE_SETTINGS_FILE"
 
-DEFAULT_IMAGE = "ghcr.io/finetune-operator/trainer:0.1.0"
+# The trainer image built from deploy/docker/trainer.Dockerfile, tagged with the
+# package version; the Helm chart names the same repository.
+DEFAULT_IMAGE = f"ghcr.io/finetune-dev/finetune-trainer:{__version__}"
 
 
 class RayJobDefaults(BaseModel):
