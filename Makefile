@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # On a machine with an NVIDIA GPU, point this at the CUDA build instead.
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: install demo test test-fast bench crd lint clean
+.PHONY: install demo test test-fast bench crd deploy clean
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ bench: $(STAMP)
 
 crd: $(STAMP)
 	$(VENV)/bin/finetune crd --write
+
+# Regenerate the chart's RBAC rules, the alert rules and the plain manifests from
+# their single sources; tests fail when the committed copies drift.
+deploy: $(STAMP)
+	$(PY) deploy/generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
