@@ -269,6 +269,8 @@ def main() -> None:
         print(f"reconcile p50 {fmt(p50)}, p99 {fmt(p99)} over {reconciles} reconciles")
         print(f"CPU seconds: operator {operator_cpu:.0f}, emulator + this script {bench_cpu:.0f} "
               f"(2 cores shared by both, and with other users of the machine)")
+        print("machine load average (1, 5, 15 min) at the end: "
+              + ", ".join(f"{value:.1f}" for value in os.getloadavg()) + " on " + str(os.cpu_count()) + " CPUs")
         print(f"RayJobs invalid against KubeRay's CRD schema: {invalid}")
         print(json.dumps({"jobs_per_second": round(rate, 1), "baseline_rayjobs_per_second": round(base_rate, 1),
                           "floor_apply_jobs_per_second": round(JOBS / floor_seconds, 1),

@@ -14,6 +14,7 @@ from the same watch stream (no extra LIST calls).
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -43,7 +44,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any,
     options = memo.get("options") or runtime.RuntimeOptions(standalone=True)
     runtime.configure(settings, options)
     operator_settings = memo.get("settings") or load_settings()
-    controller = reconcile.Controller(KubeApi(settings, logger), operator_settings)
+    controller = reconcile.Controller(KubeApi(settings), operator_settings)
     memo["controller"] = controller
     memo["metrics_server"] = runtime.start_metrics_server(options, controller.metrics.registry)
     logger.info("finetune operator started (resync every %.0fs)", RESYNC_SECONDS)
@@ -83,6 +84,14 @@ async def job_seen(memo: kopf.Memo, job_phases: kopf.Index, **_: Any) -> None:
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
+async def job_appeared(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, logger: Any,
+                       jobs_by_namespace: kopf.Index, **_: Any) -> None:
+    """A new job, or every job at operator start-up. The body has just been read from
+    the API (created or listed), so it is used as is: one GET fewer per new job."""
+    await _controller(memo).reconcile(namespace, name, queue=_queue(jobs_by_namespace, namespace),
+                                      logger=logger, body=copy.deepcopy(dict(body)))
+
+
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def job_changed(namespace: str, name: str, memo: kopf.Memo, logger: Any,
                       jobs_by_namespace: kopf.Index, **_: Any) -> None:

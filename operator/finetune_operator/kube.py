@@ -14,7 +14,9 @@ credentials vault kopf would have set up.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import urllib.parse
 from typing import Any, AsyncIterator, Optional
@@ -57,20 +59,36 @@ def _quote(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")
 
 
+# Requests in flight at once, like client-go's QPS/burst limits: a thousand jobs
+# reconciled together would otherwise open a thousand connections, overflow the API
+# server's accept queue ("connection refused") and spend their time in retries.
+MAX_IN_FLIGHT = 64
+
+
 class KubeApi:
     """Typed-by-name calls for the objects the operator reads and writes."""
 
-    def __init__(self, settings: kopf.OperatorSettings, log: logging.Logger | None = None) -> None:
+    def __init__(self, settings: kopf.OperatorSettings, log: logging.Logger | None = None,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.settings = settings
         self.logger = log or logger
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+
+    async def _request(self, method: str, url: str, payload: object = None,
+                       headers: Optional[dict[str, str]] = None) -> tuple[int, Any]:
+        async with self._in_flight:
+            response = await kopf_api.request(
+                method, url, payload=payload, headers=headers, settings=self.settings, logger=self.logger,
+            )
+            async with response:
+                if response.content_type == "application/json":
+                    return response.status, await response.json()
+                return response.status, await response.text()
 
     async def _json(self, method: str, url: str, payload: object = None,
                     headers: Optional[dict[str, str]] = None) -> Any:
-        response = await kopf_api.request(
-            method, url, payload=payload, headers=headers, settings=self.settings, logger=self.logger,
-        )
-        async with response:
-            return await response.json()
+        _status, body = await self._request(method, url, payload, headers)
+        return body
 
     async def _get_or_none(self, url: str) -> Optional[dict[str, Any]]:
         try:
@@ -146,11 +164,10 @@ class KubeApi:
         """The last `tail_lines` lines of a pod's log, or None if the pod is gone."""
         url = f"{_path('', 'v1', namespace, 'pods', name, 'log')}?tailLines={int(tail_lines)}"
         try:
-            response = await kopf_api.request("get", url, settings=self.settings, logger=self.logger)
+            _status, body = await self._request("get", url)
         except NotFound:
             return None
-        async with response:
-            return await response.text()
+        return body if isinstance(body, str) else json.dumps(body)
 
     # --------------------------------------------------------------------- batch Jobs
 

@@ -52,6 +52,11 @@ _PHASE_EVENTS = {
     "Suspended": EventReason.SUSPENDED,
 }
 
+# Reconciles running at once (controller-runtime's MaxConcurrentReconciles). The rest
+# wait their turn, so a burst of 1,000 new jobs is worked through at the API server's
+# pace, and the reconcile histogram measures work, not time spent in that queue.
+MAX_CONCURRENT_RECONCILES = 32
+
 log = logging.getLogger(__name__)
 
 
@@ -85,8 +90,10 @@ def _is_ours(obj: dict, uid: str) -> bool:
 class Controller:
     """Reconciles FineTuneJobs; one per operator process."""
 
-    def __init__(self, kube: KubeApi, settings: Settings, metrics: Optional[OperatorMetrics] = None) -> None:
+    def __init__(self, kube: KubeApi, settings: Settings, metrics: Optional[OperatorMetrics] = None,
+                 max_concurrent_reconciles: int = MAX_CONCURRENT_RECONCILES) -> None:
         self.kube = kube
+        self._workers = asyncio.Semaphore(max_concurrent_reconciles)
         self.settings = settings
         self.metrics = metrics or OperatorMetrics()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -104,29 +111,32 @@ class Controller:
         whose every change arrives as a watch event, only every 4 intervals as a
         backstop. With 1,000 jobs this keeps the steady load on the API server low."""
         last = self._last_reconciled.get((namespace, name))
-        if last is None or phase in ("Running", "Queued"):
+        if last is None:
+            return False  # its create or resume handler has not run yet; it will
+        if phase in ("Running", "Queued"):
             return True
         return time.monotonic() - last >= 4 * interval - 0.5
 
     # ----------------------------------------------------------------- entry point
 
     async def reconcile(self, namespace: str, name: str, *, queue: list[JobSummary],
-                        logger: Any = None) -> None:
+                        logger: Any = None, body: Optional[dict] = None) -> None:
         """Bring one FineTuneJob's world in line with its spec. API errors become
         kopf.TemporaryError, so kopf retries with back-off."""
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
-        async with lock:
+        async with lock, self._workers:
             self._last_reconciled[(namespace, name)] = time.monotonic()
             try:
                 with self.metrics.reconciling():
-                    await self._reconcile(namespace, name, queue, logger or log)
+                    await self._reconcile(namespace, name, queue, logger or log, body)
             except ApiError as err:
                 raise kopf.TemporaryError(f"Kubernetes API error for {namespace}/{name}: {err}", delay=2) from err
 
     # -------------------------------------------------------------------- skeleton
 
-    async def _reconcile(self, namespace: str, name: str, queue: list[JobSummary], logger: Any) -> None:
-        job = await self.kube.get_finetunejob(namespace, name)
+    async def _reconcile(self, namespace: str, name: str, queue: list[JobSummary], logger: Any,
+                         body: Optional[dict] = None) -> None:
+        job = body if body is not None else await self.kube.get_finetunejob(namespace, name)
         if job is None:
             self._forget(namespace, name)
             return

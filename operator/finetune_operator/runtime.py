@@ -69,6 +69,10 @@ def configure(settings: kopf.OperatorSettings, options: RuntimeOptions) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration",
     )
+    # After kopf patches its own annotations it waits for the watch event with that
+    # resourceVersion before handling the object again; a stale event handled earlier
+    # looks like a second creation. Under load (1,000 jobs at once) 5 s is too short.
+    settings.persistence.consistency_timeout = 60
     # Our own Events carry the fixed reasons; kopf's handler-log Events would add a
     # write per handler call for 1,000 jobs.
     settings.posting.level = logging.WARNING
