@@ -162,3 +162,39 @@ def test_finetune_run_rejects_bad_overrides_by_name(tmp_path):
         load_job(_run_args(manifest, "training.learningRate=-1"))
     with pytest.raises(UserError, match="--workers: must be 1 or more"):
         load_job(_run_args(manifest, workers=0))
+
+
+def test_sweep_settings_map_to_ray_tune_objects():
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    from finetune_trainer.config import JobConfig
+    from finetune_trainer.runner import _domain, _scheduler, _search_alg, trial_count
+
+    def job(algorithm: str, scheduler: str, space: dict):
+        return JobConfig.model_validate({"name": "j", "config": {
+            "model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "out"},
+            "tune": {"searchSpace": space, "searchAlgorithm": algorithm, "numTrials": 3,
+                     "scheduler": {"name": scheduler, "gracePeriod": 2, "reductionFactor": 3},
+                     "metric": "eval_accuracy", "mode": "max"}}})
+
+    space = {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3},
+             "training.batchSize": {"type": "choice", "values": [8, 16]},
+             "strategy.lora.r": {"type": "randint", "min": 4, "max": 16}}
+    bayes = job("bayesian", "asha", {k: v for k, v in space.items() if not k.startswith("strategy")})
+    assert isinstance(_search_alg(bayes), OptunaSearch)
+    asha = _scheduler(bayes)
+    assert isinstance(asha, ASHAScheduler) and asha._reduction_factor == 3
+    assert asha._brackets[0]._rungs[-1][0] == 2  # the first rung sits at the grace period
+    assert isinstance(_scheduler(job("random", "pbt", {"training.learningRate": space["training.learningRate"]})),
+                      PopulationBasedTraining)
+    assert isinstance(_scheduler(job("random", "fifo", {"training.batchSize": space["training.batchSize"]})),
+                      FIFOScheduler)
+    from finetune_trainer.config import SearchDimension
+
+    assert isinstance(_domain(SearchDimension.model_validate(space["training.learningRate"])), Float)
+    assert isinstance(_domain(SearchDimension.model_validate(space["training.batchSize"])), Categorical)
+    assert isinstance(_domain(SearchDimension.model_validate(space["strategy.lora.r"])), Integer)
+    grid = job("grid", "fifo", {"training.batchSize": {"type": "grid", "values": [8, 16, 32]}})
+    assert _search_alg(grid) is None and trial_count(grid) == 9  # 3 repetitions of a 3-point grid
