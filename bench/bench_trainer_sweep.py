@@ -43,7 +43,7 @@ def run_sweep(scheduler: str, scratch: Path) -> dict[str, float]:
         training = {"maxSteps": STEPS, "batchSize": BATCH, "learningRate": 5e-5, "seed": 42,
                     "evaluation": {"every": 4, "unit": "step"}, "checkpoint": {"every": 4, "unit": "step"}}
         tune = {"searchSpace": {"training.learningRate": {"type": "grid", "values": LEARNING_RATES}},
-                "searchAlgorithm": "grid", "numTrials": 1, "maxConcurrentTrials": 2,
+                "searchAlgorithm": "grid", "numTrials": 1,
                 "scheduler": {"name": scheduler, "gracePeriod": 1, "reductionFactor": 2},
                 "metric": "eval_accuracy", "mode": "max"}
         job = minilm_job(f"bench-sweep-{scheduler}", str(scratch / scheduler), training=training, workers=1,

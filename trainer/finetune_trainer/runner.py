@@ -263,7 +263,7 @@ def _scheduler(job: JobConfig):
                 mutations[path] = tune.randint(int(dimension.min), int(dimension.max))
         return PopulationBasedTraining(time_attr="training_iteration",
                                        perturbation_interval=settings.perturbationInterval,
-                                       hyperparam_mutations=mutations, seed=job.config.training.seed)
+                                       hyperparam_mutations=mutations)
     return FIFOScheduler()
 
 
