@@ -62,7 +62,7 @@ def _quote(segment: str) -> str:
 # Requests in flight at once, like client-go's QPS/burst limits: a thousand jobs
 # reconciled together would otherwise open a thousand connections, overflow the API
 # server's accept queue ("connection refused") and spend their time in retries.
-MAX_IN_FLIGHT = 64
+MAX_IN_FLIGHT = 100
 
 
 class KubeApi:

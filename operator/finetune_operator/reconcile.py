@@ -55,7 +55,7 @@ _PHASE_EVENTS = {
 # Reconciles running at once (controller-runtime's MaxConcurrentReconciles). The rest
 # wait their turn, so a burst of 1,000 new jobs is worked through at the API server's
 # pace, and the reconcile histogram measures work, not time spent in that queue.
-MAX_CONCURRENT_RECONCILES = 32
+MAX_CONCURRENT_RECONCILES = 250
 
 log = logging.getLogger(__name__)
 
