@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 import signal
 import socket
@@ -237,5 +236,3 @@ def metric_value(text: str, name: str, labels: Optional[dict[str, str]] = None) 
                 return sample.value
     return None
 
-
-__all__ = ["json"]

@@ -11,7 +11,6 @@ from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
     job_manifest,
-    phase_is,
     progress_line,
     set_rayjob_state,
     start_submitter,

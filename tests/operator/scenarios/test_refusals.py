@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
@@ -75,4 +73,3 @@ def test_rayjob_of_someone_else_is_not_adopted(kube, operator):
     job = kube.wait_for(JOBS, "taken", phase_is("Failed"), "default")
     assert "not owned by this FineTuneJob" in job["status"]["message"]
     assert kube.get(RAYJOBS, "taken", "default")["spec"]["entrypoint"] == "python other.py"
-    time.sleep(0)  # nothing else to wait for: the foreign RayJob must simply stay as it was
