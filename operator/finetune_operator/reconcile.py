@@ -379,6 +379,9 @@ class Controller:
                 reason = EventReason.ADMITTED  # a new job's first Event is RayJobCreated
             if reason is not None:
                 self._event(job, reason, new.get("message") or new_phase or "")
+        old_attempt, new_attempt = old.get("attempt") or 0, new.get("attempt") or 0
+        if old_attempt and new_attempt > old_attempt and new_phase not in TERMINAL_PHASES:
+            self._event(job, EventReason.RETRYING, new.get("message") or f"attempt {new_attempt}")
         if new_phase in TERMINAL_PHASES and old_phase not in TERMINAL_PHASES:
             started = status_mod.parse_time(new.get("startTime"))
             ended = status_mod.parse_time(new.get("completionTime"))

@@ -115,3 +115,41 @@ def test_deleting_the_job_garbage_collects_its_children(kube, operator):
     kube.wait_gone(JOBS, "doomed", "default")
     kube.wait_gone(RAYJOBS, "doomed", "default")
     kube.wait_gone("configmaps", "doomed-config", "default")
+
+
+def test_kuberay_retry_is_reported_as_a_new_attempt(kube, operator):
+    kube.create(job_manifest("retried", scheduling={"backoffLimit": 2}))
+    kube.wait_for(RAYJOBS, "retried", lambda obj: True, "default")
+    set_rayjob_state(kube, "retried", "Running", "RUNNING")
+    kube.wait_for(JOBS, "retried", lambda j: (j.get("status") or {}).get("attempt") == 1
+                  and j["status"]["phase"] == "Running", "default")
+    set_rayjob_state(kube, "retried", "Retrying", failed=1)
+    job = kube.wait_for(JOBS, "retried", lambda j: j["status"].get("attempt") == 2, "default")
+    retrying = next(c for c in job["status"]["conditions"] if c["type"] == "Retrying")
+    assert retrying["status"] == "True"
+    assert "attempt 2 of 3" in job["status"]["message"]
+    wait_until(lambda: "Retrying" in event_reasons(kube, "retried"), what="Retrying event")
+
+
+def test_deadline_backstop_fails_the_job_and_deletes_its_rayjob(kube, operator):
+    kube.create(job_manifest("slow", scheduling={"activeDeadlineSeconds": 1}))
+    kube.wait_for(RAYJOBS, "slow", lambda obj: True, "default")
+    set_rayjob_state(kube, "slow", "Running", "RUNNING")
+    job = kube.wait_for(JOBS, "slow", phase_is("Failed"), "default")
+    assert next(c for c in job["status"]["conditions"] if c["type"] == "Failed")["reason"] == "DeadlineExceeded"
+    kube.wait_gone(RAYJOBS, "slow", "default")
+    wait_until(lambda: metric_value(operator.metrics(), "finetune_operator_rayjobs_deleted_total",
+                                    {"namespace": "default"}) == 1, what="rayjobs_deleted_total 1")
+
+
+def test_rayjob_deleted_behind_our_back_fails_the_job_without_recreating_it(kube, operator):
+    kube.create(job_manifest("orphaned"))
+    kube.wait_for(RAYJOBS, "orphaned", lambda obj: True, "default")
+    kube.wait_for(JOBS, "orphaned", lambda j: (j.get("status") or {}).get("startTime"), "default")
+    set_rayjob_state(kube, "orphaned", "Running", "RUNNING")
+    kube.wait_for(JOBS, "orphaned", phase_is("Running"), "default")
+    kube.delete(RAYJOBS, "orphaned", "default")
+    job = kube.wait_for(JOBS, "orphaned", phase_is("Failed"), "default")
+    assert next(c for c in job["status"]["conditions"] if c["type"] == "Failed")["reason"] == "RayJobMissing"
+    wait_until(lambda: "RayJobMissing" in event_reasons(kube, "orphaned"), what="RayJobMissing event")
+    assert not kube.exists(RAYJOBS, "orphaned", "default")
