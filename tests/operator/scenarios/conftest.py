@@ -88,12 +88,14 @@ class OperatorProcess:
     """`finetune operator` as a subprocess, with its metrics and probe ports."""
 
     def __init__(self, kube: KubeHandle, tmp_path: Path, namespaces: list[str],
-                 env: Optional[dict[str, str]] = None, resync: float = 1.0) -> None:
+                 env: Optional[dict[str, str]] = None, resync: float = 1.0,
+                 peering: Optional[list[str]] = None, log_name: str = "operator.log") -> None:
         self.kube = kube
+        self.peering = peering
         self.namespaces = namespaces
         self.extra_env = env or {}
         self.resync = resync
-        self.log_path = tmp_path / "operator.log"
+        self.log_path = tmp_path / log_name
         self.process: Optional[subprocess.Popen] = None
         self.metrics_port = 0
         self.health_port = 0
@@ -101,7 +103,8 @@ class OperatorProcess:
     def start(self) -> "OperatorProcess":
         self.metrics_port, self.health_port = free_port(), free_port()
         args = [str(Path(sys.executable).parent / "finetune"), "operator",
-                "--kubeconfig", str(self.kube.kubeconfig_path), "--standalone", "--bind", "127.0.0.1",
+                "--kubeconfig", str(self.kube.kubeconfig_path), *(self.peering or ["--standalone"]),
+                "--bind", "127.0.0.1",
                 "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
                 "--resync-seconds", str(self.resync)]
         for namespace in self.namespaces:
@@ -157,8 +160,9 @@ def start_operator(kube: KubeHandle, tmp_path: Path) -> Iterator[Callable[..., O
     started: list[OperatorProcess] = []
 
     def start(namespaces: tuple[str, ...] = ("default",), env: Optional[dict[str, str]] = None,
-              resync: float = 1.0) -> OperatorProcess:
-        process = OperatorProcess(kube, tmp_path, list(namespaces), env, resync).start()
+              resync: float = 1.0, peering: Optional[list[str]] = None) -> OperatorProcess:
+        process = OperatorProcess(kube, tmp_path, list(namespaces), env, resync, peering,
+                                  log_name=f"operator-{len(started)}.log").start()
         started.append(process)
         return process
 

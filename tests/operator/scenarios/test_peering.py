@@ -1,0 +1,37 @@
+"""Two replicas with kopf peering: only the higher priority one works; the other
+takes over when it leaves."""
+
+from __future__ import annotations
+
+from tests.operator.scenarios.conftest import (
+    JOBS,
+    RAYJOBS,
+    job_manifest,
+    metric_value,
+    phase_is,
+    wait_until,
+)
+
+RECONCILES = "finetune_operator_reconcile_duration_seconds_count"
+
+
+def test_standby_replica_stays_idle_and_takes_over(kube, start_operator):
+    # The chart creates the peering object; kopf does not.
+    kube.create({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+                 "metadata": {"name": "ft", "namespace": "default"}})
+    active = start_operator(peering=["--peering-name", "ft", "--priority", "20"])
+    standby = start_operator(peering=["--peering-name", "ft", "--priority", "10"])
+    wait_until(lambda: len((kube.get("kopfpeerings", "ft", "default").get("status") or {})) == 2,
+               what="both replicas in the peering record")
+
+    kube.create(job_manifest("during-active"))
+    kube.wait_for(JOBS, "during-active", phase_is("Pending"), "default")
+    assert (metric_value(active.metrics(), RECONCILES) or 0) >= 1
+    assert (metric_value(standby.metrics(), RECONCILES) or 0) == 0, "the standby replica reconciled"
+
+    active.stop()  # a clean shutdown removes its peering record at once
+    wait_until(lambda: "Resuming operations" in standby.log(), timeout=20, what="the standby to resume")
+    kube.create(job_manifest("after-failover"))
+    kube.wait_for(RAYJOBS, "after-failover", lambda obj: True, "default", timeout=30)
+    kube.wait_for(JOBS, "after-failover", phase_is("Pending"), "default")
+    assert (metric_value(standby.metrics(), RECONCILES) or 0) >= 1
