@@ -107,8 +107,11 @@ class OperatorProcess:
                 "--bind", "127.0.0.1",
                 "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
                 "--resync-seconds", str(self.resync)]
+        if self.namespaces == ["*all*"]:
+            args.append("--all-namespaces")
         for namespace in self.namespaces:
-            args += ["--namespace", namespace]
+            if namespace != "*all*":
+                args += ["--namespace", namespace]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
         env.pop("KUBECONFIG", None)
         log = open(self.log_path, "ab")

@@ -153,3 +153,12 @@ def test_rayjob_deleted_behind_our_back_fails_the_job_without_recreating_it(kube
     assert next(c for c in job["status"]["conditions"] if c["type"] == "Failed")["reason"] == "RayJobMissing"
     wait_until(lambda: "RayJobMissing" in event_reasons(kube, "orphaned"), what="RayJobMissing event")
     assert not kube.exists(RAYJOBS, "orphaned", "default")
+
+
+def test_all_namespaces_mode_serves_namespaces_created_later(kube, start_operator):
+    start_operator(namespaces=("*all*",))
+    kube.create_namespace("team-late")
+    kube.create(job_manifest("late", namespace="team-late"))
+    rayjob = kube.wait_for(RAYJOBS, "late", lambda obj: True, "team-late")
+    assert rayjob["metadata"]["namespace"] == "team-late"
+    kube.wait_for(JOBS, "late", phase_is("Pending"), "team-late")
