@@ -72,3 +72,22 @@ def test_module_entry_point_rejects_a_bad_config_clearly(tmp_path):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "is not a valid JobConfig" in done.stderr and "name" in done.stderr
+
+
+def test_module_entry_point_runs_a_job_config_and_prints_progress(tiny_model, intent_data, tmp_path):
+    from tests.trainer.ray.conftest import make_job
+
+    job = make_job("module-entry", tiny_model, intent_data, str(tmp_path / "out"), workers=1,
+                   training={"epochs": 1})
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump(job.to_dict()))
+    done = subprocess.run([sys.executable, "-m", "finetune_trainer", "--config", str(config)],
+                          env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("finetune-progress: ")]
+    from finetune_trainer.progress import latest_progress
+
+    final = latest_progress(lines)
+    assert final.state == "succeeded" and final.modelUri == str(tmp_path / "out" / "module-entry" / "model")
+    assert (tmp_path / "out" / "module-entry" / "model" / "_SUCCESS").is_file()
+    assert f"job module-entry finished: model at {final.modelUri}" in done.stdout
