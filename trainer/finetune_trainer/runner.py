@@ -276,7 +276,7 @@ def concurrent_trials(job: JobConfig, available_cpus: float, available_gpus: flo
     if scaling.gpusPerWorker > 0:
         fit = min(fit, int(available_gpus // (scaling.numWorkers * scaling.gpusPerWorker)))
     fit = max(1, fit)
-    return min(fit, spec.maxConcurrentTrials or fit, spec.numTrials)
+    return min(fit, spec.maxConcurrentTrials or fit, trial_count(job))
 
 
 def _checkpoint_exists(path: str, filesystem) -> bool:

@@ -81,12 +81,16 @@ def _job(workers: int = 2, cpus: float = 1.0, max_concurrent: int | None = None,
 
 
 def test_concurrent_trials_fit_resources_and_respect_the_spec():
+    from finetune_trainer.config import SearchDimension
     from finetune_trainer.runner import concurrent_trials
 
     assert concurrent_trials(_job(), available_cpus=5) == 2        # 2 x (2 workers + 0.25 driver)
     assert concurrent_trials(_job(), available_cpus=2) == 1        # never zero
     assert concurrent_trials(_job(max_concurrent=1), available_cpus=64) == 1
     assert concurrent_trials(_job(trials=3), available_cpus=64) == 3
+    grid = _job(trials=1).model_copy(deep=True)
+    grid.config.tune.searchSpace = {"training.batchSize": SearchDimension(type="grid", values=[8, 16, 32])}
+    assert concurrent_trials(grid, available_cpus=64) == 3  # a 3-point grid is 3 trials, though numTrials is 1
 
 
 def test_failure_explanations_name_the_real_cause():
