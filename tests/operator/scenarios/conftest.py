@@ -26,9 +26,7 @@ import yaml
 from tests.support.kube_schema import openapi_to_jsonschema
 from tests.support.kube_fixtures import KubeHandle, kube  # noqa: F401  (fixture)
 
-REPO = Path(__file__).resolve().parents[3]
-SHARED_RAYJOB_CRD = Path("/work/shared/kuberay-crds/ray.io_rayjobs.yaml")
-FALLBACK_RAYJOB_CRD = REPO / "tests" / "operator" / "unit" / "data" / "kuberay-v1.7.0-ray.io_rayjobs.yaml"
+from tests.support.paths import RAYJOB_CRD, REPO
 
 BASE_SPEC: dict[str, Any] = {
     "model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
@@ -71,8 +69,7 @@ def job_manifest(name: str, namespace: str = "default", labels: Optional[dict] =
 @functools.lru_cache(maxsize=1)
 def rayjob_validator() -> jsonschema.Draft4Validator:
     """KubeRay's RayJob CRD schema (the shared copy), as a JSON-schema validator."""
-    path = SHARED_RAYJOB_CRD if SHARED_RAYJOB_CRD.exists() else FALLBACK_RAYJOB_CRD
-    crd = next(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    crd = next(doc for doc in yaml.safe_load_all(RAYJOB_CRD.read_text()) if doc)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     return jsonschema.Draft4Validator(openapi_to_jsonschema(version["schema"]["openAPIV3Schema"]))
 
