@@ -34,7 +34,7 @@ from tests.operator.scenarios.conftest import (  # noqa: F401  (fixtures)
     start_submitter,
 )
 from tests.support.s3 import s3_bucket, s3_store  # noqa: F401  (fixtures)
-from tests.trainer.unit.conftest import make_tiny_model_dir, sentiment_rows, write_rows
+from tests.trainer.unit.core_helpers import make_tiny_model_dir, sentiment_rows, write_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

@@ -9,7 +9,7 @@ import json
 import kubernetes_validate
 import pytest
 
-from conftest import build_job, example_jobs
+from pure_helpers import build_job, example_jobs
 from finetune_operator import builders, naming
 from finetune_operator.api import FineTuneJob, parse_quantity
 from finetune_operator.settings import RayJobDefaults, Settings

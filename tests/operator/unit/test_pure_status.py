@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
-from conftest import REPO
+from pure_helpers import REPO, _strict
 from finetune_operator import status as st
 from finetune_operator.admission import ADMITTED, AdmissionDecision
 from finetune_operator.api import FineTuneJobStatus
@@ -319,8 +319,6 @@ def test_status_validates_against_the_generated_crd(make_job):
     """The status we write fits the CRD's structural status schema (no field the API
     server would prune)."""
     import jsonschema
-
-    from conftest import _strict
 
     crd_path = REPO / "deploy" / "crds" / "finetune.dev_finetunejobs.yaml"
     if not crd_path.exists():

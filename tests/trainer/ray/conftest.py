@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.support.s3 import s3_bucket, s3_store  # noqa: F401  (fixtures)
-from tests.trainer.unit.conftest import make_tiny_model_dir, write_rows
+from tests.trainer.unit.core_helpers import make_tiny_model_dir, write_rows
 
 # Logical CPUs declared to the private Ray: two 1-CPU workers plus a Tune trial driver
 # must fit even on a 2-core machine (the driver only waits).

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from conftest import training_config
+from core_helpers import training_config
 from finetune_trainer.artifacts import plot_curves, write_metrics_json, write_model_card, write_trials_json
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import sentiment_rows, training_config, write_rows
+from core_helpers import sentiment_rows, training_config, write_rows
 from finetune_trainer.data import load_examples, make_collator, prepare_datasets, read_table
 from finetune_trainer.errors import DataError
 

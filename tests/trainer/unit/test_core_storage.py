@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_model_dir, sentiment_rows, training_config, write_rows
+from core_helpers import make_tiny_model_dir, sentiment_rows, training_config, write_rows
 from finetune_trainer import storage
 from finetune_trainer.config import ModelSpec, OutputSpec
 from finetune_trainer.data import load_examples

@@ -1,0 +1,103 @@
+"""Fixtures of the operator's pure-core tests: a FineTuneJob factory and KubeRay's
+real RayJob schema."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+import jsonschema
+import pytest
+import yaml
+
+from finetune_operator.api import FineTuneJobSpec
+
+from tests.support.paths import RAYJOB_CRD, REPO
+
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+BASE_SPEC: dict[str, Any] = {
+    "model": {"source": "/models/tiny-bert"},
+    "data": {"train": "s3://datasets/reviews/train.csv"},
+    "output": {"uri": "s3://models/reviews"},
+}
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+JobFactory = Callable[..., tuple[dict, FineTuneJobSpec]]
+
+
+def build_job(name: str = "reviews", namespace: str = "team-a", uid: str = "0b1c2d3e-uid",
+              generation: int = 1, status: dict | None = None, labels: dict | None = None,
+              created: str = "2026-01-01T00:00:00Z", **spec_overrides: Any) -> tuple[dict, FineTuneJobSpec]:
+    """A stored FineTuneJob object (as the API server returns it) and its spec."""
+    spec_dict = deep_merge(BASE_SPEC, spec_overrides)
+    spec = FineTuneJobSpec.model_validate(spec_dict)
+    job_obj = {
+        "apiVersion": "finetune.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {
+            "name": name, "namespace": namespace, "uid": uid, "generation": generation,
+            "creationTimestamp": created, "labels": labels or {},
+        },
+        "spec": spec.to_dict(),
+    }
+    if status is not None:
+        job_obj["status"] = status
+    return job_obj, spec
+
+
+@pytest.fixture
+def make_job() -> JobFactory:
+    return build_job
+
+
+def example_jobs() -> list[tuple[str, dict]]:
+    """Every FineTuneJob document in examples/, with a server-set uid added."""
+    out = []
+    for path in EXAMPLES:
+        for index, document in enumerate(yaml.safe_load_all(path.read_text())):
+            if not document or document.get("kind") != "FineTuneJob":
+                continue
+            document = copy.deepcopy(document)
+            document["metadata"].setdefault("namespace", "default")
+            document["metadata"]["uid"] = f"uid-{path.stem}-{index}"
+            out.append((f"{path.stem}#{index}", document))
+    return out
+
+
+def _strict(node: Any) -> Any:
+    """The schema with `additionalProperties: false` wherever the API server would
+    prune unknown fields, so a misspelt field fails the test instead of vanishing."""
+    if isinstance(node, dict):
+        node = {key: _strict(value) for key, value in node.items()}
+        if ("properties" in node and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")):
+            node["additionalProperties"] = False
+        return node
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    return node
+
+
+@pytest.fixture(scope="session")
+def rayjob_validator() -> jsonschema.protocols.Validator:
+    crd = yaml.safe_load(RAYJOB_CRD.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    schema = _strict(version["schema"]["openAPIV3Schema"])
+    # The API server checks these itself; the CRD schema leaves them open.
+    schema["properties"]["apiVersion"] = {"const": "ray.io/v1"}
+    schema["properties"]["kind"] = {"const": "RayJob"}
+    schema["properties"]["metadata"] = {"type": "object"}
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    return cls(schema)
