@@ -15,6 +15,9 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    from finetune_trainer.local_ray import use_loopback_for_embedded_ray
+
+    use_loopback_for_embedded_ray()
     here = Path(__file__).parent
     names = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
     if argv:

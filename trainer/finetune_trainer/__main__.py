@@ -46,6 +46,9 @@ def load_job_config(location: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from finetune_trainer.local_ray import use_loopback_for_embedded_ray
+
+    use_loopback_for_embedded_ray()
     parser = argparse.ArgumentParser(prog="python -m finetune_trainer",
                                      description="Run one fine-tuning job (a JobConfig) on Ray.")
     parser.add_argument("--config", required=True, metavar="PATH_OR_URI",

@@ -237,6 +237,10 @@ def summary_table(result, elapsed: float):
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from finetune_trainer.local_ray import use_loopback_for_embedded_ray
+
+    use_loopback_for_embedded_ray()  # before anything imports ray
+
     job = load_job(args)
     name = args.name or job.metadata.name
     try:
