@@ -11,7 +11,6 @@ import importlib.util
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
+from tests.support.helpers import free_port  # noqa: F401  (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "finetune-operator"
@@ -117,12 +117,6 @@ def validate_object(obj: dict[str, Any], objects: list[dict[str, Any]]) -> None:
 
 
 # ------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def poll(what: str, check: Callable[[], Any], timeout: float, describe: Callable[[], str] = lambda: "") -> Any:

@@ -20,21 +20,12 @@ import pytest
 
 from deploy_support import (DEPLOY, ROOT, free_port, generate, http_json, http_ok, poll, query, render,
                             running_prometheus, stop, the)
-from tests.support.kube_fixtures import KubeHandle, start_kube
+from tests.support.kube_fixtures import KubeHandle, kube  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
 
 SCRAPE_JOB = "finetune-operator-metrics"  # the job name the alert rules expect
 DASHBOARD = DEPLOY / "grafana" / "finetune-dashboard.json"
-
-
-@pytest.fixture
-def kube(tmp_path: Path) -> Iterator[KubeHandle]:
-    handle = start_kube(tmp_path)
-    try:
-        yield handle
-    finally:
-        handle.stop()
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ KubeRay: they set RayJob status by hand and give the submitter pod a log.
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from tests.support.kube_schema import openapi_to_jsonschema
 from tests.support.kube_fixtures import KubeHandle, kube  # noqa: F401  (fixture)
 
 from tests.support.paths import RAYJOB_CRD, REPO
+from tests.support.helpers import deep_merge, free_port  # noqa: F401  (re-exported)
 
 BASE_SPEC: dict[str, Any] = {
     "model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
@@ -38,22 +37,6 @@ BASE_SPEC: dict[str, Any] = {
 
 RAYJOBS = "rayjobs"
 JOBS = "finetunejobs"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def deep_merge(base: dict, overrides: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def job_manifest(name: str, namespace: str = "default", labels: Optional[dict] = None,

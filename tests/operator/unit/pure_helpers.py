@@ -14,6 +14,7 @@ import yaml
 from finetune_operator.api import FineTuneJobSpec
 
 from tests.support.paths import RAYJOB_CRD, REPO
+from tests.support.helpers import deep_merge  # noqa: F401  (re-exported)
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
@@ -22,16 +23,6 @@ BASE_SPEC: dict[str, Any] = {
     "data": {"train": "s3://datasets/reviews/train.csv"},
     "output": {"uri": "s3://models/reviews"},
 }
-
-
-def deep_merge(base: dict, overrides: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 JobFactory = Callable[..., tuple[dict, FineTuneJobSpec]]

@@ -1,0 +1,24 @@
+"""Small helpers several test suites share."""
+
+from __future__ import annotations
+
+import copy
+import socket
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` merged in, nested dicts key by key; inputs untouched."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
