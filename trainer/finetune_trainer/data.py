@@ -563,51 +563,25 @@ def load_examples(
     eval_rank, eval_world = (rank, world_size) if shard_eval else (0, 1)
     # Unsharded evaluation data is read whole by every rank; only rank 0 counts its drops.
     eval_report = report if shard_eval or rank == 0 else DataReport()
+
+    def scan_labelled(source: str, field: str, rank: int, world_size: int, report: DataReport) -> list:
+        """Rows of a further source, checked against the training data's labels."""
+        rows, _ = _scan(source, spec, field, rank=rank, world_size=world_size, seed=seed, output=output,
+                        report=report, known=coder, num_labels=len(label_names))
+        return rows
+
     if spec.validation:
-        validation_raw, _ = _scan(
-            spec.validation,
-            spec,
-            "data.validation",
-            rank=eval_rank,
-            world_size=eval_world,
-            seed=seed,
-            output=output,
-            report=eval_report,
-            known=coder,
-            num_labels=len(label_names),
-        )
+        validation_raw = scan_labelled(spec.validation, "data.validation", eval_rank, eval_world, eval_report)
         train_raw = raws
     else:
         train_raw = [r for r in raws if not is_validation(r.digest, spec.validationFraction)]
         validation_raw = [r for r in raws if is_validation(r.digest, spec.validationFraction)]
         if not shard_eval and world_size > 1:
-            everything, _ = _scan(
-                spec.train,
-                spec,
-                "data.train",
-                rank=0,
-                world_size=1,
-                seed=seed,
-                output=output,
-                report=DataReport(),
-                known=coder,
-                num_labels=len(label_names),
-            )
+            everything = scan_labelled(spec.train, "data.train", 0, 1, DataReport())
             validation_raw = [r for r in everything if is_validation(r.digest, spec.validationFraction)]
     test_raw = None
     if spec.test:
-        test_raw, _ = _scan(
-            spec.test,
-            spec,
-            "data.test",
-            rank=eval_rank,
-            world_size=eval_world,
-            seed=seed,
-            output=output,
-            report=eval_report,
-            known=coder,
-            num_labels=len(label_names),
-        )
+        test_raw = scan_labelled(spec.test, "data.test", eval_rank, eval_world, eval_report)
 
     train_raw = _drop_duplicates(train_raw, coder, train_where, spec.strict, report)
     train_raw.sort(key=lambda r: r.digest)  # the seeded shuffle
