@@ -229,7 +229,10 @@ def _domain(dimension: SearchDimension):
     raise TrainerError(f"tune.searchSpace: unknown dimension type {dimension.type!r}")  # pragma: no cover
 
 
-def _search_alg(job: JobConfig):
+def _search_alg(job: JobConfig, concurrency: int = 0):
+    """Tune's search algorithm for the spec. `concurrency` caps trials at once: Tune
+    ignores `max_concurrent_trials` beside a BasicVariantGenerator instance, so that
+    searcher takes the cap itself."""
     spec = job.config.tune
     if spec.searchAlgorithm == "bayesian":
         from ray.tune.search.optuna import OptunaSearch
@@ -237,7 +240,11 @@ def _search_alg(job: JobConfig):
 
         return OptunaSearch(metric=spec.metric, mode=spec.mode,
                             sampler=optuna.samplers.TPESampler(seed=job.config.training.seed))
-    return None  # random and grid: Tune's BasicVariantGenerator
+    from ray.tune.search import BasicVariantGenerator
+
+    # Random and grid: seeded with the training seed, so the same spec samples the
+    # same trials in the same order (a rerun, or FIFO against ASHA, compares like with like).
+    return BasicVariantGenerator(max_concurrent=concurrency, random_state=job.config.training.seed)
 
 
 def _scheduler(job: JobConfig):
@@ -322,9 +329,10 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
     concurrency = concurrent_trials(job, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
     trainable = tune.with_resources(trial_driver, {"cpu": TRIAL_DRIVER_CPUS})
     param_space = {path: _domain(dimension) for path, dimension in spec.searchSpace.items()}
-    tune_config = tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=_search_alg(job),
+    search_alg = _search_alg(job, concurrency)
+    tune_config = tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=search_alg,
                                   scheduler=_scheduler(job), num_samples=spec.numTrials,
-                                  max_concurrent_trials=concurrency)
+                                  max_concurrent_trials=None if spec.searchAlgorithm != "bayesian" else concurrency)
     run_config = tune.RunConfig(name=job.name, storage_path=storage_path, storage_filesystem=filesystem,
                                 failure_config=tune.FailureConfig(max_failures=_max_failures()),
                                 verbose=0)  # our own progress lines replace Tune's tables

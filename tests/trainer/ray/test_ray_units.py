@@ -201,4 +201,44 @@ def test_sweep_settings_map_to_ray_tune_objects():
     assert isinstance(_domain(SearchDimension.model_validate(space["training.batchSize"])), Categorical)
     assert isinstance(_domain(SearchDimension.model_validate(space["strategy.lora.r"])), Integer)
     grid = job("grid", "fifo", {"training.batchSize": {"type": "grid", "values": [8, 16, 32]}})
-    assert _search_alg(grid) is None and trial_count(grid) == 9  # 3 repetitions of a 3-point grid
+    assert trial_count(grid) == 9  # 3 repetitions of a 3-point grid
+
+
+def test_random_search_is_seeded_and_capped(ray_local, tmp_path):
+    """The same spec samples the same trials, another seed samples others, and the cap
+    on trials at once holds (Tune ignores max_concurrent_trials beside this searcher)."""
+    import time
+
+    from ray import tune
+
+    from finetune_trainer.config import JobConfig
+    from finetune_trainer.runner import _domain, _search_alg
+
+    spans = tmp_path / "spans"
+    spans.mkdir()
+
+    def trainable(config: dict) -> None:
+        started = time.time()
+        time.sleep(0.3)
+        (spans / f"{config['lr']}").write_text(f"{started} {time.time()}")
+        tune.report({"lr": config["lr"]})
+
+    def sampled(seed: int, run: str, concurrency: int) -> list[float]:
+        job = JobConfig.model_validate({"name": "j", "config": {
+            "model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "out"},
+            "training": {"seed": seed},
+            "tune": {"searchSpace": {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3}},
+                     "numTrials": 4}}})
+        dimension = job.config.tune.searchSpace["training.learningRate"]
+        tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 0.25}), param_space={"lr": _domain(dimension)},
+                           tune_config=tune.TuneConfig(search_alg=_search_alg(job, concurrency), num_samples=4),
+                           run_config=tune.RunConfig(storage_path=str(tmp_path / run), verbose=0))
+        return sorted(result.metrics["lr"] for result in tuner.fit())
+
+    first = sampled(7, "first", concurrency=1)
+    intervals = sorted(tuple(map(float, path.read_text().split())) for path in spans.iterdir())
+    assert len(intervals) == 4
+    assert all(earlier[1] <= later[0] for earlier, later in zip(intervals, intervals[1:])), "trials overlapped"
+    assert sampled(7, "again", concurrency=2) == first
+    assert sampled(8, "other", concurrency=2) != first
+    assert all(1e-5 <= lr <= 1e-3 for lr in first)
