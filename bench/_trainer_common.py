@@ -28,6 +28,22 @@ def sst2_sentences(split: str, limit: Optional[int] = None) -> list[tuple[str, i
     return rows
 
 
+def tokenized_rows(rows: list[tuple[str, int]], tokenizer, max_length: int):
+    """(sentence, label) rows as a map-style torch dataset, tokenised on access: what the
+    plain transformers baselines feed their Trainer."""
+    import torch
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(rows)
+
+        def __getitem__(self, index: int) -> dict:
+            text, label = rows[index]
+            return dict(tokenizer(text, truncation=True, max_length=max_length), labels=label)
+
+    return Rows()
+
+
 def start_ray(num_cpus: int) -> None:
     import ray
 
@@ -41,7 +57,8 @@ def start_ray(num_cpus: int) -> None:
 
 
 def minilm_job(name: str, output: str, *, training: dict[str, Any], workers: int, max_samples: int,
-               validation: Optional[str] = None, tune: Optional[dict] = None, max_seq_length: int = 64):
+               validation: Optional[str] = None, test: Optional[str] = None, tune: Optional[dict] = None,
+               max_seq_length: int = 64):
     from finetune_trainer.config import JobConfig
     from finetune_trainer.modeling import minilm_path
 
@@ -51,6 +68,8 @@ def minilm_job(name: str, output: str, *, training: dict[str, Any], workers: int
         data["validation"] = validation
     else:
         data["validationFraction"] = 0.02
+    if test:
+        data["test"] = test
     config: dict[str, Any] = {"model": {"source": str(minilm_path()), "labels": ["negative", "positive"]},
                               "data": data, "training": training, "output": {"uri": output, "keepCheckpoints": 1}}
     if tune:
