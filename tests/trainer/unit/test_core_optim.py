@@ -56,6 +56,29 @@ def test_optimizer_type_and_parameters(tiny_model_path, optimizer, cls, expected
             assert group[key] == value
 
 
+@pytest.mark.parametrize("optimizer", [{"name": "adamw"}, {"name": "sgd", "momentum": 0.9}, {"name": "rmsprop"}])
+def test_fast_kernels_take_the_same_steps_as_the_reference_loop(tiny_model_path, optimizer) -> None:
+    """AdamW and SGD run fused on CPU (RMSprop multi-tensor), and three steps move every
+    weight where torch's per-tensor implementation moves it."""
+    spec = _spec(learningRate=1e-3, weightDecay=0.01, optimizer=optimizer)
+    ours_model, reference_model = _model(tiny_model_path), _model(tiny_model_path)
+    ours = build_optimizer(ours_model, spec)
+    reference = build_optimizer(reference_model, spec)
+    for group in reference.param_groups:
+        group.update(fused=None, foreach=False)
+    kernel = "foreach" if optimizer["name"] == "rmsprop" else "fused"
+    assert all(group[kernel] for group in ours.param_groups)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for ours_param, reference_param in zip(ours_model.parameters(), reference_model.parameters()):
+            gradient = torch.randn(ours_param.shape, generator=generator)
+            ours_param.grad, reference_param.grad = gradient.clone(), gradient.clone()
+        ours.step()
+        reference.step()
+    for (name, ours_param), reference_param in zip(ours_model.named_parameters(), reference_model.parameters()):
+        assert torch.allclose(ours_param, reference_param, atol=1e-6), name
+
+
 def test_weight_decay_skips_bias_and_layernorm(tiny_model_path) -> None:
     model = _model(tiny_model_path)
     optimizer = build_optimizer(model, _spec(weightDecay=0.01))
