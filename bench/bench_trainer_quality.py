@@ -30,7 +30,7 @@ def baseline_hf_trainer() -> dict[str, float]:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
-    from bench._trainer_common import sst2_sentences
+    from bench._trainer_common import sst2_sentences, tokenized_rows
     from finetune_trainer.modeling import minilm_path
 
     torch.set_num_threads(2)
@@ -39,19 +39,8 @@ def baseline_hf_trainer() -> dict[str, float]:
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
 
-    class Rows(torch.utils.data.Dataset):
-        def __init__(self, rows):
-            self.rows = rows
-
-        def __len__(self):
-            return len(self.rows)
-
-        def __getitem__(self, i):
-            text, label = self.rows[i]
-            return dict(tokenizer(text, truncation=True, max_length=MAX_LEN), labels=label)
-
-    train = Rows(sst2_sentences("train", limit=SAMPLES))
-    dev = Rows(sst2_sentences("dev"))
+    train = tokenized_rows(sst2_sentences("train", limit=SAMPLES), tokenizer, MAX_LEN)
+    dev = tokenized_rows(sst2_sentences("dev"), tokenizer, MAX_LEN)
     with tempfile.TemporaryDirectory(prefix="bench-hf-") as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=GLOBAL_BATCH, num_train_epochs=1,
                                  learning_rate=LEARNING_RATE, weight_decay=0.01, warmup_steps=0.1,
