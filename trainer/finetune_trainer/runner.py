@@ -230,16 +230,18 @@ def _domain(dimension: SearchDimension):
 
 
 def _search_alg(job: JobConfig, concurrency: int = 0):
-    """Tune's search algorithm for the spec. `concurrency` caps trials at once: Tune
-    ignores `max_concurrent_trials` beside a BasicVariantGenerator instance, so that
-    searcher takes the cap itself."""
+    """Tune's search algorithm for the spec, holding the cap on trials at once
+    (`concurrency`, 0 for none) itself: Tune ignores `max_concurrent_trials` beside a
+    BasicVariantGenerator instance."""
     spec = job.config.tune
     if spec.searchAlgorithm == "bayesian":
+        from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
         import optuna
 
-        return OptunaSearch(metric=spec.metric, mode=spec.mode,
-                            sampler=optuna.samplers.TPESampler(seed=job.config.training.seed))
+        searcher = OptunaSearch(metric=spec.metric, mode=spec.mode,
+                                sampler=optuna.samplers.TPESampler(seed=job.config.training.seed))
+        return ConcurrencyLimiter(searcher, max_concurrent=concurrency) if concurrency else searcher
     from ray.tune.search import BasicVariantGenerator
 
     # Random and grid: seeded with the training seed, so the same spec samples the
@@ -329,10 +331,8 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
     concurrency = concurrent_trials(job, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
     trainable = tune.with_resources(trial_driver, {"cpu": TRIAL_DRIVER_CPUS})
     param_space = {path: _domain(dimension) for path, dimension in spec.searchSpace.items()}
-    search_alg = _search_alg(job, concurrency)
-    tune_config = tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=search_alg,
-                                  scheduler=_scheduler(job), num_samples=spec.numTrials,
-                                  max_concurrent_trials=None if spec.searchAlgorithm != "bayesian" else concurrency)
+    tune_config = tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=_search_alg(job, concurrency),
+                                  scheduler=_scheduler(job), num_samples=spec.numTrials)
     run_config = tune.RunConfig(name=job.name, storage_path=storage_path, storage_filesystem=filesystem,
                                 failure_config=tune.FailureConfig(max_failures=_max_failures()),
                                 verbose=0)  # our own progress lines replace Tune's tables

@@ -170,6 +170,7 @@ def test_finetune_run_rejects_bad_overrides_by_name(tmp_path):
 
 def test_sweep_settings_map_to_ray_tune_objects():
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.search.sample import Categorical, Float, Integer
 
@@ -188,6 +189,9 @@ def test_sweep_settings_map_to_ray_tune_objects():
              "strategy.lora.r": {"type": "randint", "min": 4, "max": 16}}
     bayes = job("bayesian", "asha", {k: v for k, v in space.items() if not k.startswith("strategy")})
     assert isinstance(_search_alg(bayes), OptunaSearch)
+    capped = _search_alg(bayes, 2)
+    assert isinstance(capped, ConcurrencyLimiter) and capped.max_concurrent == 2
+    assert isinstance(capped.searcher, OptunaSearch)
     asha = _scheduler(bayes)
     assert isinstance(asha, ASHAScheduler) and asha._reduction_factor == 3
     assert asha._brackets[0]._rungs[-1][0] == 2  # the first rung sits at the grace period
@@ -204,9 +208,10 @@ def test_sweep_settings_map_to_ray_tune_objects():
     assert trial_count(grid) == 9  # 3 repetitions of a 3-point grid
 
 
-def test_random_search_is_seeded_and_capped(ray_local, tmp_path):
+def test_searches_are_seeded_and_capped(ray_local, tmp_path):
     """The same spec samples the same trials, another seed samples others, and the cap
-    on trials at once holds (Tune ignores max_concurrent_trials beside this searcher)."""
+    on trials at once holds for random and bayesian search alike (Tune ignores
+    max_concurrent_trials beside a BasicVariantGenerator)."""
     import time
 
     from ray import tune
@@ -214,31 +219,37 @@ def test_random_search_is_seeded_and_capped(ray_local, tmp_path):
     from finetune_trainer.config import JobConfig
     from finetune_trainer.runner import _domain, _search_alg
 
-    spans = tmp_path / "spans"
-    spans.mkdir()
+    def sampled(seed: int, run: str, concurrency: int, algorithm: str = "random") -> list[float]:
+        spans = tmp_path / run / "spans"
+        spans.mkdir(parents=True)
 
-    def trainable(config: dict) -> None:
-        started = time.time()
-        time.sleep(0.3)
-        (spans / f"{config['lr']}").write_text(f"{started} {time.time()}")
-        tune.report({"lr": config["lr"]})
+        def trainable(config: dict) -> None:
+            started = time.time()
+            # Long enough that an uncapped search starts the next trial meanwhile
+            # (Tune lets only one trial of a Searcher be pending at a time).
+            time.sleep(0.3 if algorithm == "random" else 2.0)
+            (spans / f"{config['training.learningRate']}").write_text(f"{started} {time.time()}")
+            tune.report({"lr": config["training.learningRate"], "eval_loss": 1.0})
 
-    def sampled(seed: int, run: str, concurrency: int) -> list[float]:
         job = JobConfig.model_validate({"name": "j", "config": {
             "model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "out"},
             "training": {"seed": seed},
             "tune": {"searchSpace": {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3}},
-                     "numTrials": 4}}})
-        dimension = job.config.tune.searchSpace["training.learningRate"]
-        tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 0.25}), param_space={"lr": _domain(dimension)},
-                           tune_config=tune.TuneConfig(search_alg=_search_alg(job, concurrency), num_samples=4),
-                           run_config=tune.RunConfig(storage_path=str(tmp_path / run), verbose=0))
-        return sorted(result.metrics["lr"] for result in tuner.fit())
+                     "searchAlgorithm": algorithm, "numTrials": 4}}})
+        space = {path: _domain(dimension) for path, dimension in job.config.tune.searchSpace.items()}
+        tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 0.25}), param_space=space,
+                           tune_config=tune.TuneConfig(search_alg=_search_alg(job, concurrency), num_samples=4,
+                                                       metric="eval_loss", mode="min"),
+                           run_config=tune.RunConfig(storage_path=str(tmp_path / run / "ray"), verbose=0))
+        lrs = sorted(result.metrics["lr"] for result in tuner.fit())
+        if concurrency == 1:
+            intervals = sorted(tuple(map(float, path.read_text().split())) for path in spans.iterdir())
+            assert len(intervals) == 4
+            assert all(a[1] <= b[0] for a, b in zip(intervals, intervals[1:])), f"{algorithm} trials overlapped"
+        return lrs
 
     first = sampled(7, "first", concurrency=1)
-    intervals = sorted(tuple(map(float, path.read_text().split())) for path in spans.iterdir())
-    assert len(intervals) == 4
-    assert all(earlier[1] <= later[0] for earlier, later in zip(intervals, intervals[1:])), "trials overlapped"
     assert sampled(7, "again", concurrency=2) == first
     assert sampled(8, "other", concurrency=2) != first
     assert all(1e-5 <= lr <= 1e-3 for lr in first)
+    sampled(7, "bayesian", concurrency=1, algorithm="bayesian")
