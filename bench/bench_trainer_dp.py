@@ -103,9 +103,6 @@ def ours_samples_per_second(steps: int) -> float:
 
 def _hf_trainer_loop(config: dict) -> None:
     """One Ray Train worker running the transformers Trainer over its DDP shard."""
-    import tempfile as tmp
-    import time as clock
-
     import ray.train
     import torch
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
@@ -126,15 +123,15 @@ def _hf_trainer_loop(config: dict) -> None:
 
         def on_step_begin(self, args, state, control, **kwargs):
             if state.global_step == 0:
-                self.started = clock.perf_counter()
+                self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == steps:
-                self.seconds = clock.perf_counter() - self.started
+                self.seconds = time.perf_counter() - self.started
 
     step_clock = StepClock()
     world = ray.train.get_context().get_world_size()
-    with tmp.TemporaryDirectory(prefix="bench-hf-ray-") as out:
+    with tempfile.TemporaryDirectory(prefix="bench-hf-ray-") as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=GLOBAL_BATCH // world, max_steps=steps,
                                  learning_rate=5e-5, max_grad_norm=1.0, save_strategy="steps", save_steps=steps,
                                  eval_strategy="no", logging_strategy="no", report_to=[], seed=42, use_cpu=True,
