@@ -56,14 +56,16 @@ def start_ray(num_cpus: int) -> None:
              logging_level="WARNING", **local_ray_init_kwargs())
 
 
-def minilm_job(name: str, output: str, *, training: dict[str, Any], workers: int, max_samples: int,
+def minilm_job(name: str, output: str, *, training: dict[str, Any], workers: int, max_samples: Optional[int],
                validation: Optional[str] = None, test: Optional[str] = None, tune: Optional[dict] = None,
-               max_seq_length: int = 64):
+               max_seq_length: int = 64, train: Optional[str] = None):
     from finetune_trainer.config import JobConfig
     from finetune_trainer.modeling import minilm_path
 
-    data: dict[str, Any] = {"train": str(sst2_file("train")), "textColumn": "sentence",
-                            "labelColumn": "label", "maxSeqLength": max_seq_length, "maxSamples": max_samples}
+    data: dict[str, Any] = {"train": train or str(sst2_file("train")), "textColumn": "sentence",
+                            "labelColumn": "label", "maxSeqLength": max_seq_length}
+    if max_samples is not None:
+        data["maxSamples"] = max_samples
     if validation:
         data["validation"] = validation
     else:
