@@ -2,7 +2,7 @@
 
     fetch -> deletion? -> validate (pure) -> admit (pure + Secret lookup) ->
     record status.rayJobName -> create ConfigMap and RayJob if absent (adopt on 409) ->
-    refuse forbidden spec changes -> suspend/resume -> observe RayJob and the
+    refuse forbidden spec changes -> patch the RayJob's mutable fields -> observe RayJob and the
     submitter's log -> compute_status (pure) -> write status once, only if changed ->
     Events on phase changes -> metrics
 
@@ -197,7 +197,7 @@ class Controller:
         refused = self._forbidden_changes(rayjob, job)
         if refused:
             await self._refuse(job, refused, logger, write=False)
-        await self._apply_suspend(job, spec, rayjob, logger)
+        await self._apply_mutables(job, spec, rayjob, logger)
         progress = await self._read_progress(namespace, rayjob)
         new = status_mod.compute_status(job, spec, rayjob, progress, admission.ADMITTED, now)
         if refused:
@@ -299,26 +299,26 @@ class Controller:
             return []
         return admission.forbidden_changes(old_spec, job.get("spec") or {})
 
-    async def _apply_suspend(self, job: dict, spec: FineTuneJobSpec, rayjob: dict, logger: Any) -> None:
-        """spec.scheduling.suspend -> RayJob spec.suspend (KubeRay tears the Ray cluster
-        down and resumes from the last checkpoint). Kueue owns suspend for its jobs,
-        except that a user's suspend is passed on."""
-        current = bool((rayjob.get("spec") or {}).get("suspend"))
-        desired = spec.scheduling.suspend
-        if spec.scheduling.queueName and not desired:
-            return
-        if current == desired:
-            return
-        rj_status = rayjob.get("status") or {}
-        if status_mod.map_rayjob_state(rj_status.get("jobDeploymentStatus"),
-                                       rj_status.get("jobStatus")).phase in TERMINAL_PHASES:
+    async def _apply_mutables(self, job: dict, spec: FineTuneJobSpec, rayjob: dict, logger: Any) -> None:
+        """Bring the live RayJob's mutable fields (suspend, TTL, deadline) in line with
+        the spec: one patch, only when one differs, and an Event naming each change.
+        KubeRay tears a suspended job's Ray cluster down and resumes from the last
+        checkpoint; Kueue owns suspend for its jobs, except that a user's suspend is
+        passed on (builders.build_rayjob_patch decides)."""
+        patch = builders.build_rayjob_patch(rayjob, spec, self.settings)
+        if patch is None:
             return
         name = rayjob["metadata"]["name"]
-        patched = await self.kube.patch_rayjob(job["metadata"]["namespace"], name, {"spec": {"suspend": desired}})
+        before = rayjob.get("spec") or {}
+        changes = {key: (before.get(key), value) for key, value in patch["spec"].items()}
+        patched = await self.kube.patch_rayjob(job["metadata"]["namespace"], name, patch)
         rayjob.clear()
         rayjob.update(patched)
-        reason = EventReason.SUSPENDED if desired else EventReason.RESUMED
-        self._event(job, reason, f"{'suspended' if desired else 'resumed'} RayJob {name}")
+        if "suspend" in changes:
+            reason = EventReason.SUSPENDED if changes["suspend"][1] else EventReason.RESUMED
+        else:
+            reason = EventReason.RAYJOB_UPDATED
+        self._event(job, reason, events.rayjob_updated_message(name, changes))
 
     async def _read_progress(self, namespace: str, rayjob: dict) -> Optional[ProgressReport]:
         """The latest progress line of the submitter pod's log, if it has one."""
