@@ -97,3 +97,16 @@ def test_an_extended_deadline_lets_the_job_run_on(kube, operator):
     assert job["status"]["phase"] == "Running", job["status"]
     assert kube.exists(RAYJOBS, "long", "default")
     assert _warnings(kube, "long") == []
+
+
+def test_a_rayjob_gone_between_read_and_patch_is_no_error(kube, operator):
+    """A 404 from an object that went away while the operator worked is not an error:
+    the next reconcile reads the world again."""
+    kube.create(job_manifest("racy"))
+    _running(kube, "racy")
+    kube.fail_next("patch", RAYJOBS, code=404)
+    kube.patch(JOBS, "racy", {"spec": {"scheduling": {"ttlSecondsAfterFinished": 5}}}, "default")
+    kube.wait_for(RAYJOBS, "racy", lambda obj: obj["spec"].get("ttlSecondsAfterFinished") == 5, "default")
+    text = operator.log_path.read_text(errors="replace")
+    assert [line for line in text.splitlines() if line.split(" ", 1)[0] in ("WARNING", "ERROR", "CRITICAL")] == [], \
+        operator.log()
