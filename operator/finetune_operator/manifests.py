@@ -83,6 +83,7 @@ def _where(mark: yaml.Mark) -> str:
 def parse_documents(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
     """The mapping documents of a YAML stream as (index in the stream, document).
 
+    Documents hold plain JSON values only (`plain_yaml`), as the API server would.
     Empty documents (a stray `---`) are skipped; a stream with none left, or a document
     that is not a mapping, is an error.
     """
@@ -96,7 +97,8 @@ def parse_documents(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
         try:
             present.append((i, plain_yaml.to_plain(node)))
         except plain_yaml.PlainYamlError as err:
-            problems.append(Problem(document_label(source, i, len(indexed)), format_path(err.loc), err.message))
+            label = document_label(source, i, len(indexed))
+            problems.append(Problem(label, format_path(err.loc), err.message))
     if problems:
         raise ManifestError(problems)
     if not present:
@@ -186,7 +188,8 @@ def parse_job(document: dict[str, Any], source: str) -> FineTuneJob:
     try:
         text = json.dumps(document, allow_nan=False)
     except (TypeError, ValueError) as err:  # plain_yaml reads only JSON values; this is a backstop
-        raise ManifestError([Problem(source, "", f"holds a value JSON cannot carry ({err}); {plain_yaml.ALLOWED}")]) from None
+        problem = f"holds a value JSON cannot carry ({err}); {plain_yaml.ALLOWED}"
+        raise ManifestError([Problem(source, "", problem)]) from None
     try:
         return FineTuneJob.model_validate_json(text, strict=True)
     except ValidationError as err:

@@ -179,3 +179,17 @@ def test_an_alias_bomb_is_refused_quickly_with_bounded_memory(tmp_path):
     _, seconds, _, peak = lines[1].split()
     assert float(seconds) < 2.0, lines
     assert int(peak) < 50 << 20, lines
+
+
+@pytest.mark.parametrize(("value", "field", "words"), [
+    ("!!binary aGk=", "data.maxSeqLength", ["the YAML tag !!binary is not allowed"]),
+    ("{a: !!set {x: null}}", "data.maxSeqLength.a", ["the YAML tag !!set is not allowed on a mapping"]),
+    ("!!int abc", "data.maxSeqLength", ["!!int 'abc' is not an integer"]),
+])
+def test_set_overrides_are_plain_values_too(value, field, words, tmp_path, capsys):
+    path = write(tmp_path, manifest())
+    assert main(["run", str(path), "--set", f"data.maxSeqLength={value}"]) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert err.startswith(f"error: --set {field}: "), err
+    assert all(word in err for word in words), err
