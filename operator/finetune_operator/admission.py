@@ -95,6 +95,12 @@ _MUTABLE = {".".join(path) for path in MUTABLE_SPEC_PATHS}
 def _diff(old: Any, new: Any, path: str, out: list[str]) -> None:
     if path in _MUTABLE:
         return
+    # A block that is absent (or null) is the same as an empty one, so a leaf added
+    # under a parent that did not exist is judged by its own path.
+    if isinstance(old, dict) and new is None:
+        new = {}
+    elif isinstance(new, dict) and old is None:
+        old = {}
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
             _diff(old.get(key), new.get(key), f"{path}.{key}" if path else key, out)
@@ -102,13 +108,27 @@ def _diff(old: Any, new: Any, path: str, out: list[str]) -> None:
         out.append(path or "spec")
 
 
+def _with_defaults(spec: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The spec as the model reads it, every default filled in; None if invalid."""
+    try:
+        return FineTuneJobSpec.model_validate(spec).model_dump(by_alias=True, mode="json")
+    except ValueError:
+        return None
+
+
 def forbidden_changes(old_spec: dict[str, Any], new_spec: dict[str, Any]) -> list[str]:
     """Dotted spec paths that changed although only MUTABLE_SPEC_PATHS may change.
 
-    A key absent on one side and null on the other is no change; lists compare as a
-    whole (their path is reported once)."""
+    Both specs are compared with their defaults filled in when both are valid, so
+    leaving a field out and writing its default are the same (the API server fills
+    in the defaults of a block the moment it appears). A key absent on one side and
+    null on the other is no change, and so is an absent block and an empty one;
+    lists compare as a whole (their path is reported once)."""
+    old_full, new_full = _with_defaults(old_spec or {}), _with_defaults(new_spec or {})
+    if old_full is None or new_full is None:
+        old_full, new_full = old_spec or {}, new_spec or {}
     out: list[str] = []
-    _diff(old_spec or {}, new_spec or {}, "", out)
+    _diff(old_full, new_full, "", out)
     return out
 
 

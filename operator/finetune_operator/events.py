@@ -21,6 +21,7 @@ class EventReason(str, Enum):
     RETRYING = "Retrying"
     SUSPENDED = "Suspended"
     RESUMED = "Resumed"
+    RAYJOB_UPDATED = "RayJobUpdated"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     INVALID_SPEC = "InvalidSpec"
@@ -64,6 +65,18 @@ def queued_message(position: int, limit: int, namespace: str) -> str:
 
 def rayjob_created_message(rayjob: str, attempt: int) -> str:
     return f"created RayJob {rayjob} (attempt {attempt})"
+
+
+def rayjob_updated_message(rayjob: str, changes: dict[str, tuple[object, object]]) -> str:
+    """`suspended RayJob x`, or `updated RayJob x: activeDeadlineSeconds 60 -> 3600`,
+    for the fields (with their old and new values) one patch changed."""
+    def show(value: object) -> str:
+        return "unset" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    if set(changes) == {"suspend"}:
+        return f"{'suspended' if changes['suspend'][1] else 'resumed'} RayJob {rayjob}"
+    detail = ", ".join(f"{key} {show(old)} -> {show(new)}" for key, (old, new) in sorted(changes.items()))
+    return clip(f"updated RayJob {rayjob}: {detail}")
 
 
 def spec_change_refused_message(paths: list[str]) -> str:

@@ -8,10 +8,8 @@ pydantic's own wording and tracebacks never reach the user.
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import json
-import re
 import types
 import typing
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from finetune_operator.api import (
     QUANTITY_PATTERN,
     FineTuneJob,
 )
+from finetune_operator import plain_yaml
 from finetune_operator.errors import UserError
 
 # Patterns whose regular expression would mean little to a reader, in words.
@@ -65,18 +64,6 @@ class ManifestError(UserError):
 # ------------------------------------------------------------------------ loading
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading `5e-5` as a number the way kubectl (YAML 1.2)
-    does; plain YAML 1.1 would make it the string "5e-5"."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
 def _yaml_error_problem(source: str, err: yaml.YAMLError) -> Problem:
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     what = getattr(err, "problem", None) or str(err)
@@ -96,14 +83,24 @@ def _where(mark: yaml.Mark) -> str:
 def parse_documents(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
     """The mapping documents of a YAML stream as (index in the stream, document).
 
+    Documents hold plain JSON values only (`plain_yaml`), as the API server would.
     Empty documents (a stray `---`) are skipped; a stream with none left, or a document
     that is not a mapping, is an error.
     """
     try:
-        documents = list(yaml.load_all(text, Loader=_Loader))
+        nodes = plain_yaml.compose_documents(text)
     except yaml.YAMLError as err:
         raise ManifestError([_yaml_error_problem(source, err)]) from None
-    present = [(i, d) for i, d in enumerate(documents) if d is not None]
+    present, problems = [], []
+    indexed = [(i, node) for i, node in enumerate(nodes) if not plain_yaml.is_empty(node)]
+    for i, node in indexed:
+        try:
+            present.append((i, plain_yaml.to_plain(node)))
+        except plain_yaml.PlainYamlError as err:
+            label = document_label(source, i, len(indexed))
+            problems.append(Problem(label, format_path(err.loc), err.message))
+    if problems:
+        raise ManifestError(problems)
     if not present:
         raise ManifestError([Problem(source, "", "the file is empty; expected a FineTuneJob manifest")])
     problems = [
@@ -189,18 +186,16 @@ def parse_job(document: dict[str, Any], source: str) -> FineTuneJob:
     if identity:
         raise ManifestError(identity)
     try:
-        return FineTuneJob.model_validate_json(json.dumps(document, default=_json_default), strict=True)
+        text = json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError) as err:  # plain_yaml reads only JSON values; this is a backstop
+        problem = f"holds a value JSON cannot carry ({err}); {plain_yaml.ALLOWED}"
+        raise ManifestError([Problem(source, "", problem)]) from None
+    try:
+        return FineTuneJob.model_validate_json(text, strict=True)
     except ValidationError as err:
         raise ManifestError(
             [Problem(source, path, message) for path, message in describe_errors(err, FineTuneJob)]
         ) from None
-
-
-def _json_default(value: Any) -> Any:
-    # PyYAML turns unquoted timestamps into datetimes; the API server sees strings.
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return value.isoformat()
-    raise TypeError(f"cannot represent {type(value).__name__} in a manifest")
 
 
 def describe_errors(err: ValidationError, model: type[BaseModel]) -> list[tuple[str, str]]:

@@ -2,7 +2,7 @@
 
     fetch -> deletion? -> validate (pure) -> admit (pure + Secret lookup) ->
     record status.rayJobName -> create ConfigMap and RayJob if absent (adopt on 409) ->
-    refuse forbidden spec changes -> suspend/resume -> observe RayJob and the
+    refuse forbidden spec changes -> patch the RayJob's mutable fields -> observe RayJob and the
     submitter's log -> compute_status (pure) -> write status once, only if changed ->
     Events on phase changes -> metrics
 
@@ -27,7 +27,7 @@ from finetune_operator import admission, builders, events, naming, status as sta
 from finetune_operator.admission import AdmissionDecision, JobSummary
 from finetune_operator.api import API_VERSION, GROUP, KIND, TERMINAL_PHASES, FineTuneJobSpec
 from finetune_operator.events import EventReason
-from finetune_operator.kube import ApiError, Conflict, KubeApi
+from finetune_operator.kube import ApiError, Conflict, KubeApi, NotFound
 from finetune_operator.manifests import ManifestError, parse_job
 from finetune_operator.metrics import OperatorMetrics
 from finetune_operator.settings import Settings
@@ -88,6 +88,10 @@ def _is_ours(obj: dict, uid: str) -> bool:
     return labels.get(naming.JOB_UID_LABEL) == uid and labels.get(naming.MANAGED_BY_LABEL) == naming.MANAGED_BY_VALUE
 
 
+class _JobGone(Exception):
+    """The FineTuneJob was deleted while its reconcile ran (a 404 on its status)."""
+
+
 class Controller:
     """Reconciles FineTuneJobs; one per operator process."""
 
@@ -130,6 +134,8 @@ class Controller:
             try:
                 with self.metrics.reconciling():
                     await self._reconcile(namespace, name, queue, logger or log, body)
+            except _JobGone:  # deleted while we worked: nothing left to do, and no error
+                log.debug("FineTuneJob %s/%s was deleted during its reconcile", namespace, name)
             except ApiError as err:
                 raise kopf.TemporaryError(f"Kubernetes API error for {namespace}/{name}: {err}", delay=2) from err
 
@@ -197,7 +203,7 @@ class Controller:
         refused = self._forbidden_changes(rayjob, job)
         if refused:
             await self._refuse(job, refused, logger, write=False)
-        await self._apply_suspend(job, spec, rayjob, logger)
+        await self._apply_mutables(job, spec, rayjob, logger)
         progress = await self._read_progress(namespace, rayjob)
         new = status_mod.compute_status(job, spec, rayjob, progress, admission.ADMITTED, now)
         if refused:
@@ -299,26 +305,31 @@ class Controller:
             return []
         return admission.forbidden_changes(old_spec, job.get("spec") or {})
 
-    async def _apply_suspend(self, job: dict, spec: FineTuneJobSpec, rayjob: dict, logger: Any) -> None:
-        """spec.scheduling.suspend -> RayJob spec.suspend (KubeRay tears the Ray cluster
-        down and resumes from the last checkpoint). Kueue owns suspend for its jobs,
-        except that a user's suspend is passed on."""
-        current = bool((rayjob.get("spec") or {}).get("suspend"))
-        desired = spec.scheduling.suspend
-        if spec.scheduling.queueName and not desired:
-            return
-        if current == desired:
-            return
-        rj_status = rayjob.get("status") or {}
-        if status_mod.map_rayjob_state(rj_status.get("jobDeploymentStatus"),
-                                       rj_status.get("jobStatus")).phase in TERMINAL_PHASES:
+    async def _apply_mutables(self, job: dict, spec: FineTuneJobSpec, rayjob: dict, logger: Any) -> None:
+        """Bring the live RayJob's mutable fields (suspend, TTL, deadline) in line with
+        the spec: one patch, only when one differs, and an Event naming each change.
+        KubeRay tears a suspended job's Ray cluster down and resumes from the last
+        checkpoint; Kueue owns suspend for its jobs, except that a user's suspend is
+        passed on (builders.build_rayjob_patch decides)."""
+        patch = builders.build_rayjob_patch(rayjob, spec, self.settings)
+        if patch is None:
             return
         name = rayjob["metadata"]["name"]
-        patched = await self.kube.patch_rayjob(job["metadata"]["namespace"], name, {"spec": {"suspend": desired}})
+        before = rayjob.get("spec") or {}
+        changes = {key: (before.get(key), value) for key, value in patch["spec"].items()}
+        try:
+            patched = await self.kube.patch_rayjob(job["metadata"]["namespace"], name, patch)
+        except NotFound:
+            # Deleted since we read it: no error; its DELETED event reconciles again.
+            log.debug("RayJob %s/%s went away before its patch", job["metadata"]["namespace"], name)
+            return
         rayjob.clear()
         rayjob.update(patched)
-        reason = EventReason.SUSPENDED if desired else EventReason.RESUMED
-        self._event(job, reason, f"{'suspended' if desired else 'resumed'} RayJob {name}")
+        if "suspend" in changes:
+            reason = EventReason.SUSPENDED if changes["suspend"][1] else EventReason.RESUMED
+        else:
+            reason = EventReason.RAYJOB_UPDATED
+        self._event(job, reason, events.rayjob_updated_message(name, changes))
 
     async def _read_progress(self, namespace: str, rayjob: dict) -> Optional[ProgressReport]:
         """The latest progress line of the submitter pod's log, if it has one."""
@@ -350,8 +361,11 @@ class Controller:
             return
         self._event(job, EventReason.SPEC_CHANGE_REFUSED, message)
         if write:
-            await self.kube.patch_finetunejob_status(
-                job["metadata"]["namespace"], job["metadata"]["name"], {"message": message})
+            try:
+                await self.kube.patch_finetunejob_status(
+                    job["metadata"]["namespace"], job["metadata"]["name"], {"message": message})
+            except NotFound:
+                raise _JobGone() from None
 
     async def _fail_foreign(self, job: dict, spec: FineTuneJobSpec, child: str, now: datetime, logger: Any,
                             kind: str = "RayJob") -> None:
@@ -371,7 +385,10 @@ class Controller:
             return job
         meta = job["metadata"]
         patch = _status_patch(old, new)
-        updated = await self.kube.patch_finetunejob_status(meta["namespace"], meta["name"], patch)
+        try:
+            updated = await self.kube.patch_finetunejob_status(meta["namespace"], meta["name"], patch)
+        except NotFound:
+            raise _JobGone() from None
         old_phase, new_phase = old.get("phase"), new.get("phase")
         if new_phase != old_phase or (detail_reason is not None and old.get("message") != new.get("message")):
             reason = detail_reason or _PHASE_EVENTS.get(new_phase or "")
@@ -411,7 +428,12 @@ class Controller:
     async def cleanup_outputs(self, job: dict, logger: Any) -> None:
         """outputPolicy Delete: run a cleanup Job (trainer image, which has pyarrow and
         the job's credentials) and wait for it; the operator image has no storage
-        libraries and never sees storage credentials."""
+        libraries and never sees storage credentials.
+
+        The wait is a poll inside the handler, not a kopf retry: kopf logs every
+        TemporaryError at ERROR, and a cleanup that is still running is no error. One
+        INFO line says it waits; a Job still unfinished after CLEANUP_WAIT_SECONDS is
+        worth an ERROR, so then kopf retries the handler (which polls again)."""
         meta = job["metadata"]
         namespace = meta["namespace"]
         body = build_cleanup_job(job, self.settings)
@@ -422,15 +444,31 @@ class Controller:
             pass
         except ApiError as err:
             raise kopf.TemporaryError(f"cannot start the output cleanup Job: {err}", delay=10) from err
-        done = await self.kube.get_job(namespace, name)
-        state = (done or {}).get("status") or {}
-        if state.get("succeeded"):
-            logger.info("outputs of %s/%s deleted", namespace, meta["name"])
-            return
-        if state.get("failed"):
-            raise kopf.PermanentError(f"output cleanup Job {name} failed; outputs are left in place")
-        raise kopf.TemporaryError(f"waiting for output cleanup Job {name}", delay=5)
+        deadline = time.monotonic() + CLEANUP_WAIT_SECONDS
+        log.info("waiting for output cleanup Job %s/%s of FineTuneJob %s", namespace, name, meta["name"])
+        while True:
+            try:
+                done = await self.kube.get_job(namespace, name)
+            except ApiError as err:
+                raise kopf.TemporaryError(f"cannot read the output cleanup Job {name}: {err}", delay=10) from err
+            state = (done or {}).get("status") or {}
+            if state.get("succeeded"):
+                log.info("outputs of %s/%s deleted", namespace, meta["name"])
+                return
+            if any(c.get("type") == "Failed" and c.get("status") == "True" for c in state.get("conditions") or []):
+                raise kopf.PermanentError(f"output cleanup Job {name} failed; outputs are left in place")
+            if done is None:
+                raise kopf.TemporaryError(f"output cleanup Job {name} disappeared; starting it again", delay=1)
+            if time.monotonic() >= deadline:
+                raise kopf.TemporaryError(f"output cleanup Job {name} has not finished after "
+                                          f"{CLEANUP_WAIT_SECONDS:.0f} s; still waiting", delay=CLEANUP_POLL_SECONDS)
+            log.debug("output cleanup Job %s/%s still running", namespace, name)
+            await asyncio.sleep(CLEANUP_POLL_SECONDS)
 
+
+# How often the delete handler looks at its cleanup Job, and how long it waits quietly.
+CLEANUP_POLL_SECONDS = 2.0
+CLEANUP_WAIT_SECONDS = 600.0
 
 # Deletes `<output.uri>/<run name>` with the trainer's own storage code; runs in the
 # trainer image, with the job's S3 Secret as environment.

@@ -104,15 +104,10 @@ def _read_documents(path: str) -> list[tuple[str, dict[str, Any]]]:
         except ManifestError as err:
             problems.extend(err.problems)
             continue
-        validated.append((label, json.loads(json.dumps(document, default=_plain))))
+        validated.append((label, document))
     if problems:
         raise ManifestError(problems)
     return validated
-
-
-def _plain(value: Any) -> Any:
-    """JSON for what PyYAML reads as dates and times: the ISO text the user wrote."""
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _submit(args: argparse.Namespace) -> int:

@@ -51,7 +51,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     """`path=value` with the value read as YAML (numbers, booleans, lists)."""
     import yaml
 
-    from finetune_operator.manifests import _Loader
+    from finetune_operator import plain_yaml
+    from finetune_operator.manifests import format_path
 
     path, sep, raw = text.partition("=")
     path = path.strip()
@@ -60,9 +61,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     if path.startswith("spec."):
         path = path[len("spec."):]
     try:
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+        value = plain_yaml.load_value(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise UserError(f"--set {path}: cannot read the value {raw!r}: {err}") from None
+    except plain_yaml.PlainYamlError as err:
+        where = format_path((*path.split("."), *err.loc))
+        raise UserError(f"--set {where}: {err.message}") from None
     return path, value
 
 

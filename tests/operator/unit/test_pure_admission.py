@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from finetune_operator import admission
 from finetune_operator.admission import JobSummary, admit, forbidden_changes
+from finetune_operator.api import MUTABLE_SPEC_PATHS, SchedulingSpec
 from finetune_operator.settings import Settings
+from pure_helpers import BASE_SPEC
 
 TENANT = Settings(storage_prefixes={"team-a": "s3://shared/team-a/"}, priority_classes={"high": 1000, "low": -5})
 
@@ -81,9 +85,67 @@ def test_other_changes_are_listed(make_job, overrides, paths):
 
 
 def test_added_and_removed_keys_count(make_job):
-    assert forbidden_changes({"a": 1}, {"a": 1, "b": {"c": 2}}) == ["b"]
+    assert forbidden_changes({"a": 1}, {"a": 1, "b": {"c": 2}}) == ["b.c"]
+    assert forbidden_changes({"a": 1}, {"a": 1, "b": 2}) == ["b"]
     assert forbidden_changes({"a": 1, "b": 2}, {"a": 1}) == ["b"]
     assert forbidden_changes({"a": None}, {}) == []
+
+
+# A changed value for every mutable path; the table below fails for a path added to
+# MUTABLE_SPEC_PATHS without one.
+MUTABLE_VALUES = {
+    ("scheduling", "suspend"): True,
+    ("scheduling", "ttlSecondsAfterFinished"): 30,
+    ("scheduling", "activeDeadlineSeconds"): 600,
+}
+# What the parent block of a mutable leaf looked like when the job was accepted.
+PARENT_STATES = {
+    "absent": None,
+    "empty": {},
+    "present": {"priorityClassName": "high", "backoffLimit": 1},
+}
+
+
+def _spec_with(parent: str, block: dict | None) -> dict:
+    spec = copy.deepcopy(BASE_SPEC)
+    if block is not None:
+        spec[parent] = block
+    return spec
+
+
+def test_every_mutable_path_has_a_test_value():
+    assert set(MUTABLE_VALUES) == set(MUTABLE_SPEC_PATHS)
+
+
+@pytest.mark.parametrize("stored", ["as written", "with server defaults"])
+@pytest.mark.parametrize("state", sorted(PARENT_STATES))
+@pytest.mark.parametrize("path", MUTABLE_SPEC_PATHS, ids=".".join)
+def test_a_mutable_leaf_may_change_whatever_its_parent_was(path, state, stored):
+    parent, leaf = path
+    before = PARENT_STATES[state]
+    old = _spec_with(parent, copy.deepcopy(before))
+    block = {**(before or {}), leaf: MUTABLE_VALUES[path]}
+    if stored == "with server defaults":  # the API server fills in a new block's defaults
+        block = {**SchedulingSpec().to_dict(), **block}
+    new = _spec_with(parent, block)
+    assert forbidden_changes(old, new) == []
+    assert forbidden_changes(new, old) == []  # and back again
+
+
+@pytest.mark.parametrize("state", sorted(PARENT_STATES))
+@pytest.mark.parametrize("path", MUTABLE_SPEC_PATHS, ids=".".join)
+def test_an_immutable_leaf_beside_a_mutable_one_is_named_alone(path, state):
+    parent, leaf = path
+    before = PARENT_STATES[state]
+    old = _spec_with(parent, copy.deepcopy(before))
+    new = _spec_with(parent, {**(before or {}), leaf: MUTABLE_VALUES[path], "backoffLimit": 5})
+    assert forbidden_changes(old, new) == [f"{parent}.backoffLimit"]
+
+
+def test_writing_a_default_out_is_no_change():
+    old = _spec_with("scheduling", None)
+    assert forbidden_changes(old, _spec_with("scheduling", {"backoffLimit": 0})) == []
+    assert forbidden_changes(old, _spec_with("scheduling", {"backoffLimit": 0, "suspend": True})) == []
 
 
 # ----------------------------------------------------------------------------- queue

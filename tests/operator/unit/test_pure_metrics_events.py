@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from finetune_operator import metrics
-from finetune_operator.events import EventReason, clip, spec_change_refused_message
+from finetune_operator.events import EventReason, clip, rayjob_updated_message, spec_change_refused_message
 
 
 def samples(m: metrics.OperatorMetrics) -> dict[tuple[str, tuple], float]:
@@ -80,3 +80,14 @@ def test_messages_fit_an_event():
     assert len(clip("x" * 5000)) == 1000
     message = spec_change_refused_message(["training.learningRate", "resources.workers"])
     assert "training.learningRate, resources.workers" in message and "scheduling.suspend" in message
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"suspend": (False, True)}, "suspended RayJob rj"),
+    ({"suspend": (True, False)}, "resumed RayJob rj"),
+    ({"activeDeadlineSeconds": (None, 3600)}, "updated RayJob rj: activeDeadlineSeconds unset -> 3600"),
+    ({"ttlSecondsAfterFinished": (60, 5), "suspend": (False, True)},
+     "updated RayJob rj: suspend false -> true, ttlSecondsAfterFinished 60 -> 5"),
+])
+def test_a_rayjob_update_names_each_change(changes, message):
+    assert rayjob_updated_message("rj", changes) == message
