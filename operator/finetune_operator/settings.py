@@ -73,8 +73,8 @@ class RayJobDefaults(BaseModel):
     workers go at once when deletion_rules is on."""
 
     deletion_rules: bool = True
-    """Use KubeRay's deletionStrategy.deletionRules (KubeRay 1.5 or newer, with the
-    RayJobDeletionPolicy feature gate, on by default): workers are deleted as soon as
+    """Use KubeRay's deletionStrategy.deletionRules (KubeRay 1.6 or newer, or 1.5 with
+    its RayJobDeletionPolicy feature gate turned on): workers are deleted as soon as
     the job ends, the rest of the cluster after the TTL. Off: the older
     shutdownAfterJobFinishes, which keeps every pod for the whole TTL."""
 

@@ -189,3 +189,22 @@ def test_a_jobs_own_download_switch_travels_in_its_config(make_job):
     job_obj, spec = make_job(model={"source": "org/some-model", "allowDownload": True})
     config = JobConfig.model_validate(json.loads(builders.build_configmap(job_obj, spec, SETTINGS)["data"]["job.json"]))
     assert config.config.model.allowDownload is True
+
+
+def test_the_gpu_example_frees_its_gpus_and_asks_ray_for_a_real_type():
+    from pure_helpers import example_jobs
+
+    from finetune_operator.accelerators import RAY_ACCELERATOR_TYPES
+    from finetune_operator.api import FineTuneJob
+
+    [(_, document)] = [(case, doc) for case, doc in example_jobs() if case.startswith("multi-worker-gpu#")]
+    spec = FineTuneJob.model_validate(document).spec
+    body = builders.build_rayjob(document, spec, SETTINGS)["spec"]
+    rules = body["deletionStrategy"]["deletionRules"]
+    assert {r["condition"]["ttlSeconds"] for r in rules if r["policy"] == "DeleteWorkers"} == {0}
+    assert max(r["condition"]["ttlSeconds"] for r in rules) <= 600, "GPU pods must not idle for hours"
+    worker = body["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert worker["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-a100"
+    scaling = spec.job_config("x").scaling
+    assert scaling.acceleratorType in RAY_ACCELERATOR_TYPES
+    assert spec.model.allowDownload, "its model is a hub id: the cluster must be allowed to fetch it"
