@@ -208,3 +208,32 @@ def test_the_gpu_example_frees_its_gpus_and_asks_ray_for_a_real_type():
     scaling = spec.job_config("x").scaling
     assert scaling.acceleratorType in RAY_ACCELERATOR_TYPES
     assert spec.model.allowDownload, "its model is a hub id: the cluster must be allowed to fetch it"
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, Settings(rayjob=RayJobDefaults(deletion_rules=False)),
+                                      Settings(rayjob=RayJobDefaults(ttl_seconds_after_finished=0))],
+                         ids=["rules", "shutdown", "rules-ttl-0"])
+def test_kuberays_cel_and_controller_rules_accept_the_rayjob(make_job, settings):
+    """Beyond the schema: the CEL rules of KubeRay's CRD (evaluated for real), and the
+    deletion checks KubeRay's controller makes before it runs a RayJob."""
+    import yaml
+
+    from tests.api.api_harness import api_server_problems
+    from tests.support.paths import RAYJOB_CRD
+
+    crd = yaml.safe_load(RAYJOB_CRD.read_text())
+    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"]
+    job_obj, spec = make_job(resources={"workers": 2, "worker": {"gpu": 4}})
+    body = builders.build_rayjob(job_obj, spec, settings)
+    assert api_server_problems(body, schema) == []
+    body = body["spec"]
+    if not body.get("shutdownAfterJobFinishes"):
+        assert not body.get("ttlSecondsAfterFinished"), "a TTL needs shutdownAfterJobFinishes"
+    if "deletionStrategy" in body:
+        assert not body.get("shutdownAfterJobFinishes"), "deletionRules exclude shutdownAfterJobFinishes"
+        assert not body["rayClusterSpec"].get("enableInTreeAutoscaling"), "DeleteWorkers needs no autoscaler"
+        order = ("DeleteWorkers", "DeleteCluster", "DeleteSelf")
+        for condition in ("SUCCEEDED", "FAILED", "Failed"):
+            ttls = [r["condition"]["ttlSeconds"] for p in order for r in body["deletionStrategy"]["deletionRules"]
+                    if r["policy"] == p and condition in r["condition"].values()]
+            assert ttls == sorted(ttls), "KubeRay wants TTLs non-decreasing from workers to cluster"
