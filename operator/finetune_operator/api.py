@@ -71,7 +71,8 @@ class ComputeSpec(Spec):
     """GPUs (`nvidia.com/gpu`). Each GPU gets its own Ray Train worker, so a pod with
     4 GPUs runs 4 data-parallel workers."""
 
-    ephemeralStorage: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
+    ephemeralStorage: Optional[str] = Field(
+        default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Local disk to request for checkpoints and the model (a request, not a limit);
     defaults to the operator's setting."""
 
@@ -95,7 +96,8 @@ class HeadSpec(Spec):
     memory: str = Field(default="4Gi", pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Memory quantity."""
 
-    ephemeralStorage: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
+    ephemeralStorage: Optional[str] = Field(
+        default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Local disk to request (the export reads the best checkpoint here); defaults to
     the operator's setting."""
 

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from finetune_operator import naming
 from finetune_operator.api import API_VERSION, KIND, FineTuneJobSpec, parse_quantity
+from finetune_operator.cluster_defaults import deletion_strategy, is_gpu_job, object_store_bytes, submitter_image
 from finetune_operator.settings import Settings
 
 RAYJOB_API_VERSION = "ray.io/v1"
@@ -34,9 +35,6 @@ SUBMITTER_CONTAINER = "ray-job-submitter"
 WORKER_GROUP = "workers"
 GPU_RESOURCE = "nvidia.com/gpu"
 EPHEMERAL_STORAGE = "ephemeral-storage"
-# Ray refuses an object store below 75 MiB (ray_constants.OBJECT_STORE_MINIMUM_MEMORY_BYTES).
-RAY_MIN_OBJECT_STORE_BYTES = 75 * 2**20
-SUBMITTER_IMAGE = "rayproject/ray:{ray_version}-py311-cpu"
 SHM_VOLUME = "dshm"
 CONFIG_VOLUME = "finetune-config"
 
@@ -116,17 +114,6 @@ def shm_size(memory: str, shared_memory: Optional[str], settings: Settings) -> s
     if shared_memory:
         return shared_memory
     return _mebibytes(parse_quantity(memory) * settings.rayjob.shm_ratio)
-
-
-def object_store_bytes(shm: str, settings: Settings) -> int:
-    """Ray's object store size for a pod whose /dev/shm is `shm`: a share of it, so
-    the store lives in shared memory (Ray falls back to slow disk when it does not
-    fit) and NCCL and data loaders keep the rest."""
-    return max(RAY_MIN_OBJECT_STORE_BYTES, int(parse_quantity(shm) * settings.rayjob.object_store_share_of_shm))
-
-
-def is_gpu_job(spec: FineTuneJobSpec) -> bool:
-    return spec.resources.worker.gpu > 0
 
 
 def _env(spec: FineTuneJobSpec, settings: Settings, job_obj: dict) -> list[dict]:
@@ -256,17 +243,17 @@ def _shm(memory: str, spec: FineTuneJobSpec, settings: Settings) -> str:
     return shm_size(memory, spec.resources.sharedMemory, settings)
 
 
+def _object_store(memory: str, spec: FineTuneJobSpec, settings: Settings) -> str:
+    """rayStartParams' object-store-memory (bytes, as text) for a pod of `memory`."""
+    return str(object_store_bytes(_shm(memory, spec, settings), settings))
+
+
 def _driver_env(spec: FineTuneJobSpec, settings: Settings, driver: bool) -> list[dict]:
     """The head pod runs the driver, the one process that may fetch a hub model (it
     stages it in the job's storage for the workers)."""
     if driver and settings.rayjob.allow_model_downloads:
         return [{"name": "FINETUNE_ALLOW_DOWNLOADS", "value": "1"}]
     return []
-
-
-def submitter_image(settings: Settings) -> str:
-    """A small image with the Ray CLI: the submitter only runs `ray job submit`."""
-    return settings.rayjob.submitter_image or SUBMITTER_IMAGE.format(ray_version=settings.rayjob.ray_version)
 
 
 def _submitter_template(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> dict:
@@ -339,8 +326,7 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
                 # controller and the progress queue need none).
                 "rayStartParams": {
                     "dashboard-host": "0.0.0.0", "num-cpus": "0",
-                    "object-store-memory": str(object_store_bytes(_shm(resources.head.memory, spec, settings),
-                                                                  settings)),
+                    "object-store-memory": _object_store(resources.head.memory, spec, settings),
                 },
                 "template": head,
             },
@@ -349,15 +335,12 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
                 "replicas": resources.workers,
                 "minReplicas": resources.workers,
                 "maxReplicas": resources.workers,
-                "rayStartParams": {
-                    "object-store-memory": str(object_store_bytes(_shm(resources.worker.memory, spec, settings),
-                                                                  settings)),
-                },
+                "rayStartParams": {"object-store-memory": _object_store(resources.worker.memory, spec, settings)},
                 "template": worker,
             }],
         },
     }
-    rayjob_spec.update({key: value for key, value in mutables.items() if key != "suspend" and value is not None})
+    rayjob_spec.update({k: v for k, v in mutables.items() if k != "suspend" and v is not None})
     if not settings.rayjob.deletion_rules:
         rayjob_spec["shutdownAfterJobFinishes"] = True
     pre_running = settings.rayjob.pre_running_deadline_seconds
@@ -394,18 +377,6 @@ def build_rayjob_patch(rayjob: dict, spec: FineTuneJobSpec, settings: Settings) 
         desired.pop("suspend")
     changes = {key: value for key, value in desired.items() if current.get(key) != value}
     return {"spec": changes} if changes else None
-
-
-def deletion_strategy(ttl: int) -> dict[str, Any]:
-    """KubeRay's deletion rules for a finished job: the workers (the GPUs) at once,
-    the rest of the Ray cluster after `ttl` seconds (the head's logs stay readable
-    until then). The RayJob itself is left to the FineTuneJob's ownerReference."""
-    rules = []
-    for condition in ({"jobStatus": "SUCCEEDED"}, {"jobStatus": "FAILED"}, {"jobDeploymentStatus": "Failed"}):
-        if ttl > 0:
-            rules.append({"condition": {**condition, "ttlSeconds": 0}, "policy": "DeleteWorkers"})
-        rules.append({"condition": {**condition, "ttlSeconds": ttl}, "policy": "DeleteCluster"})
-    return {"deletionRules": rules}
 
 
 def build_rayjob_desired_mutables(spec: FineTuneJobSpec, settings: Settings) -> dict[str, Any]:

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 STAGED_DIR = "base-model"
 # Weights for other frameworks and runtimes, which transformers' PyTorch loader never reads.
-IGNORED_FILES = ["*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.tflite", "*.ot", "openvino/*", "*.gguf", "coreml/*"]
+IGNORED_FILES = ["*.onnx", "onnx/*", "*.h5", "*.msgpack", "*.tflite", "*.ot", "openvino/*", "*.gguf",
+                 "coreml/*"]
 
 
 def is_hub_id(source: str) -> bool:
