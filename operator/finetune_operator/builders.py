@@ -200,7 +200,7 @@ def _pod_template(
         "image": spec.resources.image or settings.default_image,
         "imagePullPolicy": settings.rayjob.image_pull_policy,
         "resources": _resources(cpu, memory, gpu, disk),
-        "env": _env(spec, settings, job_obj) + _driver_env(spec, settings, with_config),
+        "env": _env(spec, settings, job_obj) + _driver_env(settings, with_config),
         "volumeMounts": mounts,
         "securityContext": _container_security(settings),
     }
@@ -248,7 +248,7 @@ def _object_store(memory: str, spec: FineTuneJobSpec, settings: Settings) -> str
     return str(object_store_bytes(_shm(memory, spec, settings), settings))
 
 
-def _driver_env(spec: FineTuneJobSpec, settings: Settings, driver: bool) -> list[dict]:
+def _driver_env(settings: Settings, driver: bool) -> list[dict]:
     """The head pod runs the driver, the one process that may fetch a hub model (it
     stages it in the job's storage for the workers)."""
     if driver and settings.rayjob.allow_model_downloads:
