@@ -46,11 +46,28 @@ def _under_prefix(uri: str, prefix: str) -> bool:
     return uri == base or uri.startswith(base + "/")
 
 
+def check_shared_output(spec: FineTuneJobSpec) -> Optional[AdmissionDecision]:
+    """A rejection when output.uri is not object storage. The pods of a job's Ray
+    cluster share no volume: a local path would leave each worker's checkpoints on its
+    own pod, where the export cannot read them. (`finetune run` accepts local paths:
+    there every worker shares one disk.)"""
+    uri = spec.output.uri
+    if uri.startswith("s3://"):
+        return None
+    return AdmissionDecision(
+        "rejected",
+        EventReason.STORAGE_NOT_ALLOWED.value,
+        f"output.uri: {uri!r} is a local path, but the job's Ray pods share no volume; jobs the operator "
+        "runs need an s3:// URI (local paths work only with `finetune run`)",
+    )
+
+
 def check_storage(namespace: str, spec: FineTuneJobSpec, settings: Settings) -> Optional[AdmissionDecision]:
-    """A rejection when output.uri is outside the namespace's allowed prefix."""
+    """A rejection when output.uri is outside the namespace's allowed prefix, or is
+    not shared storage."""
     prefix = settings.storage_prefix(namespace)
     if prefix is None:
-        return None
+        return check_shared_output(spec)
     uri = spec.output.uri
     if ".." in uri.split("/") or not _under_prefix(uri, prefix):
         return AdmissionDecision(
@@ -59,7 +76,7 @@ def check_storage(namespace: str, spec: FineTuneJobSpec, settings: Settings) -> 
             f"output.uri: {uri!r} is not allowed in namespace {namespace}; "
             f"outputs must lie under {prefix.rstrip('/')}/ (without '..')",
         )
-    return None
+    return check_shared_output(spec)
 
 
 def check_secret_ref(namespace: str, spec_dict: dict[str, Any]) -> Optional[AdmissionDecision]:

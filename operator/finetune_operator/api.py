@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from finetune_operator.accelerators import RAY_ACCELERATOR_TYPES, unknown_ray_type_message
 from finetune_trainer.config import (
     JobConfig,
     OutputSpec,
@@ -67,7 +68,13 @@ class ComputeSpec(Spec):
     """Memory quantity, for example `16Gi`."""
 
     gpu: int = Field(default=0, ge=0, le=64)
-    """GPUs (`nvidia.com/gpu`)."""
+    """GPUs (`nvidia.com/gpu`). Each GPU gets its own Ray Train worker, so a pod with
+    4 GPUs runs 4 data-parallel workers."""
+
+    ephemeralStorage: Optional[str] = Field(
+        default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
+    """Local disk to request for checkpoints and the model (a request, not a limit);
+    defaults to the operator's setting."""
 
     # A quantity is positive exactly when it has a non-zero digit.
     CEL_RULES = (("self.cpu.matches('[1-9]')", "cpu must be a positive quantity"),)
@@ -88,6 +95,11 @@ class HeadSpec(Spec):
 
     memory: str = Field(default="4Gi", pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Memory quantity."""
+
+    ephemeralStorage: Optional[str] = Field(
+        default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
+    """Local disk to request (the export reads the best checkpoint here); defaults to
+    the operator's setting."""
 
 
 class Toleration(Spec):
@@ -113,7 +125,7 @@ class ResourcesSpec(Spec):
     """Pods and hardware of the job's Ray cluster."""
 
     workers: int = Field(default=1, ge=1, le=1024)
-    """Ray worker pods, one Ray Train worker each."""
+    """Ray worker pods: one Ray Train worker each, or one per GPU when worker.gpu > 1."""
 
     worker: ComputeSpec = Field(default_factory=ComputeSpec)
     """Resources of each worker pod."""
@@ -131,8 +143,15 @@ class ResourcesSpec(Spec):
     """Tolerations of the worker pods."""
 
     acceleratorType: Optional[str] = None
-    """GPU type, for example `nvidia-tesla-a100`; becomes a node selector on
-    `cloud.google.com/gke-accelerator`-style clusters and a Ray accelerator type."""
+    """GPU model as the cluster's node label value, for example `nvidia-tesla-a100`;
+    worker pods select nodes on the operator's accelerator label
+    (`cloud.google.com/gke-accelerator` by default). Only places pods; see
+    rayAcceleratorType for Ray."""
+
+    rayAcceleratorType: Optional[Literal[RAY_ACCELERATOR_TYPES]] = None  # type: ignore[valid-type]
+    """GPU model as Ray names it (`A100`, `H100`, `L4`, ...): Ray Train workers ask for
+    this accelerator. Optional; a name Ray does not detect on the nodes means the
+    workers can never start."""
 
     sharedMemory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Size of /dev/shm in each pod; defaults to a quarter of the pod's memory."""
@@ -140,22 +159,36 @@ class ResourcesSpec(Spec):
     CEL_RULES = (
         ("!has(self.acceleratorType) || (has(self.worker) && self.worker.gpu > 0)",
          "acceleratorType needs worker.gpu > 0"),
+        ("!has(self.rayAcceleratorType) || (has(self.worker) && self.worker.gpu > 0)",
+         "rayAcceleratorType needs worker.gpu > 0"),
     )
+
+    @field_validator("rayAcceleratorType", mode="before")
+    @classmethod
+    def _known_ray_type(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in RAY_ACCELERATOR_TYPES:
+            raise ValueError(unknown_ray_type_message(value))
+        return value
 
     @model_validator(mode="after")
     def _accelerator_needs_gpu(self) -> "ResourcesSpec":
-        if self.acceleratorType is not None and self.worker.gpu == 0:
-            raise ValueError("acceleratorType needs worker.gpu > 0")
+        for name in ("acceleratorType", "rayAcceleratorType"):
+            if getattr(self, name) is not None and self.worker.gpu == 0:
+                raise ValueError(f"{name} needs worker.gpu > 0")
         return self
 
     def scaling(self) -> ScalingSpec:
-        """What the trainer needs to know of these resources."""
+        """What the trainer needs to know of these resources: one Ray Train worker per
+        GPU (a pod's GPUs are not shared by one process), the pod's CPUs split among
+        them, half a CPU per pod left for Ray and a Tune trial's driver."""
+        per_pod = max(self.worker.gpu, 1)
         cpus = parse_quantity(self.worker.cpu)
+        usable = max(cpus - 0.5, 0.5) if cpus >= 1 else cpus
         return ScalingSpec(
-            numWorkers=self.workers,
-            cpusPerWorker=max(cpus - 0.5, 0.5) if cpus >= 1 else cpus,
-            gpusPerWorker=float(self.worker.gpu),
-            acceleratorType=self.acceleratorType,
+            numWorkers=self.workers * per_pod,
+            cpusPerWorker=usable / per_pod,
+            gpusPerWorker=1.0 if self.worker.gpu else 0.0,
+            acceleratorType=self.rayAcceleratorType,
         )
 
 
@@ -193,14 +226,18 @@ class SchedulingSpec(Spec):
     checkpoint when set back to false."""
 
     activeDeadlineSeconds: Optional[int] = Field(default=None, ge=1)
-    """Fail the job when it has run this long."""
+    """Fail the job when it has run this long. GPU jobs that set none get the
+    operator's default deadline."""
 
     backoffLimit: int = Field(default=0, ge=0, le=100)
     """Retries on a new Ray cluster after a failure; each resumes from the last
     checkpoint."""
 
     ttlSecondsAfterFinished: Optional[int] = Field(default=None, ge=0)
-    """Delete the finished job's RayJob this many seconds after it ends."""
+    """Seconds the finished job's Ray head pod is kept (to read logs) before KubeRay
+    deletes the Ray cluster; the worker pods are deleted as soon as the job ends. The
+    RayJob itself stays until the FineTuneJob is deleted. Defaults to the operator's
+    setting."""
 
 
 # ------------------------------------------------------------------------------ spec

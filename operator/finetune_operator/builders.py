@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from finetune_operator import naming
 from finetune_operator.api import API_VERSION, KIND, FineTuneJobSpec, parse_quantity
+from finetune_operator.cluster_defaults import deletion_strategy, is_gpu_job, object_store_bytes, submitter_image
 from finetune_operator.settings import Settings
 
 RAYJOB_API_VERSION = "ray.io/v1"
@@ -33,6 +34,7 @@ WORKER_CONTAINER = "ray-worker"
 SUBMITTER_CONTAINER = "ray-job-submitter"
 WORKER_GROUP = "workers"
 GPU_RESOURCE = "nvidia.com/gpu"
+EPHEMERAL_STORAGE = "ephemeral-storage"
 SHM_VOLUME = "dshm"
 CONFIG_VOLUME = "finetune-config"
 
@@ -158,12 +160,17 @@ def _pod_security(settings: Settings) -> dict:
     }
 
 
-def _resources(cpu: str, memory: str, gpu: int = 0) -> dict:
+def _resources(cpu: str, memory: str, gpu: int = 0, disk: Optional[str] = None) -> dict:
     amounts: dict[str, Any] = {"cpu": cpu, "memory": memory}
     if gpu:
         amounts[GPU_RESOURCE] = gpu
     # Requests equal limits: Guaranteed QoS, and Ray sees exactly what it gets.
-    return {"requests": dict(amounts), "limits": dict(amounts)}
+    out = {"requests": dict(amounts), "limits": dict(amounts)}
+    if disk:
+        # Only requested: the scheduler picks a node with room for checkpoints, and a
+        # large export is not evicted for passing a limit.
+        out["requests"][EPHEMERAL_STORAGE] = disk
+    return out
 
 
 def _pod_template(
@@ -175,15 +182,14 @@ def _pod_template(
     cpu: str,
     memory: str,
     gpu: int,
+    disk: Optional[str],
     with_config: bool,
     placement: bool,
     digest: str,
 ) -> dict:
     name, _, uid = _metadata(job_obj)
     volumes: list[dict] = [
-        {"name": SHM_VOLUME, "emptyDir": {
-            "medium": "Memory", "sizeLimit": shm_size(memory, spec.resources.sharedMemory, settings),
-        }},
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": _shm(memory, spec, settings)}},
     ]
     mounts: list[dict] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
     if with_config:
@@ -193,8 +199,8 @@ def _pod_template(
         "name": container,
         "image": spec.resources.image or settings.default_image,
         "imagePullPolicy": settings.rayjob.image_pull_policy,
-        "resources": _resources(cpu, memory, gpu),
-        "env": _env(spec, settings, job_obj),
+        "resources": _resources(cpu, memory, gpu, disk),
+        "env": _env(spec, settings, job_obj) + _driver_env(settings, with_config),
         "volumeMounts": mounts,
         "securityContext": _container_security(settings),
     }
@@ -233,6 +239,23 @@ def _pod_template(
     }
 
 
+def _shm(memory: str, spec: FineTuneJobSpec, settings: Settings) -> str:
+    return shm_size(memory, spec.resources.sharedMemory, settings)
+
+
+def _object_store(memory: str, spec: FineTuneJobSpec, settings: Settings) -> str:
+    """rayStartParams' object-store-memory (bytes, as text) for a pod of `memory`."""
+    return str(object_store_bytes(_shm(memory, spec, settings), settings))
+
+
+def _driver_env(settings: Settings, driver: bool) -> list[dict]:
+    """The head pod runs the driver, the one process that may fetch a hub model (it
+    stages it in the job's storage for the workers)."""
+    if driver and settings.rayjob.allow_model_downloads:
+        return [{"name": "FINETUNE_ALLOW_DOWNLOADS", "value": "1"}]
+    return []
+
+
 def _submitter_template(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> dict:
     """The pod running `ray job submit`; its log carries the driver's progress lines."""
     name, _, uid = _metadata(job_obj)
@@ -241,7 +264,7 @@ def _submitter_template(job_obj: dict, spec: FineTuneJobSpec, settings: Settings
         "restartPolicy": "Never",
         "containers": [{
             "name": SUBMITTER_CONTAINER,
-            "image": spec.resources.image or settings.default_image,
+            "image": submitter_image(settings),
             "imagePullPolicy": settings.rayjob.image_pull_policy,
             "resources": _resources(cpu, memory),
             "securityContext": _container_security(settings),
@@ -276,18 +299,20 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
     digest = config_hash(job_obj, spec)
     head = _pod_template(
         job_obj, spec, settings, container=HEAD_CONTAINER, cpu=resources.head.cpu,
-        memory=resources.head.memory, gpu=0, with_config=True, placement=False, digest=digest,
+        memory=resources.head.memory, gpu=0,
+        disk=resources.head.ephemeralStorage or settings.rayjob.head_ephemeral_storage,
+        with_config=True, placement=False, digest=digest,
     )
     worker = _pod_template(
         job_obj, spec, settings, container=WORKER_CONTAINER, cpu=resources.worker.cpu,
-        memory=resources.worker.memory, gpu=resources.worker.gpu, with_config=False, placement=True,
-        digest=digest,
+        memory=resources.worker.memory, gpu=resources.worker.gpu,
+        disk=resources.worker.ephemeralStorage or settings.rayjob.worker_ephemeral_storage,
+        with_config=False, placement=True, digest=digest,
     )
+    mutables = build_rayjob_desired_mutables(spec, settings)
     rayjob_spec: dict[str, Any] = {
         "entrypoint": ENTRYPOINT,
         "submissionMode": "K8sJobMode",
-        "shutdownAfterJobFinishes": True,
-        "ttlSecondsAfterFinished": build_rayjob_desired_mutables(spec, settings)["ttlSecondsAfterFinished"],
         "backoffLimit": scheduling.backoffLimit,
         "suspend": rayjob_suspended(spec),
         "submitterPodTemplate": _submitter_template(job_obj, spec, settings),
@@ -296,7 +321,13 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
             "rayVersion": settings.rayjob.ray_version,
             "enableInTreeAutoscaling": False,
             "headGroupSpec": {
-                "rayStartParams": {"dashboard-host": "0.0.0.0"},
+                # No CPUs on the head: training tasks and Tune trial drivers land on
+                # the workers, never on the small head pod (the driver, Train's
+                # controller and the progress queue need none).
+                "rayStartParams": {
+                    "dashboard-host": "0.0.0.0", "num-cpus": "0",
+                    "object-store-memory": _object_store(resources.head.memory, spec, settings),
+                },
                 "template": head,
             },
             "workerGroupSpecs": [{
@@ -304,15 +335,19 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
                 "replicas": resources.workers,
                 "minReplicas": resources.workers,
                 "maxReplicas": resources.workers,
-                "rayStartParams": {},
+                "rayStartParams": {"object-store-memory": _object_store(resources.worker.memory, spec, settings)},
                 "template": worker,
             }],
         },
     }
-    if scheduling.activeDeadlineSeconds is not None:
-        rayjob_spec["activeDeadlineSeconds"] = scheduling.activeDeadlineSeconds
-    if settings.rayjob.pre_running_deadline_seconds is not None:
-        rayjob_spec["preRunningDeadlineSeconds"] = settings.rayjob.pre_running_deadline_seconds
+    rayjob_spec.update({k: v for k, v in mutables.items() if k != "suspend" and v is not None})
+    if not settings.rayjob.deletion_rules:
+        rayjob_spec["shutdownAfterJobFinishes"] = True
+    pre_running = settings.rayjob.pre_running_deadline_seconds
+    if is_gpu_job(spec) and pre_running is None:
+        pre_running = settings.rayjob.gpu_pre_running_deadline_seconds
+    if pre_running is not None:
+        rayjob_spec["preRunningDeadlineSeconds"] = pre_running
     return {
         "apiVersion": RAYJOB_API_VERSION,
         "kind": RAYJOB_KIND,
@@ -333,6 +368,11 @@ def build_rayjob_patch(rayjob: dict, spec: FineTuneJobSpec, settings: Settings) 
     if state in ("Complete", "Failed", "ValidationFailed"):
         return None
     desired = build_rayjob_desired_mutables(spec, settings)
+    if current.get("shutdownAfterJobFinishes") and "deletionStrategy" in desired:
+        # Created before deletion rules were on: KubeRay refuses both at once, so the
+        # TTL stays where that RayJob keeps it.
+        rules = desired.pop("deletionStrategy")["deletionRules"]
+        desired["ttlSecondsAfterFinished"] = max(rule["condition"]["ttlSeconds"] for rule in rules)
     if spec.scheduling.queueName and not spec.scheduling.suspend:
         desired.pop("suspend")
     changes = {key: value for key, value in desired.items() if current.get(key) != value}
@@ -341,14 +381,18 @@ def build_rayjob_patch(rayjob: dict, spec: FineTuneJobSpec, settings: Settings) 
 
 def build_rayjob_desired_mutables(spec: FineTuneJobSpec, settings: Settings) -> dict[str, Any]:
     """The values of the RayJob fields a live FineTuneJob may still change (None
-    deletes the field in a merge patch)."""
+    deletes the field in a merge patch). The TTL lives in the deletion rules, or in
+    ttlSecondsAfterFinished when the older shutdownAfterJobFinishes is used."""
     scheduling = spec.scheduling
-    return {
-        "suspend": scheduling.suspend,
-        "ttlSecondsAfterFinished": (
-            scheduling.ttlSecondsAfterFinished
-            if scheduling.ttlSecondsAfterFinished is not None
-            else settings.rayjob.ttl_seconds_after_finished
-        ),
-        "activeDeadlineSeconds": scheduling.activeDeadlineSeconds,
-    }
+    ttl = (scheduling.ttlSecondsAfterFinished if scheduling.ttlSecondsAfterFinished is not None
+           else settings.rayjob.ttl_seconds_after_finished)
+    deadline = scheduling.activeDeadlineSeconds
+    if deadline is None and is_gpu_job(spec):
+        deadline = settings.rayjob.gpu_active_deadline_seconds
+    out: dict[str, Any] = {"suspend": scheduling.suspend}
+    if settings.rayjob.deletion_rules:
+        out["deletionStrategy"] = deletion_strategy(ttl)
+    else:
+        out["ttlSecondsAfterFinished"] = ttl
+    out["activeDeadlineSeconds"] = deadline
+    return out

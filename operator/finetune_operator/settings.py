@@ -52,6 +52,15 @@ class RayJobDefaults(BaseModel):
     """Size of /dev/shm as a share of the pod's memory, unless the job sets
     resources.sharedMemory; PyTorch data loaders pass batches through it."""
 
+    object_store_share_of_shm: float = Field(default=0.5, gt=0, lt=1)
+    """Ray's object store size (rayStartParams object-store-memory) as a share of the
+    pod's /dev/shm, so the store always fits in shared memory and the rest is left to
+    NCCL and data loaders. Never below Ray's minimum of 75 MiB."""
+
+    submitter_image: Optional[str] = Field(default=None, min_length=1)
+    """Image of the pod that runs `ray job submit`; it needs only the Ray CLI, not the
+    trainer. None means `rayproject/ray:<ray_version>-py311-cpu`."""
+
     submitter_cpu: str = Field(default="500m", pattern=QUANTITY_PATTERN)
     """CPU of the pod that runs `ray job submit` and follows the driver's log."""
 
@@ -59,12 +68,43 @@ class RayJobDefaults(BaseModel):
     """Memory of the submitter pod."""
 
     ttl_seconds_after_finished: int = Field(default=60, ge=0)
-    """Seconds the Ray cluster outlives a finished job (to read logs), unless the job
-    sets scheduling.ttlSecondsAfterFinished."""
+    """Seconds the Ray head outlives a finished job (to read logs) before the Ray
+    cluster is deleted, unless the job sets scheduling.ttlSecondsAfterFinished. The
+    workers go at once when deletion_rules is on."""
+
+    deletion_rules: bool = True
+    """Use KubeRay's deletionStrategy.deletionRules (KubeRay 1.6 or newer, or 1.5 with
+    its RayJobDeletionPolicy feature gate turned on): workers are deleted as soon as
+    the job ends, the rest of the cluster after the TTL. Off: the older
+    shutdownAfterJobFinishes, which keeps every pod for the whole TTL."""
 
     pre_running_deadline_seconds: Optional[int] = Field(default=None, ge=1)
     """Fail a RayJob whose cluster is not running after this many seconds (image pull
-    errors, unschedulable pods); none means wait for ever."""
+    errors, unschedulable pods); none means wait for ever (GPU jobs: see
+    gpu_pre_running_deadline_seconds)."""
+
+    gpu_pre_running_deadline_seconds: Optional[int] = Field(default=1800, ge=1)
+    """pre_running_deadline_seconds for jobs with GPU workers, so a job whose GPUs never
+    come (wrong accelerator, no quota) does not wait for ever; none means no deadline."""
+
+    gpu_active_deadline_seconds: Optional[int] = Field(default=172800, ge=1)
+    """activeDeadlineSeconds given to GPU jobs that set no scheduling.activeDeadlineSeconds
+    (48 hours), so a stuck job does not hold GPUs indefinitely; none means no deadline."""
+
+    worker_ephemeral_storage: Optional[str] = Field(default="20Gi", pattern=QUANTITY_PATTERN)
+    """Ephemeral-storage request of worker pods (checkpoints are written to local disk
+    before upload), unless the job sets resources.worker.ephemeralStorage; none requests
+    nothing."""
+
+    head_ephemeral_storage: Optional[str] = Field(default="10Gi", pattern=QUANTITY_PATTERN)
+    """Ephemeral-storage request of the head pod (the export downloads the best
+    checkpoint), unless the job sets resources.head.ephemeralStorage."""
+
+    allow_model_downloads: bool = False
+    """Let every job's driver download a hub-id model.source (sets
+    FINETUNE_ALLOW_DOWNLOADS=1 on the head pod). The driver downloads it once into the
+    job's storage and the workers load it from there. A job can also opt in with
+    model.allowDownload."""
 
     run_as_user: int = Field(default=1000, ge=1)
     """Non-root UID of the Ray containers."""

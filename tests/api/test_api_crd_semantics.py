@@ -150,6 +150,8 @@ AGREEMENT = [
     (ResourcesSpec, {"acceleratorType": "a100", "worker": {"gpu": 1}}),
     (ResourcesSpec, {"acceleratorType": "a100"}),
     (ResourcesSpec, {"acceleratorType": "a100", "worker": {"cpu": "4"}}),
+    (ResourcesSpec, {"rayAcceleratorType": "A100", "worker": {"gpu": 1}}),
+    (ResourcesSpec, {"rayAcceleratorType": "A100"}),
 ]
 
 

@@ -55,6 +55,11 @@ class ModelSpec(Spec):
     revision: Optional[str] = None
     """Hub revision (branch, tag or commit) when `source` is a hub id."""
 
+    allowDownload: bool = False
+    """Let the driver download a hub-id `source` from the Hugging Face hub: once, into
+    the job's output folder (`<uri>/<job>/base-model/`), from where every worker loads
+    it. Off (the default), a hub id must already be in the image's model cache."""
+
     task: Literal["sequence-classification"] = "sequence-classification"
     """What the model is fine-tuned for. `sequence-classification` is implemented;
     `causal-lm` and `token-classification` are planned as further values of this enum."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from finetune_trainer import storage
+from finetune_trainer import staging, storage
 from finetune_trainer.config import JobConfig, SearchDimension, TrainingConfig
 from finetune_trainer.errors import StorageError, TrainerError
 from finetune_trainer.progress import ProgressReport
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 MODEL_DIR = "model"
 MAX_FAILURES_ENV = "FINETUNE_MAX_FAILURES"
 DEFAULT_MAX_FAILURES = 2
+# Ray Train retries a worker group that cannot start (its placement group never forms,
+# e.g. an accelerator type no node has) as a controller failure, for ever by default.
+CONTROLLER_FAILURE_LIMIT_ENV = "FINETUNE_CONTROLLER_FAILURE_LIMIT"
+DEFAULT_CONTROLLER_FAILURE_LIMIT = 3
 # A Tune trial's driver function only waits for its TorchTrainer; it reserves a
 # fraction of a CPU so that it does not take a core from the workers.
 TRIAL_DRIVER_CPUS = 0.25
@@ -68,12 +72,12 @@ def _fault_hooks() -> dict[str, str]:
     return {k: os.environ[k] for k in (FAULT_STEP_ENV, FAULT_MARKER_ENV, FAULT_AFTER_FILE_ENV) if os.environ.get(k)}
 
 
-def _max_failures() -> int:
-    raw = os.environ.get(MAX_FAILURES_ENV, str(DEFAULT_MAX_FAILURES))
+def _max_failures(variable: str = MAX_FAILURES_ENV, default: int = DEFAULT_MAX_FAILURES) -> int:
+    raw = os.environ.get(variable, str(default))
     try:
         return int(raw)
     except ValueError:
-        raise TrainerError(f"{MAX_FAILURES_ENV}={raw!r} is not a whole number (allowed: -1 for unlimited, 0 or more)") \
+        raise TrainerError(f"{variable}={raw!r} is not a whole number (allowed: -1 for unlimited, 0 or more)") \
             from None
 
 
@@ -158,7 +162,8 @@ def _make_trainer(job: JobConfig, *, name: str, storage_path: str, filesystem, q
                    "fault": _fault_hooks()}
     run_config = RunConfig(
         name=name, storage_path=storage_path, storage_filesystem=filesystem,
-        failure_config=FailureConfig(max_failures=_max_failures()),
+        failure_config=FailureConfig(max_failures=_max_failures(), controller_failure_limit=_max_failures(
+            CONTROLLER_FAILURE_LIMIT_ENV, DEFAULT_CONTROLLER_FAILURE_LIMIT)),
         checkpoint_config=_checkpoint_config(config),
         callbacks=[*extra_callbacks, progress_callback(queue, trial_id, overrides)],
     )
@@ -519,16 +524,18 @@ def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = N
     drainer.start()
     try:
         try:
+            # Workers load a hub model from the job's staged copy, never from the hub.
+            staged = staging.stage_model(job)
             if job.config.tune is not None:
-                outcome = _run_sweep(job, queue, storage_path, filesystem)
+                outcome = _run_sweep(staged, queue, storage_path, filesystem)
             else:
-                outcome = _run_single(job, queue, storage_path, filesystem)
+                outcome = _run_single(staged, queue, storage_path, filesystem)
         finally:
             done.set()
             drainer.join(timeout=30)
         with tempfile.TemporaryDirectory(prefix="finetune-out-") as scratch:
             work = Path(scratch)
-            scored = _score_and_export(job, outcome, work, filesystem)
+            scored = _score_and_export(staged, outcome, work, filesystem)
             meta_dir = work / "out" / "meta"
             metrics = _write_outputs(job, outcome, scored, tracker, meta_dir)
             model_uri = storage.join(root, MODEL_DIR)
@@ -582,6 +589,10 @@ def _explain(err: BaseException) -> str:
     for candidate in chain:
         if isinstance(candidate, TrainerError):
             return str(candidate)
+        if type(candidate).__name__ == "WorkerGroupStartupTimeoutError":
+            return ("training failed: the Ray Train workers could not be placed: no node offers what each worker "
+                    "asks for (CPUs, GPUs, Ray accelerator type; resources.rayAcceleratorType must be a type the "
+                    f"GPU nodes have). Ray said: {str(candidate).splitlines()[0][:300]}")
     lines = [line.strip() for e in chain for line in str(e).splitlines() if line.strip()]
     for line in lines:  # a trainer error raised on a worker arrives as text
         for name in ("DataError", "ModelError", "StorageError", "TrainerError"):

@@ -231,3 +231,18 @@ def test_priority(make_job, class_name, labels, expected):
     scheduling = {"priorityClassName": class_name} if class_name else {}
     job_obj, _ = make_job(labels=labels, scheduling=scheduling)
     assert admission.job_priority(job_obj, TENANT) == expected
+
+
+@pytest.mark.parametrize("uri", ["outputs", "/mnt/models/out", "file:///data/out", "./out"])
+def test_a_local_output_is_refused_for_a_cluster_job(make_job, uri):
+    """The Ray pods share no volume: an export could not read rank 0's checkpoints."""
+    for namespace, settings in (("team-b", Settings()), ("team-a", Settings(storage_prefixes={"team-a": "/mnt/"}))):
+        _, spec = make_job(output={"uri": uri})
+        decision = admission.check_storage(namespace, spec, settings)
+        if namespace == "team-a" and not uri.startswith("/mnt/"):
+            continue  # refused by the prefix rule first
+        assert decision is not None and decision.state == "rejected", (namespace, uri)
+        assert decision.reason == "StorageNotAllowed"
+        assert decision.message.startswith("output.uri:") and "s3://" in decision.message
+    _, spec = make_job(output={"uri": "s3://models/out"})
+    assert admission.check_storage("team-b", spec, Settings()) is None

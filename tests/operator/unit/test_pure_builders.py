@@ -19,7 +19,8 @@ SETTINGS = Settings()
 
 VARIANTS = {
     "defaults": {},
-    "gpu": {"resources": {"worker": {"gpu": 2, "cpu": "8", "memory": "32Gi"}, "acceleratorType": "nvidia-l4"}},
+    "gpu": {"resources": {"worker": {"gpu": 2, "cpu": "8", "memory": "32Gi"}, "acceleratorType": "nvidia-l4",
+                          "rayAcceleratorType": "L4"}},
     "multi-worker": {"resources": {"workers": 6, "worker": {"cpu": "3500m", "memory": "12Gi"}}},
     "tolerations": {"resources": {
         "nodeSelector": {"pool": "train"},
@@ -82,11 +83,15 @@ def test_rayjob_shape(case_id, job_obj, spec):
 
     body = rayjob["spec"]
     assert body["entrypoint"] == "python -m finetune_trainer --config /etc/finetune/job.json"
-    assert body["shutdownAfterJobFinishes"] is True
+    # Deletion rules, not shutdownAfterJobFinishes (KubeRay refuses both at once).
+    assert "shutdownAfterJobFinishes" not in body and "ttlSecondsAfterFinished" not in body
     assert body["backoffLimit"] == spec.scheduling.backoffLimit
-    assert body.get("activeDeadlineSeconds") == spec.scheduling.activeDeadlineSeconds
+    gpu_default = 172800 if spec.resources.worker.gpu else None
+    assert body.get("activeDeadlineSeconds") == (spec.scheduling.activeDeadlineSeconds or gpu_default)
     expected_ttl = spec.scheduling.ttlSecondsAfterFinished
-    assert body["ttlSecondsAfterFinished"] == (expected_ttl if expected_ttl is not None else 60)
+    expected_ttl = expected_ttl if expected_ttl is not None else 60
+    rules = body["deletionStrategy"]["deletionRules"]
+    assert {r["condition"]["ttlSeconds"] for r in rules if r["policy"] == "DeleteCluster"} == {expected_ttl}
     assert body["suspend"] == (spec.scheduling.suspend or bool(spec.scheduling.queueName))
 
     cluster = body["rayClusterSpec"]
@@ -102,7 +107,9 @@ def test_rayjob_shape(case_id, job_obj, spec):
     assert head["image"] == worker["image"] == image
 
     worker_limits = worker["resources"]["limits"]
-    assert worker["resources"]["requests"] == worker_limits
+    # Requests equal limits (Guaranteed QoS); disk is only requested, never limited.
+    assert {k: v for k, v in worker["resources"]["requests"].items() if k != "ephemeral-storage"} == worker_limits
+    assert "ephemeral-storage" not in worker_limits
     assert worker_limits["cpu"] == spec.resources.worker.cpu
     assert worker_limits["memory"] == spec.resources.worker.memory
     assert worker_limits.get("nvidia.com/gpu", 0) == spec.resources.worker.gpu
@@ -211,7 +218,7 @@ def test_settings_shape_the_rayjob(make_job):
     rayjob = builders.build_rayjob(job_obj, spec, settings)
     body = rayjob["spec"]
     assert body["rayClusterSpec"]["rayVersion"] == "2.61.0"
-    assert body["ttlSecondsAfterFinished"] == 5
+    assert {r["condition"]["ttlSeconds"] for r in body["deletionStrategy"]["deletionRules"]} == {0, 5}
     assert body["preRunningDeadlineSeconds"] == 600
     worker_pod = body["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
     assert worker_pod["serviceAccountName"] == "ray-runner"
@@ -225,7 +232,8 @@ def test_settings_shape_the_rayjob(make_job):
     assert env["FINETUNE_RUN_NAME"] == "team-a-reviews"
     submitter = body["submitterPodTemplate"]["spec"]
     assert submitter["serviceAccountName"] == "ray-runner"
-    assert submitter["containers"][0]["image"] == "registry.local/trainer:1"
+    # The submitter only runs `ray job submit`: a small Ray image, not the trainer's.
+    assert submitter["containers"][0]["image"] == "rayproject/ray:2.61.0-py311-cpu"
 
 
 def test_builders_are_deterministic(make_job):
@@ -285,7 +293,7 @@ def test_patch_is_none_when_in_line(make_job):
 
 @pytest.mark.parametrize(("scheduling", "expected"), [
     ({"suspend": True}, {"suspend": True}),
-    ({"ttlSecondsAfterFinished": 5}, {"ttlSecondsAfterFinished": 5}),
+    ({"ttlSecondsAfterFinished": 5}, {"deletionStrategy": builders.deletion_strategy(5)}),
     ({"activeDeadlineSeconds": 30}, {"activeDeadlineSeconds": 30}),
 ])
 def test_patch_carries_mutable_changes(make_job, scheduling, expected):
