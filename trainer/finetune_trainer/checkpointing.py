@@ -3,7 +3,8 @@
 A checkpoint is a folder of three files: the model's weights (`model.pt`), the
 trainer's state (`trainer_state.pt`: optimizer, schedule, gradient scaler and every
 rank's random-number states) and `state.json` (position, unfreezing stage, early
-stopping, throughput totals, loss history). That is all a resumed run needs, and
+stopping, throughput totals, loss history, and under PBT the trial whose weights
+these continue). That is all a resumed run needs, and
 nothing is kept twice.
 
 Rank 0 writes the folder and hands it to Ray Train with an asynchronous upload, so
@@ -62,6 +63,18 @@ def write_checkpoint(model_state: dict[str, Any], trainer_state: dict[str, Any],
     return str(directory)
 
 
+def lineage(directory: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Where a checkpoint's weights came from: its trial, its step and a SHA-256 of
+    its weights file (so a later check can tell the weights were copied unchanged)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(Path(directory) / MODEL_STATE, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"trial": meta.get("trial"), "step": meta.get("step"), "weights_sha256": digest.hexdigest()}
+
+
 def read_checkpoint(directory: str | Path, device: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(model state on `device`, trainer state on the CPU, meta) of a checkpoint folder."""
     import torch
@@ -73,5 +86,5 @@ def read_checkpoint(directory: str | Path, device: Any) -> tuple[dict[str, Any],
     return model_state, trainer_state, meta
 
 
-__all__ = ["MODEL_STATE", "STATE_JSON", "TRAINER_STATE", "read_checkpoint", "rng_state", "set_rng_state",
+__all__ = ["MODEL_STATE", "STATE_JSON", "TRAINER_STATE", "lineage", "read_checkpoint", "rng_state", "set_rng_state",
            "write_checkpoint"]

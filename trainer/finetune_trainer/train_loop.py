@@ -127,7 +127,8 @@ def _maybe_inject_fault(step: int, rank: int, world_size: int, fault: dict[str, 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. `loop_config` holds `job` (a JobConfig as a dict),
     optional `overrides` (dotted path -> value, from a Tune trial), `trial` (an id for
-    metric tags) and `fault` (test hooks)."""
+    metric tags), `start_from` (a checkpoint to start from, e.g. a PBT exploit's) and
+    `fault` (test hooks)."""
     import ray.train
     import ray.train.torch
     import torch
@@ -136,7 +137,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from finetune_trainer import data as data_mod
     from finetune_trainer.evaluation import EarlyStopper, evaluate
     from finetune_trainer.modeling import load_model_and_tokenizer
-    from finetune_trainer.checkpointing import read_checkpoint, write_checkpoint
+    from finetune_trainer.checkpointing import lineage, read_checkpoint, write_checkpoint
     from finetune_trainer.optim import (
         build_optimizer, build_scheduler, clip_gradients, rebuild_optimizer, restore_optimizer, total_optimizer_steps,
     )
@@ -220,10 +221,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # Totals over the whole run, carried across resumes.
     train_seconds = 0.0
     total_samples = 0
-    checkpoint = ray.train.get_checkpoint()
+    restored_from: Optional[dict[str, Any]] = None
+    # The run's own checkpoint first (a restarted worker group); else the one the run
+    # was started from (Train V2 has no resume_from_checkpoint: it travels in the config).
+    checkpoint = ray.train.get_checkpoint() or loop_config.get("start_from")
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             model_state, resume_state, meta = read_checkpoint(directory, device)
+            restored_from = meta.get("restored_from")
+            if meta.get("trial") not in (None, trial_id):
+                # Another trial's weights (a PBT exploit): record where they came from.
+                restored_from = lineage(directory, meta)
         core.load_state_dict(model_state)
         del model_state
         step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
@@ -324,7 +332,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "history": history,
                     "strategy": controller.state_dict(), "early_stopping": stopper.state_dict() if stopper else None,
                     "train_samples": total_samples, "train_runtime_seconds": train_seconds,
-                    "label_names": label_names, "trial": trial_id, "metrics": values}
+                    "restored_from": restored_from, "label_names": label_names, "trial": trial_id, "metrics": values}
             directory = write_checkpoint(
                 unwrap(model).state_dict(),
                 {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
