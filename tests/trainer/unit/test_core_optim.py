@@ -204,3 +204,29 @@ def test_unfreezing_keeps_the_schedule_position_and_the_optimizer_state(tiny_mod
     model(**batch).loss.backward()
     optimizer.step()
     assert not torch.equal(parameters[layer], start)
+
+
+def test_restored_optimizer_takes_hyperparameters_from_the_new_config(tiny_model_path) -> None:
+    """A PBT explore changes the rate and decay of a trial that restores another's
+    checkpoint: the moments and the schedule's position come from the checkpoint, the
+    hyperparameters from the trial's own config."""
+    from finetune_trainer.optim import restore_optimizer
+
+    model = _model(tiny_model_path)
+    old = _spec(learningRate=1e-3, weightDecay=0.0, scheduler={"name": "linear", "warmupSteps": 2}, maxSteps=10)
+    optimizer = build_optimizer(model, old)
+    scheduler = build_scheduler(optimizer, old, 10)
+    batch = {"input_ids": torch.tensor([[2, 10, 11, 3]]), "labels": torch.tensor([1])}
+    for _ in range(4):
+        model(**batch).loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    new = _spec(learningRate=4e-3, weightDecay=0.1, scheduler={"name": "linear", "warmupSteps": 2}, maxSteps=10)
+    restored, restored_scheduler = restore_optimizer(model, new, 10, optimizer.state_dict(), scheduler.state_dict())
+    # Linear decay after 2 warmup steps: at step 4 of 10 the factor is (10-4)/(10-2).
+    assert [g["lr"] for g in restored.param_groups] == pytest.approx([4e-3 * 6 / 8] * len(restored.param_groups))
+    assert restored_scheduler.last_epoch == 4
+    assert sorted(g["weight_decay"] for g in restored.param_groups) == [0.0, 0.1]
+    parameters = [p for g in optimizer.param_groups for p in g["params"]]
+    assert all(torch.equal(restored.state[p]["exp_avg"], optimizer.state[p]["exp_avg"]) for p in parameters)
