@@ -4,3 +4,19 @@ loopback (set before any test module imports ray)."""
 from finetune_trainer.local_ray import use_loopback_for_embedded_ray
 
 use_loopback_for_embedded_ray()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run only where CUDA is available; elsewhere they are skipped."""
+    import pytest
+
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in gpu_tests:
+        item.add_marker(skip)

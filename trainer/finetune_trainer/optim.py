@@ -101,6 +101,50 @@ def build_scheduler(optimizer: Any, training: TrainingSpec, total_steps: int):
     )
 
 
+def _move_schedule(scheduler: Any, state: dict[str, Any]) -> None:
+    """Put `scheduler` at the position saved in `state` (another scheduler's
+    `state_dict()`), keeping its own base rates, and set the optimizer's current
+    rates to the schedule's value there (loading a state alone leaves them at the
+    rate of step 0: zero under warmup, else the peak)."""
+    state = {**state, "base_lrs": list(scheduler.base_lrs)}
+    scheduler.load_state_dict(state)
+    rates = [base * factor(scheduler.last_epoch) for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates):
+        group["lr"] = rate
+    scheduler._last_lr = rates  # what get_last_lr() returns until the next step
+
+
+def restore_optimizer(model: Any, training: TrainingSpec, total_steps: int, optimizer_state: dict[str, Any],
+                      scheduler_state: dict[str, Any]):
+    """(optimizer, scheduler) over the trainable parameters, continuing saved ones:
+    per-parameter state (Adam's moments, momentum buffers) and the schedule's position
+    come from the states; hyperparameters (rate, decay, betas) from `training`, so a
+    population-based-training explore that changed them takes effect."""
+    optimizer = build_optimizer(model, training)
+    fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(optimizer_state)
+    for group, settings in zip(optimizer.param_groups, fresh):
+        group.pop("initial_lr", None)
+        group.update(settings)
+    scheduler = build_scheduler(optimizer, training, total_steps)
+    _move_schedule(scheduler, scheduler_state)
+    return optimizer, scheduler
+
+
+def rebuild_optimizer(optimizer: Any, scheduler: Any, model: Any, training: TrainingSpec, total_steps: int):
+    """(optimizer, scheduler) over the model's trainable parameters after the trainable
+    set grew: parameters that were trainable keep their state, new ones start fresh,
+    and the schedule continues from where it was."""
+    rebuilt = build_optimizer(model, training)
+    for group in rebuilt.param_groups:
+        for parameter in group["params"]:
+            if parameter in optimizer.state:
+                rebuilt.state[parameter] = optimizer.state[parameter]
+    rescheduled = build_scheduler(rebuilt, training, total_steps)
+    _move_schedule(rescheduled, scheduler.state_dict())
+    return rebuilt, rescheduled
+
+
 def steps_per_epoch(num_train_examples_per_rank: int, training: TrainingSpec) -> int:
     """Optimizer steps per epoch on one rank: batches / accumulation, rounded up (the
     last, partial accumulation of an epoch also makes a step)."""
@@ -136,6 +180,8 @@ __all__ = [
     "clip_gradients",
     "no_decay_parameter_names",
     "parameter_groups",
+    "rebuild_optimizer",
+    "restore_optimizer",
     "steps_per_epoch",
     "total_optimizer_steps",
     "warmup_steps",

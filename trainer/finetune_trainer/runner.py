@@ -153,13 +153,13 @@ def _checkpoint_config(config: TrainingConfig):
 
 
 def _make_trainer(job: JobConfig, *, name: str, storage_path: str, filesystem, queue, trial_id: str,
-                  overrides: Optional[dict] = None, extra_callbacks: tuple = ()):
+                  overrides: Optional[dict] = None, extra_callbacks: tuple = (), resume_from=None):
     from ray.train import FailureConfig, RunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     config = job.config
     loop_config = {"job": job.to_dict(), "overrides": dict(overrides or {}), "trial": trial_id,
-                   "fault": _fault_hooks()}
+                   "fault": _fault_hooks(), "start_from": resume_from}
     run_config = RunConfig(
         name=name, storage_path=storage_path, storage_filesystem=filesystem,
         failure_config=FailureConfig(max_failures=_max_failures(), controller_failure_limit=_max_failures(
@@ -325,12 +325,25 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
     paths = list(spec.searchSpace)
     trials_root = f"{storage_path.rstrip('/')}/{job.name}/trials"
 
+    pbt = spec.scheduler.name == "pbt"
+
     def trial_driver(config: dict[str, Any]) -> None:
+        from finetune_trainer import pbt as pbt_mod
+
         trial_id = tune.get_context().get_trial_id()
         overrides = {path: config[path] for path in paths if path in config}
-        trainer = _make_trainer(job, name=trial_id, storage_path=trials_root, filesystem=filesystem, queue=queue,
-                                trial_id=trial_id, overrides=overrides, extra_callbacks=(TuneReportCallback(),))
-        trainer.fit()
+        # Under PBT, an exploit restarts this trial from a better trial's checkpoint.
+        start = tune.get_checkpoint() if pbt else None
+
+        def make(callbacks: tuple):
+            return _make_trainer(job, name=pbt_mod.run_name(trial_id, start), storage_path=trials_root,
+                                 filesystem=filesystem, queue=queue, trial_id=trial_id, overrides=overrides,
+                                 extra_callbacks=callbacks, resume_from=start)
+
+        if pbt:
+            pbt_mod.fit_reporting_to_tune(make)
+        else:
+            make((TuneReportCallback(),)).fit()
 
     resources = ray.cluster_resources()
     concurrency = concurrent_trials(job, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
@@ -338,8 +351,11 @@ def _run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> _Outcome
     param_space = {path: _domain(dimension) for path, dimension in spec.searchSpace.items()}
     tune_config = tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=_search_alg(job, concurrency),
                                   scheduler=_scheduler(job), num_samples=spec.numTrials)
+    # Under PBT Tune keeps each trial's newest checkpoints (what an exploit copies).
+    tune_checkpoints = tune.CheckpointConfig(num_to_keep=job.config.output.keepCheckpoints) if pbt else None
     run_config = tune.RunConfig(name=job.name, storage_path=storage_path, storage_filesystem=filesystem,
                                 failure_config=tune.FailureConfig(max_failures=_max_failures()),
+                                checkpoint_config=tune_checkpoints,
                                 verbose=0)  # our own progress lines replace Tune's tables
     experiment = f"{storage_path.rstrip('/')}/{job.name}"
     if filesystem is None:

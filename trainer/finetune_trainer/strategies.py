@@ -150,14 +150,9 @@ class StrategyController:
     def _gradual(self):
         return self.spec.gradualUnfreezing if self.spec.type == "gradualUnfreezing" else None
 
-    def _apply_gradual(self, units: int, unit: str) -> bool:
-        settings = self._gradual()
-        assert settings is not None and self.groups is not None
-        stages = units // settings.every
-        layers = min(self.num_layers, stages)
-        embeddings = settings.unfreezeEmbeddings and stages > self.num_layers
-        if layers == self.unfrozen_layers and embeddings == self.embeddings_unfrozen:
-            return False
+    def _set_stage(self, layers: int, embeddings: bool) -> set[str]:
+        """Make the head plus the top `layers` layers (and the embeddings) trainable."""
+        assert self.groups is not None
         names = set(self.groups.head)
         if layers:
             names.update(self.groups.other)
@@ -167,6 +162,17 @@ class StrategyController:
             names.update(self.groups.embeddings)
         set_trainable(self.model, names)
         self.unfrozen_layers, self.embeddings_unfrozen = layers, embeddings
+        return names
+
+    def _apply_gradual(self, units: int, unit: str) -> bool:
+        settings = self._gradual()
+        assert settings is not None and self.groups is not None
+        stages = units // settings.every
+        layers = min(self.num_layers, stages)
+        embeddings = settings.unfreezeEmbeddings and stages > self.num_layers
+        if layers == self.unfrozen_layers and embeddings == self.embeddings_unfrozen:
+            return False
+        names = self._set_stage(layers, embeddings)
         self.trainable_changed = True
         lowest = self.num_layers - layers
         text = (
@@ -200,11 +206,25 @@ class StrategyController:
         settings = self._gradual()
         return bool(settings and settings.unit == "step" and self._apply_gradual(step, "step"))
 
-    def restore(self, *, epoch: int = 0, step: int = 0) -> None:
-        """Re-apply the schedule when resuming from a checkpoint taken at epoch/step."""
+    def restore(self, *, epoch: int = 0, step: int = 0) -> bool:
+        """Re-apply the schedule when resuming from a checkpoint taken at epoch/step.
+        Returns True when the trainable set changed."""
         settings = self._gradual()
-        if settings:
-            self._apply_gradual(epoch if settings.unit == "epoch" else step, settings.unit)
+        return bool(settings and self._apply_gradual(epoch if settings.unit == "epoch" else step, settings.unit))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The unfreezing stage, saved with a checkpoint: the optimizer state saved
+        beside it covers exactly the parameters trainable at this stage."""
+        return {"unfrozen_layers": self.unfrozen_layers, "embeddings_unfrozen": self.embeddings_unfrozen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Return to a saved unfreezing stage (before loading the optimizer state saved with it)."""
+        if self._gradual() is None:
+            return
+        layers, embeddings = int(state["unfrozen_layers"]), bool(state["embeddings_unfrozen"])
+        if (layers, embeddings) != (self.unfrozen_layers, self.embeddings_unfrozen):
+            self._set_stage(layers, embeddings)
+            self.trainable_changed = True
 
     def trainable_parameters(self) -> list[str]:
         return sorted(trainable_names(self.model))

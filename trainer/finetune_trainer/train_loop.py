@@ -18,23 +18,18 @@ and fp16 is not supported there.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import random
 import tempfile
 import time
-from pathlib import Path
 from typing import Any, Optional
 
+from finetune_trainer.checkpointing import MODEL_STATE, STATE_JSON, TRAINER_STATE, rng_state, set_rng_state
 from finetune_trainer.config import JobConfig, TrainingConfig
 
 log = logging.getLogger("finetune_trainer.train_loop")
-
-MODEL_STATE = "model.pt"
-TRAINER_STATE = "trainer_state.pt"
-STATE_JSON = "state.json"
 
 # Test-only fault injection: when FINETUNE_FAULT_EXIT_AT_STEP=K and
 # FINETUNE_FAULT_MARKER=PATH reach the loop (the runner forwards them), the last rank
@@ -64,22 +59,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
@@ -148,7 +127,8 @@ def _maybe_inject_fault(step: int, rank: int, world_size: int, fault: dict[str, 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. `loop_config` holds `job` (a JobConfig as a dict),
     optional `overrides` (dotted path -> value, from a Tune trial), `trial` (an id for
-    metric tags) and `fault` (test hooks)."""
+    metric tags), `start_from` (a checkpoint to start from, e.g. a PBT exploit's) and
+    `fault` (test hooks)."""
     import ray.train
     import ray.train.torch
     import torch
@@ -157,7 +137,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from finetune_trainer import data as data_mod
     from finetune_trainer.evaluation import EarlyStopper, evaluate
     from finetune_trainer.modeling import load_model_and_tokenizer
-    from finetune_trainer.optim import build_optimizer, build_scheduler, clip_gradients, total_optimizer_steps
+    from finetune_trainer.checkpointing import lineage, read_checkpoint, write_checkpoint
+    from finetune_trainer.optim import (
+        build_optimizer, build_scheduler, clip_gradients, rebuild_optimizer, restore_optimizer, total_optimizer_steps,
+    )
     from finetune_trainer.search_space import with_overrides
     from finetune_trainer.strategies import apply_strategy, unwrap
     from finetune_trainer.telemetry import WorkerMetrics
@@ -235,16 +218,33 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     history: list[dict[str, Any]] = []
     stopper = EarlyStopper(training.earlyStopping) if training.earlyStopping else None
     resume_state = None
-    checkpoint = ray.train.get_checkpoint()
+    # Totals over the whole run, carried across resumes.
+    train_seconds = 0.0
+    total_samples = 0
+    restored_from: Optional[dict[str, Any]] = None
+    # The run's own checkpoint first (a restarted worker group); else the one the run
+    # was started from (Train V2 has no resume_from_checkpoint: it travels in the config).
+    checkpoint = ray.train.get_checkpoint() or loop_config.get("start_from")
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            meta = json.loads((Path(directory) / STATE_JSON).read_text())
-            core.load_state_dict(torch.load(Path(directory) / MODEL_STATE, map_location=device, weights_only=True))
-            resume_state = torch.load(Path(directory) / TRAINER_STATE, map_location="cpu", weights_only=False)
+            model_state, resume_state, meta = read_checkpoint(directory, device)
+            restored_from = meta.get("restored_from")
+            if meta.get("trial") not in (None, trial_id):
+                # Another trial's weights (a PBT exploit): record where they came from.
+                restored_from = lineage(directory, meta)
+        core.load_state_dict(model_state)
+        del model_state
         step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         resumed_from = step
         history = meta.get("history", [])
-        controller.restore(epoch=epoch, step=step)
+        train_seconds = float(meta.get("train_runtime_seconds", 0.0))
+        total_samples = int(meta.get("train_samples", 0))
+        if meta.get("strategy") is not None:
+            # The stage the saved optimizer state belongs to; the schedule's stage
+            # for this position is applied once that state is loaded.
+            controller.load_state_dict(meta["strategy"])
+        else:
+            controller.restore(epoch=epoch, step=step)
         if stopper is not None and meta.get("early_stopping"):
             stopper.load_state_dict(meta["early_stopping"])
         if rank == 0:
@@ -254,14 +254,18 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         log.info("resumed from checkpoint at step %d (epoch %d, batch %d) on rank %d", step, epoch,
                  batch_in_epoch, rank)
 
-    optimizer = make_optimizer()
-    scheduler = build_scheduler(optimizer, training, total_steps)
-    if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
+    if resume_state is None:
+        optimizer = make_optimizer()
+        scheduler = build_scheduler(optimizer, training, total_steps)
+    else:
+        optimizer, scheduler = restore_optimizer(core, training, total_steps, resume_state["optimizer"],
+                                                 resume_state["scheduler"])
+        # A checkpoint on an epoch's last batch lies before that epoch's unfreezing.
+        if controller.restore(epoch=epoch, step=step):
+            optimizer, scheduler = rebuild_optimizer(optimizer, scheduler, core, training, total_steps)
         if scaler is not None and resume_state.get("scaler"):
             scaler.load_state_dict(resume_state["scaler"])
-        _set_rng_state(resume_state["rng"][rank] if rank < len(resume_state["rng"]) else resume_state["rng"][0])
+        set_rng_state(resume_state["rng"][rank] if rank < len(resume_state["rng"]) else resume_state["rng"][0])
     model = wrap(core)
     controller.trainable_changed = False
 
@@ -273,8 +277,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # Running totals between two reports.
     window = {"loss_sum": 0.0, "loss_count": 0, "samples": 0, "tokens": 0, "started": time.perf_counter(),
               "steps": 0, "eval_seconds": 0.0}
-    train_seconds = 0.0
-    total_samples = 0
     last_eval: dict[str, float] = {}
     stop_early = False
 
@@ -289,7 +291,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     def gather_rng() -> list[Any]:
         import torch.distributed as dist
 
-        state = _rng_state()
+        state = rng_state()
         if world_size == 1:
             return [state]
         gathered: list[Any] = [None] * world_size
@@ -325,16 +327,20 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         values["evaluation_seconds"] = window["eval_seconds"]
         window.update(loss_sum=0.0, loss_count=0, samples=0, tokens=0, steps=0, eval_seconds=0.0)
         if with_checkpoint and rank == 0:
-            with tempfile.TemporaryDirectory(prefix="finetune-ckpt-") as directory:
-                torch.save(unwrap(model).state_dict(), Path(directory) / MODEL_STATE)
-                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "scaler": scaler.state_dict() if scaler is not None else None,
-                            "rng": rng_states}, Path(directory) / TRAINER_STATE)
-                meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "history": history,
-                        "early_stopping": stopper.state_dict() if stopper else None,
-                        "label_names": label_names, "trial": trial_id, "metrics": values}
-                (Path(directory) / STATE_JSON).write_text(json.dumps(meta))
-                ray.train.report(values, checkpoint=ray.train.Checkpoint.from_directory(directory))
+            from ray.train import CheckpointUploadMode
+
+            meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "history": history,
+                    "strategy": controller.state_dict(), "early_stopping": stopper.state_dict() if stopper else None,
+                    "train_samples": total_samples, "train_runtime_seconds": train_seconds,
+                    "restored_from": restored_from, "label_names": label_names, "trial": trial_id, "metrics": values}
+            directory = write_checkpoint(
+                unwrap(model).state_dict(),
+                {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_states}, meta)
+            # Uploaded off the training thread (Ray deletes the folder afterwards): the
+            # other ranks go on to their next collective instead of waiting for rank 0.
+            ray.train.report(values, checkpoint=ray.train.Checkpoint.from_directory(directory),
+                             checkpoint_upload_mode=CheckpointUploadMode.ASYNC)
         else:
             ray.train.report(values, checkpoint=None)
         window["started"] = time.perf_counter()
@@ -348,11 +354,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             return
         controller.trainable_changed = False
         # Newly trainable parameters are not in the optimizer or DDP's hooks: rebuild
-        # both, carrying the schedule position over.
-        position = scheduler.state_dict()
-        optimizer = make_optimizer()
-        scheduler = build_scheduler(optimizer, training, total_steps)
-        scheduler.load_state_dict(position)
+        # both, carrying the schedule's position and the optimizer's state over.
+        optimizer, scheduler = rebuild_optimizer(optimizer, scheduler, core, training, total_steps)
         model = wrap(core)
 
     done = step >= total_steps
@@ -364,10 +367,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         start = batch_in_epoch * training.batchSize
         loader = DataLoader(train_set, batch_size=training.batchSize, sampler=usable[start:], collate_fn=collate)
         micro = 0
+        window_size = accumulation
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
             batch_in_epoch += 1
             micro += 1
+            if micro == 1:  # an epoch's last window may be short: average over what it has
+                window_size = min(accumulation, batches_per_epoch - batch_in_epoch + 1)
             last_of_epoch = batch_in_epoch == batches_per_epoch
             sync = micro % accumulation == 0 or last_of_epoch
             no_sync = model.no_sync() if (world_size > 1 and not sync and hasattr(model, "no_sync")) \
@@ -377,7 +383,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             with no_sync:
                 with autocast:
                     outputs = model(**batch)
-                loss = outputs.loss / accumulation
+                loss = outputs.loss / window_size
                 if scaler is not None:
                     scaler.scale(loss).backward()
                 else:

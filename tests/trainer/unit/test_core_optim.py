@@ -155,3 +155,78 @@ def test_gradient_clipping_bounds_the_norm(tiny_model_path) -> None:
     assert reported == pytest.approx(before, rel=1e-4)
     after = torch.stack([p.grad.norm(2) for p in params if p.grad is not None]).norm(2)
     assert float(after) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_unfreezing_keeps_the_schedule_position_and_the_optimizer_state(tiny_model_path) -> None:
+    """The optimizer rebuilt after an unfreeze runs its first step at the schedule's
+    rate for that global step (not at step 0's), and the parameters that were already
+    trainable keep Adam's moments."""
+    from finetune_trainer.optim import rebuild_optimizer
+
+    model = _model(tiny_model_path)
+    spec = StrategySpec.model_validate({"type": "gradualUnfreezing", "gradualUnfreezing": {"every": 3,
+                                                                                          "unit": "step"}})
+    controller = apply_strategy(model, spec)
+    training = _spec(learningRate=1e-3, scheduler={"name": "linear", "warmupSteps": 4}, maxSteps=10)
+    optimizer = build_optimizer(model, training)
+    scheduler = build_scheduler(optimizer, training, 10)
+    batch = {"input_ids": torch.tensor([[2, 10, 11, 3], [2, 12, 13, 3]]), "labels": torch.tensor([1, 0])}
+    for _ in range(3):
+        model(**batch).loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    before = {name: {k: v.clone() for k, v in optimizer.state[p].items()}
+              for name, p in model.named_parameters() if p.requires_grad}
+    assert controller.on_step_end(3)
+    optimizer, scheduler = rebuild_optimizer(optimizer, scheduler, model, training, 10)
+
+    # The same schedule, stepped 3 times on its own: linear warmup over 4 steps.
+    reference = build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3), training, 10)
+    for _ in range(3):
+        reference.optimizer.step()
+        reference.step()
+    expected = reference.get_last_lr()[0]
+    assert expected == pytest.approx(0.75e-3)
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([expected] * len(optimizer.param_groups))
+    assert scheduler.get_last_lr() == pytest.approx([expected] * len(optimizer.param_groups))
+    assert scheduler.last_epoch == 3
+
+    parameters = dict(model.named_parameters())
+    for name, state in before.items():
+        kept = optimizer.state[parameters[name]]
+        assert kept.keys() == state.keys() and all(torch.equal(kept[k], state[k]) for k in state), name
+    newly = {name for name, p in parameters.items() if p.requires_grad} - set(before)
+    assert newly and not any(optimizer.state.get(parameters[name]) for name in newly)
+    # The next step moves the newly trainable layer (a zero rate would leave it).
+    layer = next(name for name in sorted(newly) if name.endswith("weight"))
+    start = parameters[layer].detach().clone()
+    model(**batch).loss.backward()
+    optimizer.step()
+    assert not torch.equal(parameters[layer], start)
+
+
+def test_restored_optimizer_takes_hyperparameters_from_the_new_config(tiny_model_path) -> None:
+    """A PBT explore changes the rate and decay of a trial that restores another's
+    checkpoint: the moments and the schedule's position come from the checkpoint, the
+    hyperparameters from the trial's own config."""
+    from finetune_trainer.optim import restore_optimizer
+
+    model = _model(tiny_model_path)
+    old = _spec(learningRate=1e-3, weightDecay=0.0, scheduler={"name": "linear", "warmupSteps": 2}, maxSteps=10)
+    optimizer = build_optimizer(model, old)
+    scheduler = build_scheduler(optimizer, old, 10)
+    batch = {"input_ids": torch.tensor([[2, 10, 11, 3]]), "labels": torch.tensor([1])}
+    for _ in range(4):
+        model(**batch).loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    new = _spec(learningRate=4e-3, weightDecay=0.1, scheduler={"name": "linear", "warmupSteps": 2}, maxSteps=10)
+    restored, restored_scheduler = restore_optimizer(model, new, 10, optimizer.state_dict(), scheduler.state_dict())
+    # Linear decay after 2 warmup steps: at step 4 of 10 the factor is (10-4)/(10-2).
+    assert [g["lr"] for g in restored.param_groups] == pytest.approx([4e-3 * 6 / 8] * len(restored.param_groups))
+    assert restored_scheduler.last_epoch == 4
+    assert sorted(g["weight_decay"] for g in restored.param_groups) == [0.0, 0.1]
+    parameters = [p for g in optimizer.param_groups for p in g["params"]]
+    assert all(torch.equal(restored.state[p]["exp_avg"], optimizer.state[p]["exp_avg"]) for p in parameters)

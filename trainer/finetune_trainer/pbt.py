@@ -1,0 +1,90 @@
+"""Population-based training: trials hand Tune their checkpoints, and a trial that Tune
+restarts from another trial's checkpoint trains on from it.
+
+Tune's `TuneReportCallback` forwards a Train run's metrics only, so PBT had nothing to
+copy and its exploit step did nothing. Under PBT a trial's driver therefore runs its
+`TorchTrainer` on a thread while a Train callback forwards each report (metrics and
+checkpoint) to the driver, which reports both to Tune. Tune keeps the checkpoint with
+the trial; on exploit it restarts the weaker trial with the stronger one's checkpoint
+and mutated hyperparameters. The restarted driver finds it with `tune.get_checkpoint()`
+and passes it to a new `TorchTrainer` in the loop's config (`start_from`; Train V2
+refuses `resume_from_checkpoint`), under a run name of its own: a run name that
+already holds checkpoints would resume from those instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any, Callable, Optional
+
+_END = "end"
+
+
+def run_name(trial_id: str, start: Optional[Any]) -> str:
+    """The Train run name for a trial started from `start` (a Tune checkpoint or None):
+    the trial id for a fresh start, plus a digest of the checkpoint's path otherwise, so
+    the same start (a retry) maps to the same run and resumes there."""
+    if start is None:
+        return trial_id
+    return f"{trial_id}-{hashlib.sha256(str(start.path).encode()).hexdigest()[:8]}"
+
+
+def _forwarder_class():
+    from ray.train.v2.api.callback import UserCallback
+
+    class ReportForwarder(UserCallback):
+        """Runs in the Train controller: sends rank 0's metrics and the registered
+        checkpoint of every report to the trial driver."""
+
+        def __init__(self, queue: Any) -> None:
+            self.queue = queue
+
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            self.queue.put((dict(metrics[0]) if metrics else {}, checkpoint))
+
+    return ReportForwarder
+
+
+def fit_reporting_to_tune(make_trainer: Callable[[tuple], Any]) -> None:
+    """Run the trainer that `make_trainer(extra_callbacks)` builds, reporting every
+    Train report to Tune with its checkpoint (its path also under `checkpoint_path`,
+    as `TuneReportCallback` does). Raises what `fit()` raised."""
+    from ray import tune
+    from ray.util.queue import Queue
+
+    queue = Queue(actor_options={"num_cpus": 0})
+    trainer = make_trainer((_forwarder_class()(queue),))
+    failure: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            result = trainer.fit()
+            if result.error is not None:
+                failure.append(result.error)
+        except BaseException as err:  # handed to the driver's thread below
+            failure.append(err)
+        finally:
+            queue.put((_END, None))
+
+    thread = threading.Thread(target=fit, name="trial-fit", daemon=True)
+    thread.start()
+    try:
+        while True:
+            metrics, checkpoint = queue.get()
+            if metrics == _END:
+                break
+            if checkpoint is not None:
+                tune.report({**metrics, "checkpoint_path": checkpoint.path}, checkpoint=checkpoint)
+            else:
+                tune.report(metrics)
+        thread.join()
+    finally:
+        import ray
+
+        ray.kill(queue.actor)
+    if failure:
+        raise failure[0]
+
+
+__all__ = ["fit_reporting_to_tune", "run_name"]
