@@ -83,6 +83,48 @@ def plot_curves(
     return out
 
 
+# Display names of the hyperparameters every card and metrics.json show.
+_LABELS = {
+    "training.learningRate": "learning rate",
+    "training.optimizer.name": "optimizer",
+    "training.scheduler.name": "scheduler",
+    "training.batchSize": "batch size (per worker)",
+    "training.gradientAccumulationSteps": "gradient accumulation",
+    "training.epochs": "epochs",
+    "training.maxSteps": "max steps",
+    "training.weightDecay": "weight decay",
+    "training.dropout": "dropout",
+    "training.seed": "seed",
+}
+
+
+def _get_path(config: TrainingConfig, path: str) -> Any:
+    node: Any = config.to_dict()
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def trained_hyperparameters(config: TrainingConfig, search: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The hyperparameters of `config` by dotted spec path: the usual ones, then every
+    path a sweep searched (read from `config`, so the chosen trial's values)."""
+    paths = [p for p in _LABELS if not (p == "training.maxSteps" and config.training.maxSteps is None)
+             and not (p == "training.epochs" and config.training.maxSteps is not None)
+             and not (p == "training.dropout" and config.training.dropout is None)]
+    paths += [p for p in (search or {}).get("space", {}) if p not in paths]
+    return {path: _get_path(config, path) for path in paths}
+
+
+def search_record(space: Mapping[str, Any], chosen: Mapping[str, Any], *, best_trial: Optional[str], trials: int,
+                  metric: str, mode: str) -> dict[str, Any]:
+    """What a sweep searched (`space`: path -> a short description of its domain) and
+    what it chose, as metrics.json and the card carry it."""
+    return {"space": dict(space), "chosen": dict(chosen), "best_trial": best_trial, "trials": trials,
+            "metric": metric, "mode": mode}
+
+
 def _format(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -95,12 +137,16 @@ def write_model_card(
     metrics: Mapping[str, Any],
     label_names: Sequence[str],
     *,
-    hyperparameters: Optional[Mapping[str, Any]] = None,
+    search: Optional[Mapping[str, Any]] = None,
     data_report: Optional[Mapping[str, Any]] = None,
     name: Optional[str] = None,
 ) -> Path:
     """`README.md` describing the model: base model, data, strategy, hyperparameters
-    and metrics, in the Hugging Face model-card layout."""
+    and metrics, in the Hugging Face model-card layout.
+
+    `config` is the configuration the exported model was trained with (for a sweep,
+    the chosen trial's, overrides applied); `search` (see `search_record`) says what a
+    sweep searched and what it chose."""
     training = config.training
     strategy = config.strategy.resolved()
     title = name or "Fine-tuned model"
@@ -148,19 +194,17 @@ def write_model_card(
     )
     if block is not None:
         lines[-1] += ": " + ", ".join(f"{k}={_format(v)}" for k, v in block.to_dict().items())
-    params = {
-        "learning rate": training.learningRate,
-        "optimizer": training.optimizer.name,
-        "scheduler": training.scheduler.name,
-        "batch size (per worker)": training.batchSize,
-        "gradient accumulation": training.gradientAccumulationSteps,
-        "epochs": training.maxSteps and f"max {training.maxSteps} steps" or training.epochs,
-        "weight decay": training.weightDecay,
-        "seed": training.seed,
-    }
-    params.update(hyperparameters or {})
-    lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
-    lines += [f"| {k} | {_format(v)} |" for k, v in params.items()]
+    lines += ["", "## Hyperparameters", "", "The values the exported model was trained with.", "",
+              "| name | value |", "|---|---|"]
+    lines += [f"| {_LABELS.get(k, k)} | {_format(v)} |" for k, v in trained_hyperparameters(config, search).items()]
+    if search:
+        lines += ["", "## Hyperparameter search", "",
+                  f"{search.get('trials', '?')} trials; the exported model is trial `{search.get('best_trial')}`, "
+                  f"chosen by `{search.get('metric')}` ({search.get('mode')}).", "",
+                  "| parameter | searched | chosen |", "|---|---|---|"]
+        chosen = search.get("chosen") or {}
+        for path, space in (search.get("space") or {}).items():
+            lines.append(f"| {path} | {space} | {_format(chosen.get(path))} |")
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_format(v)} |" for k, v in sorted(metrics.items())]
     out = Path(directory) / MODEL_CARD_FILE
@@ -175,6 +219,8 @@ __all__ = [
     "CURVES_FILE",
     "MODEL_CARD_FILE",
     "plot_curves",
+    "search_record",
+    "trained_hyperparameters",
     "write_metrics_json",
     "write_model_card",
     "write_trials_json",

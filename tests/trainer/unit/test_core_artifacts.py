@@ -48,12 +48,30 @@ def test_model_card_names_model_data_strategy_hyperparameters_metrics(tmp_path: 
         config,
         {"eval_accuracy": 0.91234, "eval_loss": 0.3},
         ["neg", "pos"],
-        hyperparameters={"trial": "t3"},
         data_report={"train": 90, "dropped_duplicates": 2},
     ).read_text()
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
     assert "`neg`, `pos`" in card and "s3://bucket/train.csv" in card and "10% of the training data" in card
     assert "`lora`: r=4" in card
-    assert "| learning rate | 0.0002 |" in card and "| trial | t3 |" in card
+    assert "| learning rate | 0.0002 |" in card and "Hyperparameter search" not in card
     assert "| eval_accuracy | 0.9123 |" in card
     assert "dropped duplicates: 2" in card
+
+
+def test_model_card_shows_the_chosen_trials_values_and_the_search_apart(tmp_path: Path) -> None:
+    from finetune_trainer.artifacts import search_record, trained_hyperparameters
+    from finetune_trainer.search_space import with_overrides
+
+    spec = training_config("train.csv", "out", training={"learningRate": 1e-4, "scheduler": {"warmupRatio": 0.1}})
+    trained = with_overrides(spec, {"training.learningRate": 2e-4, "training.scheduler.warmupRatio": 0.2})
+    search = search_record({"training.learningRate": "grid [3e-05, 0.0002]",
+                            "training.scheduler.warmupRatio": "uniform [0, 0.3]"},
+                           {"training.learningRate": 2e-4, "training.scheduler.warmupRatio": 0.2},
+                           best_trial="t2", trials=2, metric="eval_accuracy", mode="max")
+    card = write_model_card(tmp_path, trained, {}, ["a", "b"], search=search).read_text()
+    hyper = card.split("## Hyperparameters", 1)[1].split("## Hyperparameter search", 1)[0]
+    assert "| learning rate | 0.0002 |" in hyper and "0.0001" not in hyper
+    assert "| training.scheduler.warmupRatio | 0.2 |" in hyper
+    assert "| training.learningRate | grid [3e-05, 0.0002] | 0.0002 |" in card and "trial `t2`" in card
+    values = trained_hyperparameters(trained, search)
+    assert values["training.learningRate"] == 2e-4 and values["training.scheduler.warmupRatio"] == 0.2
