@@ -48,12 +48,9 @@ def write_trials_json(directory: str | Path, trials: Sequence[Mapping[str, Any]]
     return _write_json(Path(directory) / TRIALS_FILE, {"trials": list(trials)})
 
 
-def plot_curves(
-    history_by_trial: Mapping[str, Sequence[Mapping[str, Any]]],
-    path: str | Path,
-    metric: str = "eval_accuracy",
-) -> Path:
-    """A PNG with training loss and `metric` against step, one line per trial.
+def curves_figure(history_by_trial: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "eval_accuracy"):
+    """A matplotlib Figure with training loss and `metric` against step, one line per
+    trial that has points for it.
 
     Each history entry is a dict with `step` and any of `loss`, `eval_loss`, `metric`.
     Uses matplotlib's object API (no pyplot), so it needs no display and keeps no
@@ -77,9 +74,18 @@ def plot_curves(
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize="small")
     figure.tight_layout()
+    return figure
+
+
+def plot_curves(
+    history_by_trial: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: str | Path,
+    metric: str = "eval_accuracy",
+) -> Path:
+    """`curves_figure` saved as a PNG at `path`."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, format="png")
+    curves_figure(history_by_trial, metric).savefig(out, format="png")
     return out
 
 
@@ -218,6 +224,7 @@ __all__ = [
     "TRIALS_FILE",
     "CURVES_FILE",
     "MODEL_CARD_FILE",
+    "curves_figure",
     "plot_curves",
     "search_record",
     "trained_hyperparameters",
