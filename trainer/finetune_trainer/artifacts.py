@@ -48,12 +48,9 @@ def write_trials_json(directory: str | Path, trials: Sequence[Mapping[str, Any]]
     return _write_json(Path(directory) / TRIALS_FILE, {"trials": list(trials)})
 
 
-def plot_curves(
-    history_by_trial: Mapping[str, Sequence[Mapping[str, Any]]],
-    path: str | Path,
-    metric: str = "eval_accuracy",
-) -> Path:
-    """A PNG with training loss and `metric` against step, one line per trial.
+def curves_figure(history_by_trial: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "eval_accuracy"):
+    """A matplotlib Figure with training loss and `metric` against step, one line per
+    trial that has points for it.
 
     Each history entry is a dict with `step` and any of `loss`, `eval_loss`, `metric`.
     Uses matplotlib's object API (no pyplot), so it needs no display and keeps no
@@ -77,10 +74,61 @@ def plot_curves(
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize="small")
     figure.tight_layout()
+    return figure
+
+
+def plot_curves(
+    history_by_trial: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: str | Path,
+    metric: str = "eval_accuracy",
+) -> Path:
+    """`curves_figure` saved as a PNG at `path`."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, format="png")
+    curves_figure(history_by_trial, metric).savefig(out, format="png")
     return out
+
+
+# Display names of the hyperparameters every card and metrics.json show.
+_LABELS = {
+    "training.learningRate": "learning rate",
+    "training.optimizer.name": "optimizer",
+    "training.scheduler.name": "scheduler",
+    "training.batchSize": "batch size (per worker)",
+    "training.gradientAccumulationSteps": "gradient accumulation",
+    "training.epochs": "epochs",
+    "training.maxSteps": "max steps",
+    "training.weightDecay": "weight decay",
+    "training.dropout": "dropout",
+    "training.seed": "seed",
+}
+
+
+def _get_path(config: TrainingConfig, path: str) -> Any:
+    node: Any = config.to_dict()
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def trained_hyperparameters(config: TrainingConfig, search: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The hyperparameters of `config` by dotted spec path: the usual ones, then every
+    path a sweep searched (read from `config`, so the chosen trial's values)."""
+    paths = [p for p in _LABELS if not (p == "training.maxSteps" and config.training.maxSteps is None)
+             and not (p == "training.epochs" and config.training.maxSteps is not None)
+             and not (p == "training.dropout" and config.training.dropout is None)]
+    paths += [p for p in (search or {}).get("space", {}) if p not in paths]
+    return {path: _get_path(config, path) for path in paths}
+
+
+def search_record(space: Mapping[str, Any], chosen: Mapping[str, Any], *, best_trial: Optional[str], trials: int,
+                  metric: str, mode: str) -> dict[str, Any]:
+    """What a sweep searched (`space`: path -> a short description of its domain) and
+    what it chose, as metrics.json and the card carry it."""
+    return {"space": dict(space), "chosen": dict(chosen), "best_trial": best_trial, "trials": trials,
+            "metric": metric, "mode": mode}
 
 
 def _format(value: Any) -> str:
@@ -95,12 +143,16 @@ def write_model_card(
     metrics: Mapping[str, Any],
     label_names: Sequence[str],
     *,
-    hyperparameters: Optional[Mapping[str, Any]] = None,
+    search: Optional[Mapping[str, Any]] = None,
     data_report: Optional[Mapping[str, Any]] = None,
     name: Optional[str] = None,
 ) -> Path:
     """`README.md` describing the model: base model, data, strategy, hyperparameters
-    and metrics, in the Hugging Face model-card layout."""
+    and metrics, in the Hugging Face model-card layout.
+
+    `config` is the configuration the exported model was trained with (for a sweep,
+    the chosen trial's, overrides applied); `search` (see `search_record`) says what a
+    sweep searched and what it chose."""
     training = config.training
     strategy = config.strategy.resolved()
     title = name or "Fine-tuned model"
@@ -148,19 +200,17 @@ def write_model_card(
     )
     if block is not None:
         lines[-1] += ": " + ", ".join(f"{k}={_format(v)}" for k, v in block.to_dict().items())
-    params = {
-        "learning rate": training.learningRate,
-        "optimizer": training.optimizer.name,
-        "scheduler": training.scheduler.name,
-        "batch size (per worker)": training.batchSize,
-        "gradient accumulation": training.gradientAccumulationSteps,
-        "epochs": training.maxSteps and f"max {training.maxSteps} steps" or training.epochs,
-        "weight decay": training.weightDecay,
-        "seed": training.seed,
-    }
-    params.update(hyperparameters or {})
-    lines += ["", "## Hyperparameters", "", "| name | value |", "|---|---|"]
-    lines += [f"| {k} | {_format(v)} |" for k, v in params.items()]
+    lines += ["", "## Hyperparameters", "", "The values the exported model was trained with.", "",
+              "| name | value |", "|---|---|"]
+    lines += [f"| {_LABELS.get(k, k)} | {_format(v)} |" for k, v in trained_hyperparameters(config, search).items()]
+    if search:
+        lines += ["", "## Hyperparameter search", "",
+                  f"{search.get('trials', '?')} trials; the exported model is trial `{search.get('best_trial')}`, "
+                  f"chosen by `{search.get('metric')}` ({search.get('mode')}).", "",
+                  "| parameter | searched | chosen |", "|---|---|---|"]
+        chosen = search.get("chosen") or {}
+        for path, space in (search.get("space") or {}).items():
+            lines.append(f"| {path} | {space} | {_format(chosen.get(path))} |")
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_format(v)} |" for k, v in sorted(metrics.items())]
     out = Path(directory) / MODEL_CARD_FILE
@@ -174,7 +224,10 @@ __all__ = [
     "TRIALS_FILE",
     "CURVES_FILE",
     "MODEL_CARD_FILE",
+    "curves_figure",
     "plot_curves",
+    "search_record",
+    "trained_hyperparameters",
     "write_metrics_json",
     "write_model_card",
     "write_trials_json",

@@ -4,7 +4,9 @@
 whose trials each drive their own `TorchTrainer` with `TuneReportCallback`), follows
 progress, then takes the best checkpoint, scores the test split once, exports the
 model and writes metrics.json, trials.json, curves.png and a model card under
-`<output uri>/<job name>/` (the model in `model/`).
+`<output uri>/<job name>/` (the model in `model/`). Everything Ray Train and Tune keep
+for resume (checkpoints, experiment state) lives under `<output uri>/<job name>/ray/`,
+so the top of the job's folder holds only the documented outputs.
 
 Uploads finish with completion markers, written last: `model/_SUCCESS` when the model
 is whole, and `<job>/_SUCCESS` when every output is. A restart with the same name and
@@ -37,6 +39,9 @@ from finetune_trainer.train_loop import (
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
+RAY_DIR = "ray"
+"""Sub-folder of the job's folder for Ray's own files: the run (or Tune experiment)
+named after the job, with its checkpoints and state, e.g. `ray/<job>/checkpoint_.../`."""
 MAX_FAILURES_ENV = "FINETUNE_MAX_FAILURES"
 DEFAULT_MAX_FAILURES = 2
 # Ray Train retries a worker group that cannot start (its placement group never forms,
@@ -124,8 +129,9 @@ def load_finished(job: JobConfig) -> Optional[RunResult]:
 
 
 def _ray_storage(job: JobConfig):
-    """(storage_path, storage_filesystem) for Ray Train/Tune RunConfig."""
-    filesystem, path = storage.resolve_filesystem(job.config.output.uri, job.config.output)
+    """(storage_path, storage_filesystem) for Ray Train/Tune RunConfig: the job's `ray/`
+    sub-folder, so Ray's files stay apart from the documented outputs."""
+    filesystem, path = storage.resolve_filesystem(storage.join(job_uri(job), RAY_DIR), job.config.output)
     if storage.is_s3(job.config.output.uri):
         return path, filesystem
     Path(path).mkdir(parents=True, exist_ok=True)
@@ -462,7 +468,10 @@ def _score_and_export(job: JobConfig, outcome: _Outcome, work: Path, filesystem)
 def _write_outputs(job: JobConfig, outcome: _Outcome, scored: dict[str, Any], tracker: ProgressTracker,
                    meta_dir: Path) -> dict[str, Any]:
     from finetune_trainer import artifacts
+    from finetune_trainer.search_space import with_overrides
 
+    trained = with_overrides(job.config, outcome.overrides) if outcome.overrides else job.config
+    search = _search_record(job, outcome)
     last = outcome.last_metrics
     best = outcome.checkpoint_metrics
     runtime = float(last.get("train_runtime_seconds") or best.get("train_runtime_seconds") or 0.0)
@@ -481,7 +490,10 @@ def _write_outputs(job: JobConfig, outcome: _Outcome, scored: dict[str, Any], tr
         "data": {k: report[k] for k in ("rows_read", "dropped_missing", "dropped_duplicates", "train", "validation",
                                          "test")},
         "labels": scored["labels"],
+        "hyperparameters": artifacts.trained_hyperparameters(trained, search),
     }
+    if search is not None:
+        metrics["search"] = search
     metrics.update(scored["test"])
     artifacts.write_metrics_json(meta_dir, metrics)
     if job.config.tune is not None:
@@ -492,9 +504,27 @@ def _write_outputs(job: JobConfig, outcome: _Outcome, scored: dict[str, Any], tr
     metric = job.config.tune.metric if job.config.tune else "eval_accuracy"
     artifacts.plot_curves(histories, meta_dir / artifacts.CURVES_FILE, metric=metric)
     card_metrics = {k: v for k, v in metrics.items() if _finite(v)}
-    artifacts.write_model_card(meta_dir, job.config, card_metrics, scored["labels"],
-                               hyperparameters=outcome.overrides or None, data_report=report, name=job.name)
+    artifacts.write_model_card(meta_dir, trained, card_metrics, scored["labels"],
+                               search=search, data_report=report, name=job.name)
     return metrics
+
+
+def _describe(dimension: SearchDimension) -> str:
+    """A search dimension in a few words, for the card: `grid [3e-05, 0.0002]`."""
+    if dimension.type in ("choice", "grid"):
+        return f"{dimension.type} {list(dimension.values or [])}"
+    return f"{dimension.type} [{dimension.min:.4g}, {dimension.max:.4g}]"
+
+
+def _search_record(job: JobConfig, outcome: _Outcome) -> Optional[dict[str, Any]]:
+    spec = job.config.tune
+    if spec is None:
+        return None
+    from finetune_trainer import artifacts
+
+    space = {path: _describe(dimension) for path, dimension in spec.searchSpace.items()}
+    return artifacts.search_record(space, outcome.overrides, best_trial=outcome.best_trial,
+                                   trials=len(outcome.trials), metric=spec.metric, mode=spec.mode)
 
 
 def _drain(queue, tracker: ProgressTracker, until: threading.Event) -> None:
@@ -630,4 +660,4 @@ def _fail(tracker: ProgressTracker, message: str) -> None:
         log.warning("could not publish the failure: %s", err)
 
 
-__all__ = ["MAX_FAILURES_ENV", "MODEL_DIR", "RunResult", "concurrent_trials", "job_uri", "load_finished", "run_job"]
+__all__ = ["MAX_FAILURES_ENV", "MODEL_DIR", "RAY_DIR", "RunResult", "concurrent_trials", "job_uri", "load_finished", "run_job"]

@@ -212,6 +212,10 @@ class LiveView:
             self.live.update(self._renderable())
 
 
+def _show(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def summary_table(result, elapsed: float):
     from rich.table import Table
 
@@ -221,10 +225,13 @@ def summary_table(result, elapsed: float):
     metrics = result.metrics
     if result.already_finished:
         table.add_row("status", "already finished earlier; not trained again")
-    if result.best_trial:
-        table.add_row("best trial", str(result.best_trial.get("id")))
-        for key, value in result.best_trial.get("hyperparameters", {}).items():
-            table.add_row(f"  {key}", f"{value:.4g}" if isinstance(value, float) else str(value))
+    search = metrics.get("search") or {}
+    if result.best_trial or search:
+        table.add_row("best trial", str((result.best_trial or {}).get("id") or search.get("best_trial")))
+    for key, value in (metrics.get("hyperparameters") or {}).items():
+        table.add_row(f"trained with {key}", _show(value))
+    for key, space in (search.get("space") or {}).items():
+        table.add_row(f"searched {key}", str(space))
     for key in ("eval_loss", "eval_accuracy", "eval_f1", "test_loss", "test_accuracy", "test_f1",
                 "train_samples_per_second", "train_runtime_seconds"):
         value = metrics.get(key)

@@ -4,6 +4,7 @@ stopping, a worker killed mid-run, and restarts of interrupted and finished jobs
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ import pytest
 from tests.trainer.ray.conftest import INTENTS, make_job
 
 pytestmark = pytest.mark.slow
+
+# What the README documents at the top of `<output>/<job>/` (trials.json for sweeps).
+DOCUMENTED_OUTPUTS = {"model", "metrics.json", "README.md", "curves.png", "progress.json", "_SUCCESS"}
 
 
 class Reports:
@@ -51,7 +55,7 @@ def test_single_run_writes_a_loadable_model_and_records(ray_local, tiny_model, i
         assert key in metrics, key
     assert {k: metrics["data"][k] for k in ("train", "validation", "test", "dropped_missing")} == \
         {"train": 96, "validation": 30, "test": 30, "dropped_missing": 0}
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["train_samples_per_second"] > 0
+    assert metrics["train_samples_per_second"] > 0
     # 96 examples over 2 workers, batch 8, 2 epochs: 6 steps per epoch, 12 in all.
     steps = [h["step"] for h in reports.history()]
     assert steps == [4, 8, 12]
@@ -61,16 +65,35 @@ def test_single_run_writes_a_loadable_model_and_records(ray_local, tiny_model, i
     model = AutoModelForSequenceClassification.from_pretrained(root / "model")
     tokenizer = AutoTokenizer.from_pretrained(root / "model")
     assert [model.config.id2label[i] for i in range(3)] == INTENTS
-    assert tokenizer("my invoice problem")["input_ids"]
+    # The recorded test accuracy is the exported model's own on the 30 test rows.
+    import csv
+
+    import torch
+
+    with open(intent_data["test"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    model.eval()
+    with torch.no_grad():
+        batch = tokenizer([r["text"] for r in rows], padding=True, truncation=True, max_length=32,
+                          return_tensors="pt")
+        predicted = model(**batch).logits.argmax(-1).tolist()
+    correct = sum(model.config.id2label[p] == r["label"] for p, r in zip(predicted, rows))
+    assert metrics["test_accuracy"] == pytest.approx(correct / len(rows))
+
+    # The documented layout: outputs at the top, everything of Ray's under ray/<job>/.
+    assert {p.name for p in root.iterdir()} == DOCUMENTED_OUTPUTS | {"ray"}
+    ray_run = root / "ray" / "single"
+    checkpoints_before = sorted(p.name for p in ray_run.glob("checkpoint_*"))
+    assert checkpoints_before
 
     # A finished job is not trained again: its recorded result comes back.
-    checkpoints_before = sorted(p.name for p in root.glob("checkpoint_*"))
     again = run_job(job, progress_callback=reports)
     assert again.already_finished and again.metrics == result.metrics
-    assert sorted(p.name for p in root.glob("checkpoint_*")) == checkpoints_before
+    assert sorted(p.name for p in ray_run.glob("checkpoint_*")) == checkpoints_before
 
 
-def test_two_trial_sweep_keeps_every_trial_and_picks_the_best(ray_local, tiny_model, intent_data, tmp_path):
+def test_two_trial_sweep_keeps_every_trial_and_picks_the_best(ray_local, tiny_model, intent_data, tmp_path,
+                                                              caplog):
     from finetune_trainer.runner import run_job
 
     tune = {"searchSpace": {"training.learningRate": {"type": "grid", "values": [2e-2, 1e-6]}},
@@ -85,6 +108,42 @@ def test_two_trial_sweep_keeps_every_trial_and_picks_the_best(ray_local, tiny_mo
     assert result.metrics["best_trial"] == best["id"] == result.best_trial["id"]
     assert result.metrics["eval_loss"] == pytest.approx(best["best_eval_loss"])
     assert (root / "model" / "_SUCCESS").is_file()
+    assert {p.name for p in root.iterdir()} == DOCUMENTED_OUTPUTS | {"trials.json", "ray"}
+
+    # The card, metrics.json and the summary show what the exported model was trained
+    # with (the chosen trial's rate, not the spec's 5e-3) and, apart, what was searched.
+    chosen = best["hyperparameters"]["training.learningRate"]
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert metrics["hyperparameters"]["training.learningRate"] == chosen
+    assert metrics["search"]["chosen"] == {"training.learningRate": chosen}
+    assert metrics["search"]["best_trial"] == best["id"]
+    card = (root / "README.md").read_text()
+    trained_with = card.split("## Hyperparameters", 1)[1].split("## Hyperparameter search", 1)[0]
+    assert f"| learning rate | {chosen:.4g} |" in trained_with
+    assert "| learning rate | 0.005 |" not in card
+    assert f"| training.learningRate | grid [0.02, 1e-06] | {chosen:.4g} |" in card
+    from rich.console import Console
+
+    from finetune_operator.cli.run import summary_table
+
+    console = Console(width=200, record=True)
+    console.print(summary_table(result, 1.0))
+    summary = console.export_text()
+    assert re.search(rf"trained with training\.learningRate\s+│ {re.escape(f'{chosen:.4g}')}\s", summary)
+    assert re.search(r"searched training\.learningRate\s+│ grid \[0\.02, 1e-06\]", summary)
+
+    # Resume goes through the new location: with the outputs gone, a rerun restores
+    # the Tune experiment from ray/<job>/, trains no trial again, and exports afresh.
+    for marker in (root / "_SUCCESS", root / "model" / "_SUCCESS"):
+        marker.unlink()
+    assert (root / "ray" / "sweep").is_dir()
+    reports = Reports()
+    with caplog.at_level("INFO", logger="finetune_trainer.runner"):
+        again = run_job(job, progress_callback=reports)
+    assert f"resuming the sweep recorded at {root / 'ray' / 'sweep'}" in caplog.text
+    assert not again.already_finished and (root / "_SUCCESS").is_file()
+    assert again.metrics["best_trial"] == best["id"]
+    assert all(not state.history for state in reports.trials.values())
 
 
 def test_early_stopping_stops_before_the_step_budget(ray_local, tiny_model, intent_data, tmp_path):

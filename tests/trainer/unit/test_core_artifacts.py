@@ -17,22 +17,29 @@ def test_metrics_and_trials_json(tmp_path: Path) -> None:
     assert json.loads(write_trials_json(tmp_path, trials).read_text()) == {"trials": trials}
 
 
-def test_plot_curves_writes_a_png_with_one_line_per_trial(tmp_path: Path) -> None:
+def test_curves_show_one_line_per_trial_with_its_points(tmp_path: Path) -> None:
     from matplotlib.image import imread
+
+    from finetune_trainer.artifacts import curves_figure
 
     history = {
         "trial-a": [{"step": s, "loss": 1 / s, "eval_accuracy": 0.5 + s / 100} for s in range(1, 20)],
         "trial-b": [{"step": s, "loss": 2 / s} for s in range(1, 20)] + [{"step": 20, "eval_accuracy": 0.7}],
     }
+    loss_axes, metric_axes = curves_figure(history).axes
+    loss_lines = {line.get_label(): line for line in loss_axes.get_lines()}
+    metric_lines = {line.get_label(): line for line in metric_axes.get_lines()}
+    assert set(loss_lines) == set(metric_lines) == {"trial-a", "trial-b"}
+    assert list(loss_lines["trial-b"].get_ydata()) == [2 / s for s in range(1, 20)]
+    assert list(metric_lines["trial-b"].get_xdata()) == [20] and list(metric_lines["trial-b"].get_ydata()) == [0.7]
+    assert metric_axes.get_title() == "eval_accuracy" and loss_axes.get_title() == "training loss"
+    # A trial with no point for the metric gets no line there, and a None value is skipped.
+    lone = curves_figure({"t": [{"step": 1, "loss": 0.5, "eval_accuracy": None}]})
+    assert len(lone.axes[0].get_lines()) == 1 and not lone.axes[1].get_lines()
+
     out = plot_curves(history, tmp_path / "curves.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    image = imread(out)
-    assert image.shape[0] == 400 and image.shape[1] == 1000
-    # Two default-cycle colours (blue, orange) appear: one line per trial.
-    rgb = (image[..., :3] * 255).round()
-    blue = ((abs(rgb[..., 0] - 31) < 8) & (abs(rgb[..., 1] - 119) < 8) & (abs(rgb[..., 2] - 180) < 8)).sum()
-    orange = ((abs(rgb[..., 0] - 255) < 8) & (abs(rgb[..., 1] - 127) < 8) & (abs(rgb[..., 2] - 14) < 8)).sum()
-    assert blue > 100 and orange > 100
+    assert imread(out).shape[:2] == (400, 1000)
 
 
 def test_model_card_names_model_data_strategy_hyperparameters_metrics(tmp_path: Path) -> None:
@@ -48,12 +55,30 @@ def test_model_card_names_model_data_strategy_hyperparameters_metrics(tmp_path: 
         config,
         {"eval_accuracy": 0.91234, "eval_loss": 0.3},
         ["neg", "pos"],
-        hyperparameters={"trial": "t3"},
         data_report={"train": 90, "dropped_duplicates": 2},
     ).read_text()
     assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
     assert "`neg`, `pos`" in card and "s3://bucket/train.csv" in card and "10% of the training data" in card
     assert "`lora`: r=4" in card
-    assert "| learning rate | 0.0002 |" in card and "| trial | t3 |" in card
+    assert "| learning rate | 0.0002 |" in card and "Hyperparameter search" not in card
     assert "| eval_accuracy | 0.9123 |" in card
     assert "dropped duplicates: 2" in card
+
+
+def test_model_card_shows_the_chosen_trials_values_and_the_search_apart(tmp_path: Path) -> None:
+    from finetune_trainer.artifacts import search_record, trained_hyperparameters
+    from finetune_trainer.search_space import with_overrides
+
+    spec = training_config("train.csv", "out", training={"learningRate": 1e-4, "scheduler": {"warmupRatio": 0.1}})
+    trained = with_overrides(spec, {"training.learningRate": 2e-4, "training.scheduler.warmupRatio": 0.2})
+    search = search_record({"training.learningRate": "grid [3e-05, 0.0002]",
+                            "training.scheduler.warmupRatio": "uniform [0, 0.3]"},
+                           {"training.learningRate": 2e-4, "training.scheduler.warmupRatio": 0.2},
+                           best_trial="t2", trials=2, metric="eval_accuracy", mode="max")
+    card = write_model_card(tmp_path, trained, {}, ["a", "b"], search=search).read_text()
+    hyper = card.split("## Hyperparameters", 1)[1].split("## Hyperparameter search", 1)[0]
+    assert "| learning rate | 0.0002 |" in hyper and "0.0001" not in hyper
+    assert "| training.scheduler.warmupRatio | 0.2 |" in hyper
+    assert "| training.learningRate | grid [3e-05, 0.0002] | 0.0002 |" in card and "trial `t2`" in card
+    values = trained_hyperparameters(trained, search)
+    assert values["training.learningRate"] == 2e-4 and values["training.scheduler.warmupRatio"] == 0.2
