@@ -6,7 +6,7 @@ Pure functions of the spec and the settings, used by the builders.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from finetune_operator.api import FineTuneJobSpec, parse_quantity
 from finetune_operator.settings import Settings
@@ -43,3 +43,11 @@ def deletion_strategy(ttl: int) -> dict[str, Any]:
             rules.append({"condition": {**condition, "ttlSeconds": 0}, "policy": "DeleteWorkers"})
         rules.append({"condition": {**condition, "ttlSeconds": ttl}, "policy": "DeleteCluster"})
     return {"deletionRules": rules}
+
+
+def rayjob_ttl(rayjob_spec: dict[str, Any]) -> Optional[int]:
+    """How long a finished RayJob's Ray cluster stays up: the longest of its deletion
+    rules' ttlSeconds, else the older ttlSecondsAfterFinished (None: neither set)."""
+    rules = (rayjob_spec.get("deletionStrategy") or {}).get("deletionRules") or []
+    ttls = [rule["condition"]["ttlSeconds"] for rule in rules if "ttlSeconds" in (rule.get("condition") or {})]
+    return max(ttls) if ttls else rayjob_spec.get("ttlSecondsAfterFinished")

@@ -26,6 +26,7 @@ import kopf
 from finetune_operator import admission, builders, events, naming, status as status_mod
 from finetune_operator.admission import AdmissionDecision, JobSummary
 from finetune_operator.api import API_VERSION, GROUP, KIND, TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.cluster_defaults import rayjob_ttl
 from finetune_operator.events import EventReason
 from finetune_operator.kube import ApiError, Conflict, KubeApi, NotFound
 from finetune_operator.manifests import ManifestError, parse_job
@@ -317,6 +318,9 @@ class Controller:
         name = rayjob["metadata"]["name"]
         before = rayjob.get("spec") or {}
         changes = {key: (before.get(key), value) for key, value in patch["spec"].items()}
+        if "deletionStrategy" in changes:  # named as the user wrote it: the TTL
+            del changes["deletionStrategy"]
+            changes["ttlSecondsAfterFinished"] = (rayjob_ttl(before), rayjob_ttl(patch["spec"]))
         try:
             patched = await self.kube.patch_rayjob(job["metadata"]["namespace"], name, patch)
         except NotFound:

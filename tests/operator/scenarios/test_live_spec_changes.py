@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from finetune_operator.api import MUTABLE_SPEC_PATHS
+from finetune_operator.cluster_defaults import rayjob_ttl
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
@@ -30,6 +31,12 @@ CHANGES = {
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _field(rayjob: dict, leaf: str):
+    """The RayJob's value for a FineTuneJob scheduling field (the TTL may live in
+    KubeRay's deletion rules)."""
+    return rayjob_ttl(rayjob["spec"]) if leaf == "ttlSecondsAfterFinished" else rayjob["spec"].get(leaf)
 
 
 def _running(kube, name: str) -> dict:
@@ -55,17 +62,18 @@ def test_a_permitted_change_without_a_scheduling_block_reaches_the_rayjob(kube, 
     assert parent not in manifest["spec"]  # the reported case: the block did not exist
     kube.create(manifest)
     before = _running(kube, "live")
-    assert before["spec"].get(leaf) != value
+    assert _field(before, leaf) != value
 
     kube.patch(JOBS, "live", {"spec": {parent: {leaf: value}}}, "default")
-    rayjob = kube.wait_for(RAYJOBS, "live", lambda obj: obj["spec"].get(leaf) == value, "default")
+    rayjob = kube.wait_for(RAYJOBS, "live", lambda obj: _field(obj, leaf) == value, "default")
     event = wait_until(lambda: next((e for e in events_for(kube, "live") if e.get("reason") == reason), None),
                        what=f"{reason} event")
     if reason == "RayJobUpdated":
         assert f"{leaf} " in event["message"] and f"-> {value}" in event["message"]
     # Nothing else of the RayJob moved.
-    assert {k: v for k, v in rayjob["spec"].items() if k != leaf} == \
-        {k: v for k, v in before["spec"].items() if k != leaf}
+    moved = {leaf, "deletionStrategy"} if leaf == "ttlSecondsAfterFinished" else {leaf}
+    assert {k: v for k, v in rayjob["spec"].items() if k not in moved} == \
+        {k: v for k, v in before["spec"].items() if k not in moved}
     job = kube.get(JOBS, "live", "default")
     assert "cannot change" not in (job["status"].get("message") or "")
     assert _warnings(kube, "live") == []
@@ -106,7 +114,7 @@ def test_a_rayjob_gone_between_read_and_patch_is_no_error(kube, operator):
     _running(kube, "racy")
     kube.fail_next("patch", RAYJOBS, code=404)
     kube.patch(JOBS, "racy", {"spec": {"scheduling": {"ttlSecondsAfterFinished": 5}}}, "default")
-    kube.wait_for(RAYJOBS, "racy", lambda obj: obj["spec"].get("ttlSecondsAfterFinished") == 5, "default")
+    kube.wait_for(RAYJOBS, "racy", lambda obj: rayjob_ttl(obj["spec"]) == 5, "default")
     text = operator.log_path.read_text(errors="replace")
     assert [line for line in text.splitlines() if line.split(" ", 1)[0] in ("WARNING", "ERROR", "CRITICAL")] == [], \
         operator.log()
