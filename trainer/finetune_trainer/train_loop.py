@@ -98,6 +98,16 @@ class _Reducer:
         dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
         return int(tensor.item())
 
+    def gather_objects(self, value: Any) -> list[Any]:
+        """Every rank's `value` (any picklable object), in rank order."""
+        import torch.distributed as dist
+
+        if self.world_size == 1:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
     def sum_floats(self, *values: float) -> list[float]:
         import torch
 
@@ -142,6 +152,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         build_optimizer, build_scheduler, clip_gradients, rebuild_optimizer, restore_optimizer, total_optimizer_steps,
     )
     from finetune_trainer.search_space import with_overrides
+    from finetune_trainer.sharding import rebalance
     from finetune_trainer.strategies import apply_strategy, unwrap
     from finetune_trainer.telemetry import WorkerMetrics
 
@@ -175,11 +186,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                         training.precision)
 
     # ------------------------------------------------------------ data + model
+    reducer = _Reducer(world_size, device)
     examples = data_mod.load_examples(config, rank=rank, world_size=world_size, shard_eval=True)
+    if world_size > 1:  # hash shards are even only on average: move the surplus
+        examples.train = rebalance(examples.train, rank, config.data.shuffleSeed, reducer.gather_objects)
     label_names = examples.label_names
     with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
         model, tokenizer = load_model_and_tokenizer(config.model, len(label_names), label_names,
                                                     training.dropout, output=config.output, cache_dir=cache)
+    if rank > 0:
+        # Every rank built the same model from the same seed (DDP starts from rank 0's
+        # weights anyway); from here on each rank draws its own dropout masks, as one
+        # process drawing for the whole global batch would.
+        _seed_everything(training.seed + 7919 * rank)
     controller = apply_strategy(model, config.strategy)
     augmenter = None
     if config.data.augmentation is not None:
@@ -190,10 +209,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_set = data_mod.TextClassificationDataset(examples.train, tokenizer, max_len, augmenter)
     validation_set = data_mod.TextClassificationDataset(examples.validation, tokenizer, max_len)
     collate = data_mod.make_collator(tokenizer)
-    reducer = _Reducer(world_size, device)
 
-    # Shards are balanced only statistically: every rank takes the smallest shard's
-    # number of batches per epoch, so DDP's collective calls stay in step.
+    # Rebalanced shards differ by at most one row; every rank takes the smallest
+    # shard's number of batches per epoch, so DDP's collective calls stay in step.
     batches_per_epoch = reducer.min_int(math.ceil(len(train_set) / training.batchSize))
     if batches_per_epoch < 1:
         raise ValueError("data.train: a worker got no training examples; use fewer workers or more data")
@@ -289,14 +307,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         return scores
 
     def gather_rng() -> list[Any]:
-        import torch.distributed as dist
-
-        state = rng_state()
-        if world_size == 1:
-            return [state]
-        gathered: list[Any] = [None] * world_size
-        dist.all_gather_object(gathered, state)
-        return gathered
+        return reducer.gather_objects(rng_state())
 
     def report(with_checkpoint: bool, final: bool = False) -> None:
         nonlocal train_seconds, total_samples

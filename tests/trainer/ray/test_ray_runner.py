@@ -59,6 +59,8 @@ def test_single_run_writes_a_loadable_model_and_records(ray_local, tiny_model, i
     # 96 examples over 2 workers, batch 8, 2 epochs: 6 steps per epoch, 12 in all.
     steps = [h["step"] for h in reports.history()]
     assert steps == [4, 8, 12]
+    # Every training row is used in every epoch (the hash shards are evened out first).
+    assert metrics["train_samples"] == 2 * 96
     assert reports.reports[-1].state == "succeeded" and reports.reports[-1].modelUri == result.model_uri
     assert json.loads((root / "progress.json").read_text())["state"] == "succeeded"
 
