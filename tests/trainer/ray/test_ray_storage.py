@@ -35,7 +35,8 @@ def test_outputs_and_checkpoints_go_to_s3(ray_local, tiny_model, intent_data, s3
     for name in ("_SUCCESS", "metrics.json", "README.md", "curves.png", "progress.json", "model/_SUCCESS",
                  "model/config.json", "model/model.safetensors", "model/tokenizer.json"):
         assert name in files, name
-    assert any(name.startswith("checkpoint_") for name in files), "Ray checkpoints should be in the bucket"
+    # Ray keeps its checkpoints and experiment state under `ray/<job>/`, next to the outputs.
+    assert any(name.startswith("ray/s3-run/checkpoint_") for name in files), sorted(files)
     metrics = json.loads(storage.read_bytes(f"s3://{s3_bucket}/jobs/s3-run/metrics.json", job.config.output))
     assert metrics["test_accuracy"] == result.metrics["test_accuracy"]
 
