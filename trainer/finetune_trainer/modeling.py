@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 from finetune_trainer import storage
 from finetune_trainer.config import ModelSpec, OutputSpec
 from finetune_trainer.errors import ModelError, StorageError
+from finetune_trainer.quiet import quiet_loading
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,16 @@ def apply_dropout(config: Any, dropout: float) -> list[str]:
     return names
 
 
+def announce_new_head(loading: dict[str, Any]) -> None:
+    """One line, in place of transformers' LOAD REPORT, naming the weights that were
+    newly initialised (expected: the checkpoint has no head for our labels)."""
+    mismatched = [entry[0] if isinstance(entry, (tuple, list)) else entry
+                  for entry in loading.get("mismatched_keys") or ()]
+    fresh = sorted(set(loading.get("missing_keys") or ()) | set(mismatched))
+    if fresh:
+        log.info("new classification head initialised: %s", ", ".join(fresh))
+
+
 def load_model_and_tokenizer(
     model_spec: ModelSpec,
     num_labels: int,
@@ -123,10 +134,12 @@ def load_model_and_tokenizer(
         if dropout is not None:
             changed = apply_dropout(config, dropout)
             log.info("dropout %.3f set on %s", dropout, ", ".join(changed) or "nothing (no dropout settings)")
-        tokenizer = AutoTokenizer.from_pretrained(source, **common)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, config=config, ignore_mismatched_sizes=True, **common
-        )
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(source, **common)
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
+                source, config=config, ignore_mismatched_sizes=True, output_loading_info=True, **common
+            )
+        announce_new_head(loading)
     except OSError as err:
         if offline:
             raise ModelError(
@@ -144,6 +157,7 @@ def load_model_and_tokenizer(
 
 __all__ = [
     "ALLOW_DOWNLOADS_ENV",
+    "announce_new_head",
     "apply_dropout",
     "downloads_allowed",
     "dropout_attributes",

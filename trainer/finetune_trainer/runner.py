@@ -103,7 +103,11 @@ def pin_ray_address() -> None:
 
 def local_ray_init_kwargs() -> dict[str, Any]:
     """Extra `ray.init` arguments for a Ray that this process starts itself."""
-    return {"runtime_env": {"worker_process_setup_hook": "finetune_trainer.runner.pin_ray_address"}}
+    from finetune_trainer.quiet import library_env
+
+    # The workers inherit the driver's choice of library verbosity (quiet unless verbose).
+    return {"runtime_env": {"worker_process_setup_hook": "finetune_trainer.runner.pin_ray_address",
+                            "env_vars": library_env()}}
 
 
 # ----------------------------------------------------------------- finished jobs
@@ -548,6 +552,9 @@ def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = N
     import ray
     from ray.util.queue import Queue
 
+    from finetune_trainer.quiet import configure_libraries
+
+    configure_libraries()
     output = job.config.output
     root = job_uri(job)
     finished = load_finished(job)

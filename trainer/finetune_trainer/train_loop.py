@@ -156,7 +156,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from finetune_trainer.strategies import apply_strategy, unwrap
     from finetune_trainer.telemetry import WorkerMetrics
 
+    from finetune_trainer.quiet import configure_libraries
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_libraries()  # this worker is a new process: no library tables or bars unless verbose
     job = JobConfig.model_validate(loop_config["job"])
     config = job.config
     if loop_config.get("overrides"):

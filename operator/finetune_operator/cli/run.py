@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="logical CPUs of the embedded Ray (default: enough for the job)")
     parser.add_argument("--plain", action="store_true",
                         help="print progress lines instead of the live display (for logs and CI)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="let transformers, datasets and the hub print their own logs and progress bars")
     parser.set_defaults(func=run)
 
 
@@ -251,6 +253,9 @@ def run(args: argparse.Namespace) -> int:
     from finetune_trainer.local_ray import use_loopback_for_embedded_ray
 
     use_loopback_for_embedded_ray()  # before anything imports ray
+    from finetune_trainer.quiet import set_verbose
+
+    set_verbose(bool(getattr(args, "verbose", False)))  # before Ray starts: its workers inherit it
 
     job = load_job(args)
     name = args.name or job.metadata.name

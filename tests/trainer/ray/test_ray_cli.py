@@ -52,6 +52,11 @@ def test_finetune_run_trains_and_summarises(tiny_model, intent_data, tmp_path):
     assert str(root / "model") in done.stdout
     assert "finetune-progress: " in done.stdout
     assert "learning rate | 0.01" in (root / "README.md").read_text()
+    # No library table or progress bar reaches the user (the export reloads the model
+    # with a new head, which transformers would report in a LOAD REPORT table).
+    printed = done.stdout + done.stderr
+    assert "LOAD REPORT" not in printed and "Loading weights" not in printed, printed[-3000:]
+    assert "Writing model shards" not in printed
 
 
 def test_finetune_run_reports_bad_data_without_a_traceback(tiny_model, intent_data, tmp_path):
