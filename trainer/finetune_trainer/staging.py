@@ -64,7 +64,7 @@ def stage_model(job: JobConfig) -> JobConfig:
     if not is_hub_id(model.source):
         return job
     if not (model.allowDownload or downloads_allowed()):
-        _require_cached(model.source, model.revision)
+        require_cached(model.source, model.revision)
         return job
     target = staged_uri(job)
     output = job.config.output
@@ -91,7 +91,7 @@ def stage_model(job: JobConfig) -> JobConfig:
     return job.model_copy(update={"config": config})
 
 
-def _require_cached(source: str, revision: Optional[str]) -> None:
+def require_cached(source: str, revision: Optional[str]) -> None:
     """A clear error, before any worker starts, when an offline hub id is not cached."""
     try:
         _snapshot(source, revision, None)
@@ -104,4 +104,4 @@ def _require_cached(source: str, revision: Optional[str]) -> None:
         ) from None
 
 
-__all__ = ["STAGED_DIR", "is_hub_id", "stage_model", "staged_uri"]
+__all__ = ["STAGED_DIR", "is_hub_id", "require_cached", "stage_model", "staged_uri"]

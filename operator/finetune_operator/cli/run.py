@@ -265,9 +265,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.file}: {err}") from None
 
     from finetune_trainer.errors import TrainerError
+    from finetune_trainer.preflight import check_locally
     from finetune_trainer.runner import run_job
     from finetune_trainer.train_loop import selection_metric
 
+    try:  # what can be told here is told before Ray starts, in the job's own words
+        check_locally(job_config)
+    except TrainerError as err:
+        raise UserError(f"job {name} cannot start: {err}") from None
     console = Console()
     started = time.monotonic()
     _start_ray(job_config, args.cpus)
