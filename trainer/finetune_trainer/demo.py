@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -111,164 +110,31 @@ _TEMPLATES = {
 _OPENERS = ["", "", "", "hi, ", "hello, ", "hey, ", "good morning, ", "urgent: ", "quick question: "]
 _CLOSERS = ["", "", "", " thanks", " please help", " thank you", " asap", " any update?", " this is frustrating"]
 
-# Context that mentions another team's words ("my order", "the app", "my card"), put
-# before a message of any intent: the words alone no longer give the intent away.
-_CONTEXT = [
-    "i ordered a {item} {when} and ", "after paying {amount} for my {plan}, ", "on the {app}, ",
-    "my order number is 4471 and ", "i logged in on my {device} and ", "i already emailed about my order but ",
-    "since i got a refund last month, ", "my card was charged {amount} and ", "the delivery came {when} and ",
-    "your support chat crashed so i am writing here: ", "my account shows the order and ",
-]
-
-# Messages about one team's matter told through another's words: what the customer
-# asks for decides the intent, not which nouns appear.
-_MIXED = {
-    "billing": [
-        "the {item} arrived fine but the invoice shows {amount} instead of the sale price",
-        "no refund needed, i just want to know why my card was charged {amount} for the {plan}",
-        "the {app} works, my question is about the {amount} fee on my statement",
-        "delivery was quick, but i was charged for express shipping i did not choose",
-        "i can log in fine, but the {plan} price on my account page is wrong",
-        "after the return, you still charge me {amount} every month for the {plan}",
-    ],
-    "login": [
-        "i want to check my refund but i cannot log in to my account",
-        "to track my parcel i need to sign in, and the password is rejected",
-        "the {app} does not crash, it just will not accept my password",
-        "i paid {amount} for the {plan} and now my account is locked",
-        "my order confirmation came, but the link to my account asks for a code i never get",
-        "after the update i am signed out and the reset link says expired",
-    ],
-    "shipping": [
-        "i paid {amount} for express shipping and the {item} has still not arrived",
-        "no refund please, i just want the {item} to be delivered",
-        "i can see the order in the {app} but the tracking has not moved in {days} days",
-        "the invoice says shipped {when} but {courier} has no record of my parcel",
-        "my account says delivered, but the {item} never came",
-        "i do not want to cancel, just tell me when the {item} will get here",
-    ],
-    "refund": [
-        "i was charged {amount} for the {item} and it never arrived, i want my money back",
-        "the {app} keeps crashing so cancel my {plan} and refund me",
-        "{courier} lost the parcel, please give me my money back",
-        "i returned the {item} through the {app} and still no refund of {amount}",
-        "i cannot log in anymore, just refund my {plan} and close the account",
-        "the {item} came late and damaged, i would like a refund not a replacement",
-    ],
-    "technical": [
-        "i want to pay the invoice but the {app} shows {error}",
-        "tracking my parcel in the {app} gives {error}",
-        "the refund page in the {app} will not load on my {device}",
-        "i can log in but then the {app} crashes on my {device}",
-        "paying for the {plan} fails with {error} in the {app}",
-        "the order history page is blank on my {device} since {when}",
-    ],
-}
-MIXED_FRACTION = 0.3       # messages taken from _MIXED
-
-# Short messages, each with the intent a support agent would most likely route it to.
-# Several are shared between two intents on purpose (a coin flip decides): some
-# messages are truly ambiguous, as real tickets are.
-_SHORT = {
-    "billing": ["charged twice?", "wrong amount on my bill", "invoice please", "payment issue",
-                "why {amount}", "card declined", "extra charge", "my money"],
-    "login": ["cant sign in", "locked out", "password?", "reset link broken", "account issue", "2fa not working",
-              "login loop", "app problem"],
-    "shipping": ["where is it", "still not here", "tracking?", "order problem", "parcel missing",
-                 "wrong address", "late again", "my order"],
-    "refund": ["money back please", "return?", "refund status", "order problem", "cancel and refund",
-               "my money", "not what i ordered", "send it back"],
-    "technical": ["app problem", "it keeps crashing", "{error}", "wont load", "broken after update",
-                  "account issue", "too slow", "bug"],
-}
-
-# Ways people say the same thing: each message picks one at random, so a given word
-# is rare in the training split while its meaning is not (a pre-trained model knows
-# that "passcode" is a password; a bag of words has to have seen it).
-_SYNONYMS = {
-    "charged": ["charged", "billed", "debited", "made to pay", "overcharged"],
-    "charge": ["charge", "debit", "payment", "fee", "transaction"],
-    "invoice": ["invoice", "receipt", "statement", "bill"],
-    "password": ["password", "passcode", "pin", "login details", "credentials"],
-    "log in": ["log in", "sign in", "get in", "log on", "access my account"],
-    "sign in": ["sign in", "log in", "login", "log on"],
-    "locked": ["locked", "blocked", "frozen", "suspended", "shut out"],
-    "order": ["order", "purchase", "package", "stuff i bought"],
-    "parcel": ["parcel", "package", "box", "shipment"],
-    "arrive": ["arrive", "show up", "turn up", "be delivered", "get here"],
-    "delivery": ["delivery", "shipping", "courier service", "drop off"],
-    "refund": ["refund", "reimbursement", "money back", "credit back"],
-    "return": ["return", "send back", "ship back"],
-    "crashes": ["crashes", "freezes", "hangs", "quits", "closes itself"],
-    "slow": ["slow", "laggy", "sluggish", "unresponsive"],
-    "broken": ["broken", "not working", "messed up", "buggy"],
-}
-_SYNONYM_PATTERN = re.compile(r"\b(" + "|".join(sorted(map(re.escape, _SYNONYMS), key=len, reverse=True))
-                              + r")\b")
-
-SHORT_FRACTION = 0.2       # messages taken from _SHORT
-CONTEXT_FRACTION = 0.5     # messages with a misleading context clause
-TYPO_RATE = 0.1           # chance that a word (of 4+ letters) has one typo
-
 
 def _fill(template: str, rng: random.Random) -> str:
     text = template
     for slot, values in _SLOTS.items():
         while "{" + slot + "}" in text:
             text = text.replace("{" + slot + "}", rng.choice(values), 1)
-    return text
-
-
-def _paraphrase(text: str, rng: random.Random) -> str:
-    return _SYNONYM_PATTERN.sub(lambda match: rng.choice(_SYNONYMS[match.group(1)]), text)
-
-
-def _typo(word: str, rng: random.Random) -> str:
-    """One keyboard slip: a letter dropped, doubled or swapped with its neighbour."""
-    i = rng.randrange(1, len(word) - 1)
-    kind = rng.randrange(3)
-    if kind == 0:
-        return word[:i] + word[i + 1:]
-    if kind == 1:
-        return word[:i] + word[i] + word[i:]
-    return word[:i - 1] + word[i] + word[i - 1] + word[i + 1:]
-
-
-def _with_typos(text: str, rng: random.Random) -> str:
-    return " ".join(_typo(w, rng) if len(w) >= 4 and w.isalpha() and rng.random() < TYPO_RATE else w
-                    for w in text.split(" "))
-
-
-def _message(intent: str, rng: random.Random) -> str:
-    if rng.random() < SHORT_FRACTION:
-        return _with_typos(_paraphrase(_fill(rng.choice(_SHORT[intent]), rng), rng), rng)
-    templates = _MIXED[intent] if rng.random() < MIXED_FRACTION else _TEMPLATES[intent]
-    body = _paraphrase(_fill(rng.choice(templates), rng), rng)
-    if rng.random() < CONTEXT_FRACTION:
-        body = _fill(rng.choice(_CONTEXT), rng) + body
-    return _with_typos(rng.choice(_OPENERS) + body + rng.choice(_CLOSERS), rng)
+    return rng.choice(_OPENERS) + text + rng.choice(_CLOSERS)
 
 
 def generate(total: int = 500, seed: int = 7) -> list[tuple[str, str]]:
-    """`total` // 5 distinct (text, intent) pairs per intent, in a seeded order.
-
-    The messages are made to be hard for a keyword lookup: shared context clauses,
-    typos, and short messages of which some could belong to either of two intents
-    (the same short text may then appear under two labels)."""
+    """`total` distinct (text, intent) pairs, balanced over INTENTS, in a seeded order."""
     rng = random.Random(seed)
     per_intent = total // len(INTENTS)
     rows: list[tuple[str, str]] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[str] = set()
     for intent in INTENTS:
         made, attempts = 0, 0
         while made < per_intent:
             attempts += 1
             if attempts > per_intent * 200:
                 raise RuntimeError(f"cannot make {per_intent} distinct {intent} messages from the templates")
-            text = _message(intent, rng)
-            if (text, intent) in seen:
+            text = _fill(rng.choice(_TEMPLATES[intent]), rng)
+            if text in seen:
                 continue
-            seen.add((text, intent))
+            seen.add(text)
             rows.append((text, intent))
             made += 1
     rng.shuffle(rows)
