@@ -148,7 +148,7 @@ BAD_CASES = (
     BadCase("search-space-empty", {"spec.tune": {"searchSpace": {}}}, "spec.tune.searchSpace",
             ("at least 1 entries",)),
     BadCase("dimension-min-max", _dim(type="uniform", min=1e-3, max=1e-5),
-            "spec.tune.searchSpace['training.learningRate']", ("needs min < max",)),
+            "spec.tune.searchSpace['training.learningRate']", ("need min < max", "type is uniform")),
     BadCase("dimension-values-missing", _dim(type="choice"),
             "spec.tune.searchSpace['training.learningRate']", ("values is required for choice and grid",),
             crd=UNTYPED_LIST),

@@ -487,7 +487,8 @@ class SearchDimension(Spec):
                     raise ValueError(f"values must be numbers, strings or booleans (got {value!r})")
             return self
         if self.min is None or self.max is None or not self.min < self.max:
-            raise ValueError(f"{self.type} needs min < max (got min={self.min}, max={self.max})")
+            raise ValueError("uniform, loguniform and randint need min < max "
+                             f"(type is {self.type}; got min={self.min}, max={self.max})")
         if self.type == "loguniform" and self.min <= 0:
             raise ValueError(f"loguniform needs min > 0 (got {self.min})")
         if self.type == "randint" and (self.min != int(self.min) or self.max != int(self.max)):
