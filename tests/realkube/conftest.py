@@ -40,13 +40,11 @@ def real_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealKube]:
 class OperatorRun:
     """`finetune operator` as a subprocess with a given kubeconfig."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, namespaces: list[str]) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, flags: list[str]) -> None:
         self.health_port = free_port()
         args = [str(Path(sys.executable).parent / "finetune"), "operator", "--kubeconfig", str(kubeconfig),
-                "--standalone", "--bind", "127.0.0.1", "--metrics-port", str(free_port()),
-                "--health-port", str(self.health_port), "--resync-seconds", "1"]
-        for namespace in namespaces:
-            args += ["--namespace", namespace]
+                "--bind", "127.0.0.1", "--metrics-port", str(free_port()),
+                "--health-port", str(self.health_port), "--resync-seconds", "1", *flags]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("KUBECONFIG", None)
         self.log_path = log_path
@@ -83,8 +81,9 @@ class OperatorRun:
 def run_operator(tmp_path: Path) -> Iterator[Callable[..., OperatorRun]]:
     started: list[OperatorRun] = []
 
-    def start(kubeconfig: Path, namespaces: list[str]) -> OperatorRun:
-        run = OperatorRun(kubeconfig, tmp_path / f"operator-{len(started)}.log", namespaces)
+    def start(kubeconfig: Path, flags: list[str]) -> OperatorRun:
+        """flags: which namespaces and peering, e.g. ["--standalone", "--namespace=a"]."""
+        run = OperatorRun(kubeconfig, tmp_path / f"operator-{len(started)}.log", flags)
         started.append(run)
         return run
 
