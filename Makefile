@@ -26,9 +26,12 @@ demo: $(STAMP)
 	$(VENV)/bin/finetune run examples/demo.yaml \
 	  --set model.source="$$($(PY) -c 'from finetune_trainer.modeling import minilm_path; print(minilm_path())')"
 
+# The real-server tests (marker `kube`) need kube-apiserver, etcd and
+# kube-controller-manager: tests/kube/build.sh builds them once into a cache folder
+# outside the checkout (about 5-7 minutes cold on 2 cores) and is a no-op afterwards.
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	bin="$$(bash tests/kube/build.sh)" && FINETUNE_KUBE_BIN_DIR="$$bin" $(PY) -m pytest
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not e2e"

@@ -60,6 +60,8 @@ IDENTITY = "the API server routes by apiVersion and kind before any schema appli
 REGEX = "CEL cannot tell whether a string is a valid regular expression"
 TUNABLE = ("map keys cannot be length-bounded in a structural schema, so a membership test over them "
            "risks the API server's CEL cost limit; the path check with 'did you mean' stays in pydantic")
+UNTYPED_LIST = ("the API server's CEL leaves a list of untyped items (values) out of the object's type, so a "
+                "rule naming it does not compile (the real kube-apiserver refused the CRD)")
 ANY_VALUE = ("a structural schema can leave a node untyped only by preserving any JSON in it, and "
              "candidate values may be numbers, strings or booleans alike")
 
@@ -146,9 +148,10 @@ BAD_CASES = (
     BadCase("search-space-empty", {"spec.tune": {"searchSpace": {}}}, "spec.tune.searchSpace",
             ("at least 1 entries",)),
     BadCase("dimension-min-max", _dim(type="uniform", min=1e-3, max=1e-5),
-            "spec.tune.searchSpace['training.learningRate']", ("needs min < max",)),
+            "spec.tune.searchSpace['training.learningRate']", ("need min < max", "type is uniform")),
     BadCase("dimension-values-missing", _dim(type="choice"),
-            "spec.tune.searchSpace['training.learningRate']", ("values is required for choice and grid",)),
+            "spec.tune.searchSpace['training.learningRate']", ("values is required for choice and grid",),
+            crd=UNTYPED_LIST),
     BadCase("dimension-loguniform-zero", _dim(type="loguniform", min=0, max=1),
             "spec.tune.searchSpace['training.learningRate']", ("loguniform needs min > 0",)),
     BadCase("dimension-choice-with-min", _dim(type="choice", values=[1e-4], min=1e-5),
