@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
-from tests.support.helpers import free_port  # noqa: F401  (re-exported)
+from tests.support.helpers import free_port, stop  # noqa: F401  (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "finetune-operator"
@@ -129,17 +128,6 @@ def poll(what: str, check: Callable[[], Any], timeout: float, describe: Callable
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not seen within {timeout} s. {describe()}")
         time.sleep(0.25)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL if the process has not exited after 20 s."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def http_json(url: str) -> Any:

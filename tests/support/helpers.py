@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import signal
 import socket
+import subprocess
 
 
 def free_port() -> int:
@@ -22,3 +24,14 @@ def deep_merge(base: dict, overrides: dict) -> dict:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited after 20 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

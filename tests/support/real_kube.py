@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import requests
 import urllib3
 import yaml
 
-from tests.support.helpers import free_port
+from tests.support.helpers import free_port, stop
 from tests.support.kube_emulator import kopf_peering_crds
 from tests.support.paths import FINETUNE_CRD, KUBERAY_CRDS, REPO
 from tests.support.real_kube_pki import write_pki
@@ -206,14 +205,7 @@ class RealKube:
 
     def stop(self) -> None:
         for name in reversed(list(self.processes)):
-            process = self.processes[name]
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            stop(self.processes[name])
         self.session.close()
 
     # ------------------------------------------------------------------ clients
