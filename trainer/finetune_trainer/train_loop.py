@@ -197,11 +197,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
         model, tokenizer = load_model_and_tokenizer(config.model, len(label_names), label_names,
                                                     training.dropout, output=config.output, cache_dir=cache)
-    if rank > 0:
-        # Every rank built the same model from the same seed (DDP starts from rank 0's
-        # weights anyway); from here on each rank draws its own dropout masks, as one
-        # process drawing for the whole global batch would.
-        _seed_everything(training.seed + 7919 * rank)
     controller = apply_strategy(model, config.strategy)
     augmenter = None
     if config.data.augmentation is not None:
