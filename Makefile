@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(PY) -m finetune_trainer.demo --out data/demo
 	$(VENV)/bin/finetune run examples/demo.yaml \
 	  --set model.source="$$($(PY) -c 'from finetune_trainer.modeling import minilm_path; print(minilm_path())')"
+	$(PY) -m finetune_trainer.demo_baseline --data data/demo --run outputs/support-intents-demo
 
 # The real-server tests (marker `kube`) need kube-apiserver, etcd and
 # kube-controller-manager: tests/kube/build.sh builds them once into a cache folder

@@ -2,8 +2,16 @@
 
 The project writes this data itself from templates and word lists (nothing is
 downloaded), deterministically for a given seed, so `make demo` runs offline and
-gives the same numbers every time. Templates share many words across intents
-("order", "account", "charged") so the task needs more than a keyword lookup.
+gives the same numbers every time. It is made hard enough that a good model does
+not score 1.0 and a bag-of-words model does worse:
+
+- templates share many words across intents ("order", "account", "charged");
+- a share of messages are short and vague ("problem with my order");
+- words carry typos (swapped, dropped, doubled or neighbouring-key letters), which a
+  word-level model sees as new words and a subword model mostly does not;
+- a few messages are routed to a neighbouring team (billing/refund, shipping/refund,
+  login/technical) with that team's wording mixed in, as real tickets are: about one
+  in twenty labels is arguably wrong, so no model reaches 1.0.
 
     python -m finetune_trainer.demo --out data/demo      # train/validation/test CSVs
 """
@@ -107,8 +115,37 @@ _TEMPLATES = {
     ],
 }
 
+# Short, vague messages: the intent is a guess from one or two words.
+_SHORT = {
+    "billing": ["wrong charge", "double charged", "invoice please", "billing question", "charged again {when}",
+                "payment issue", "price went up", "card declined", "problem with my bill", "{amount} charge?"],
+    "login": ["cant sign in", "locked out", "password not working", "login problem", "reset link broken",
+              "account access", "sign in loop", "code not accepted", "problem with my account", "logged out again"],
+    "shipping": ["where is my order", "package late", "tracking not updating", "order not here", "delivery problem",
+                 "wrong address", "still waiting {when}", "parcel missing", "problem with my order", "when will it ship"],
+    "refund": ["money back please", "return item", "refund status", "want to cancel", "refund not received",
+               "send it back", "broken {item}", "cancel and refund", "problem with my return", "refund {amount}"],
+    "technical": ["app crashing", "{error} again", "not loading", "app is slow", "bug in the {app}",
+                  "screen frozen", "update broke it", "sync broken", "problem with the {app}", "keeps crashing"],
+}
+
+# Neighbouring teams: the intents whose tickets are most often mixed up.
+_NEIGHBOURS = {
+    "billing": ("refund",), "refund": ("billing", "shipping"), "shipping": ("refund",),
+    "login": ("technical",), "technical": ("login",),
+}
+
 _OPENERS = ["", "", "", "hi, ", "hello, ", "hey, ", "good morning, ", "urgent: ", "quick question: "]
 _CLOSERS = ["", "", "", " thanks", " please help", " thank you", " asap", " any update?", " this is frustrating"]
+_KEYBOARD_NEIGHBOURS = {
+    "a": "sq", "c": "xv", "d": "sf", "e": "wr", "g": "fh", "i": "uo", "l": "k", "m": "n", "n": "bm", "o": "ip",
+    "r": "et", "s": "ad", "t": "ry", "u": "yi",
+}
+
+SHORT_SHARE = 0.25  # messages drawn from _SHORT
+MIXED_SHARE = 0.15  # messages that join a neighbouring intent's wording to their own
+NOISE_SHARE = 0.05  # labels given to a neighbouring team's message
+TYPO_RATE = 0.12  # chance that a word of four or more letters carries one typo
 
 
 def _fill(template: str, rng: random.Random) -> str:
@@ -116,11 +153,48 @@ def _fill(template: str, rng: random.Random) -> str:
     for slot, values in _SLOTS.items():
         while "{" + slot + "}" in text:
             text = text.replace("{" + slot + "}", rng.choice(values), 1)
-    return rng.choice(_OPENERS) + text + rng.choice(_CLOSERS)
+    return text
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    """`word` with one typo inside it (the first letter is kept, as people rarely miss it)."""
+    at = rng.randrange(1, len(word) - 1)
+    kind = rng.randrange(4)
+    if kind == 0 and word[at] != word[at + 1]:  # two letters swapped
+        return word[:at] + word[at + 1] + word[at] + word[at + 2:]
+    if kind == 2:  # a letter doubled
+        return word[:at] + word[at] + word[at:]
+    near = _KEYBOARD_NEIGHBOURS.get(word[at])
+    if kind == 3 and near:  # a neighbouring key
+        return word[:at] + rng.choice(near) + word[at + 1:]
+    return word[:at] + word[at + 1:]  # a letter dropped
+
+
+def _misspell(text: str, rng: random.Random) -> str:
+    return " ".join(_typo(word, rng) if len(word) >= 4 and word.isalpha() and rng.random() < TYPO_RATE else word
+                    for word in text.split(" "))
+
+
+def _message(intent: str, rng: random.Random) -> str:
+    """One message whose true intent is `intent`."""
+    draw = rng.random()
+    if draw < SHORT_SHARE:
+        text = _fill(rng.choice(_SHORT[intent]), rng)
+    elif draw < SHORT_SHARE + MIXED_SHARE:
+        own = _fill(rng.choice(_TEMPLATES[intent]), rng)
+        other = _fill(rng.choice(_SHORT[rng.choice(_NEIGHBOURS[intent])]), rng)
+        text = f"{own}, also {other}" if rng.random() < 0.5 else f"{other} - {own}"
+    else:
+        text = _fill(rng.choice(_TEMPLATES[intent]), rng)
+    return _misspell(rng.choice(_OPENERS) + text + rng.choice(_CLOSERS), rng)
 
 
 def generate(total: int = 500, seed: int = 7) -> list[tuple[str, str]]:
-    """`total` distinct (text, intent) pairs, balanced over INTENTS, in a seeded order."""
+    """`total` distinct (text, intent) pairs, balanced over INTENTS, in a seeded order.
+
+    Each label's messages are that intent's, except a NOISE_SHARE drawn from a
+    neighbouring intent (a ticket routed to the neighbouring team). Texts are distinct
+    across the whole set, so no message appears under two labels or in two splits."""
     rng = random.Random(seed)
     per_intent = total // len(INTENTS)
     rows: list[tuple[str, str]] = []
@@ -131,7 +205,8 @@ def generate(total: int = 500, seed: int = 7) -> list[tuple[str, str]]:
             attempts += 1
             if attempts > per_intent * 200:
                 raise RuntimeError(f"cannot make {per_intent} distinct {intent} messages from the templates")
-            text = _fill(rng.choice(_TEMPLATES[intent]), rng)
+            source = rng.choice(_NEIGHBOURS[intent]) if rng.random() < NOISE_SHARE else intent
+            text = _message(source, rng)
             if text in seen:
                 continue
             seen.add(text)
