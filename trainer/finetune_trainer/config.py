@@ -60,6 +60,14 @@ class ModelSpec(Spec):
     the job's output folder (`<uri>/<job>/base-model/`), from where every worker loads
     it. Off (the default), a hub id must already be in the image's model cache."""
 
+    loadDtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    """The dtype the weights are loaded in. `float32` (the default) keeps fp32 master
+    weights whatever the checkpoint holds, and `training.precision` bf16/fp16 then runs
+    the forward pass under autocast. `bfloat16`/`float16` load (and train) the weights
+    in that half precision, with no fp32 copy, to save memory; `auto` keeps the
+    checkpoint's own dtype. Half-precision weights cannot train with
+    `training.precision: fp16` (its gradient scaler needs fp32 gradients)."""
+
     task: Literal["sequence-classification"] = "sequence-classification"
     """What the model is fine-tuned for. `sequence-classification` is implemented;
     `causal-lm` and `token-classification` are planned as further values of this enum."""
@@ -615,6 +623,16 @@ class TrainingConfig(Spec):
          " !k.startsWith('strategy.' + b + '.') || (has(self.strategy) ? self.strategy.type : 'full') == b))",
          "tune.searchSpace can tune the settings of strategy.type only"),
     )
+
+    @model_validator(mode="after")
+    def _fp16_scaler_needs_fp32_weights(self) -> "TrainingConfig":
+        if self.model.loadDtype in ("float16", "bfloat16") and self.training.precision == "fp16":
+            raise ValueError(
+                f"model.loadDtype {self.model.loadDtype} cannot train with training.precision fp16: the "
+                "gradient scaler needs fp32 weights; use model.loadDtype float32 (the default) or "
+                "training.precision bf16"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tuned_strategy_settings_apply(self) -> "TrainingConfig":

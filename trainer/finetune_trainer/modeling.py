@@ -102,6 +102,31 @@ def announce_new_head(loading: dict[str, Any]) -> None:
         log.info("new classification head initialised: %s", ", ".join(fresh))
 
 
+def weights_dtype(model_spec: ModelSpec) -> Any:
+    """What `from_pretrained(dtype=...)` gets: an explicit torch dtype, since
+    transformers 5 otherwise loads a checkpoint in the dtype it was saved in (an fp16
+    checkpoint would then train without fp32 master weights), or "auto"."""
+    import torch
+
+    return "auto" if model_spec.loadDtype == "auto" else getattr(torch, model_spec.loadDtype)
+
+
+def ensure_pad_token(tokenizer: Any, config: Any) -> None:
+    """Give a tokenizer without a pad token one, as decoder-only models (GPT-2, Llama)
+    need for batching: the end-of-sequence token, which is what their own fine-tuning
+    recipes use, else the unknown token. The model config learns the pad id so a
+    sequence classifier finds each row's last real token."""
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise ModelError("model.source: the tokenizer has no pad, end-of-sequence or unknown token to pad "
+                             "batches with; add a pad token to the tokenizer and save it with the model")
+        tokenizer.pad_token = fallback
+        log.info("the tokenizer has no pad token: padding with %r", fallback)
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+
+
 def load_model_and_tokenizer(
     model_spec: ModelSpec,
     num_labels: int,
@@ -136,8 +161,10 @@ def load_model_and_tokenizer(
             log.info("dropout %.3f set on %s", dropout, ", ".join(changed) or "nothing (no dropout settings)")
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(source, **common)
+            ensure_pad_token(tokenizer, config)
             model, loading = AutoModelForSequenceClassification.from_pretrained(
-                source, config=config, ignore_mismatched_sizes=True, output_loading_info=True, **common
+                source, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
+                dtype=weights_dtype(model_spec), **common
             )
         announce_new_head(loading)
     except OSError as err:
@@ -161,7 +188,9 @@ __all__ = [
     "apply_dropout",
     "downloads_allowed",
     "dropout_attributes",
+    "ensure_pad_token",
     "load_model_and_tokenizer",
     "minilm_path",
     "resolve_model_source",
+    "weights_dtype",
 ]
