@@ -298,7 +298,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     def run_eval() -> dict[str, float]:
         started = time.perf_counter()
-        loader = DataLoader(validation_set, batch_size=max(training.batchSize, 32), collate_fn=collate)
+        loader = DataLoader(validation_set, batch_size=max(training.batchSize, 32), collate_fn=collate,
+                            generator=torch.Generator().manual_seed(training.seed))
         # The unwrapped module: evaluation needs no DDP gradient hooks or buffer syncs.
         scores = evaluate(core, loader, device=device, reduce=reducer, num_labels=len(label_names))
         window["eval_seconds"] += time.perf_counter() - started
@@ -374,7 +375,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         train_set.set_epoch(epoch)
         usable = order[: batches_per_epoch * training.batchSize]
         start = batch_in_epoch * training.batchSize
-        loader = DataLoader(train_set, batch_size=training.batchSize, sampler=usable[start:], collate_fn=collate)
+        # A generator of its own: a DataLoader otherwise draws its base seed from the
+        # global RNG, so a run resumed mid-epoch (one loader more) would shift every
+        # later dropout mask by one draw.
+        loader = DataLoader(train_set, batch_size=training.batchSize, sampler=usable[start:], collate_fn=collate,
+                            generator=torch.Generator().manual_seed(training.seed))
         micro = 0
         window_size = accumulation
         for batch in loader:

@@ -46,6 +46,16 @@ def test_resume_from_an_epochs_last_batch_with_unfreezing_by_epoch_continues_exa
     _assert_same_weights(resumed.final_weights(), whole.final_weights())
 
 
+def test_resume_in_the_middle_of_an_epoch_continues_exactly(tmp_path, files):
+    # Step 3 is half-way through epoch 1: the resumed run builds one DataLoader more
+    # than the uninterrupted one, which must not move the dropout masks that follow.
+    job = _job(tmp_path, files)
+    whole = run_loop(job, tmp_path / "whole")
+    resumed = run_loop(job, tmp_path / "resumed", start=whole.checkpoints[3])
+    assert [r["step"] for r in resumed.reports] == [6, 9, 12]
+    _assert_same_weights(resumed.final_weights(), whole.final_weights())
+
+
 def test_throughput_totals_continue_after_a_resume(tmp_path, files):
     job = _job(tmp_path, files)
     whole = run_loop(job, tmp_path / "whole")
