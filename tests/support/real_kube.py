@@ -203,6 +203,12 @@ class RealKube:
                    lambda: "Started garbage collector" in self.log_tail("kube-controller-manager", 10**6)
                    or "garbage collector" in self.log_tail("kube-controller-manager", 10**6).lower(), 60)
 
+    def stop_controller_manager(self) -> None:
+        """Stop the garbage collector again, so later tests' objects with made-up owners stay."""
+        process = self.processes.pop("kube-controller-manager", None)
+        if process is not None:
+            stop(process)
+
     def stop(self) -> None:
         for name in reversed(list(self.processes)):
             stop(self.processes[name])
