@@ -38,7 +38,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not e2e"
 
 bench: $(STAMP)
-	$(PY) -m bench
+	bin="$$(bash tests/kube/build.sh)" && FINETUNE_KUBE_BIN_DIR="$$bin" $(PY) -m bench
 
 crd: $(STAMP)
 	$(VENV)/bin/finetune crd --write

@@ -1,8 +1,9 @@
 """The operator at scale: 1,000 FineTuneJobs across 10 namespaces.
 
-Starts the fast API emulator (with our CRD and KubeRay's RayJob CRD, which it
-validates every RayJob against) and the real `finetune operator` process, applies
-1,000 jobs, and measures:
+Starts an API server with our CRD and KubeRay's RayJob CRD — the project's fast
+emulator (`python -m bench operator_scale`) or a real kube-apiserver 1.37 with etcd
+(`python -m bench operator_scale_real`, tests/kube/build.sh builds them) — and the
+real `finetune operator` process, applies 1,000 jobs, and measures:
 
 - time until every job has its RayJob and a Pending status (jobs/s), beside a baseline:
   the same 1,000 RayJobs (built by the same builders) created directly with the same
@@ -35,7 +36,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-JOBS = 1000
+JOBS = int(os.environ.get("BENCH_OPERATOR_JOBS", "1000"))
 NAMESPACES = 10
 TARGET_RATE = 50.0
 TARGET_RSS_MB = 300.0
@@ -130,6 +131,106 @@ def _wait_healthy(process: subprocess.Popen, port: int, log_path: Path, timeout:
     raise RuntimeError("operator did not become healthy")
 
 
+class _Emulator:
+    """The project's API emulator (tests/support/kube_emulator.py)."""
+
+    name = "the project's API emulator"
+    token: Optional[str] = None
+    ca_path: Optional[str] = None
+
+    def __init__(self, workdir: Path) -> None:
+        from tests.support.kube_fixtures import start_kube
+
+        self.kube = start_kube(workdir, history_size=20000)
+        self.url = self.kube.url
+        self.kubeconfig = self.kube.kubeconfig_path
+
+    def create_namespace(self, name: str) -> None:
+        self.kube.create_namespace(name)
+
+    def converged(self, namespaces: set[str]) -> int:
+        """Jobs that are Pending with their RayJob present, counted on the emulator's
+        own thread: listing 2,000 objects through the test client would deep-copy them
+        all on every poll and slow the server being measured."""
+        def count() -> int:
+            store = self.kube.store
+            jobs = store.objects[store.find_type("finetunejobs").storage_key]
+            rayjobs = store.objects[store.find_type("rayjobs").storage_key]
+            return sum(
+                1 for (namespace, _), job in jobs.items()
+                if namespace in namespaces and (job.get("status") or {}).get("phase") == "Pending"
+                and (namespace, job["status"].get("rayJobName")) in rayjobs
+            )
+        return self.kube._call(count)
+
+    def rayjobs(self, namespace: str) -> list[dict]:
+        return self.kube.list("rayjobs", namespace)
+
+    def cpu_line(self, bench_cpu: float) -> str:
+        return f"emulator + this script {bench_cpu:.0f} (the emulator runs in this process)"
+
+    def stop(self) -> None:
+        self.kube.stop()
+
+
+class _RealServer:
+    """A real kube-apiserver and etcd (tests/support/real_kube.py), admin identity."""
+
+    name = "a real kube-apiserver 1.37 + etcd 3.7"
+
+    def __init__(self, workdir: Path) -> None:
+        from tests.support.real_kube import ADMIN, RealKube, missing_binaries
+
+        missing = missing_binaries()
+        if missing:
+            raise RuntimeError(f"{', '.join(missing)} not built: run tests/kube/build.sh and set "
+                               "FINETUNE_KUBE_BIN_DIR to the folder it prints")
+        self.kube = RealKube(workdir).start()
+        self.url = self.kube.url
+        self.token = self.kube.tokens[ADMIN]
+        self.ca_path = str(self.kube.ca_cert)
+        self.kubeconfig = self.kube.write_kubeconfig(ADMIN)
+
+    def create_namespace(self, name: str) -> None:
+        self.kube.create_namespace(name)
+
+    def _items(self, path: str) -> list[dict]:
+        return (self.kube.get(path) or {}).get("items", [])
+
+    def converged(self, namespaces: set[str]) -> int:
+        """Pending jobs with their RayJob present, by two list calls per namespace."""
+        from tests.support.real_kube import api_path
+
+        done = 0
+        for namespace in namespaces:
+            rayjobs = {o["metadata"]["name"] for o in self.rayjobs(namespace)}
+            done += sum(1 for job in self._items(api_path("finetune.dev/v1alpha1", "finetunejobs", namespace))
+                        if (job.get("status") or {}).get("phase") == "Pending"
+                        and job["status"].get("rayJobName") in rayjobs)
+        return done
+
+    def rayjobs(self, namespace: str) -> list[dict]:
+        from tests.support.real_kube import api_path
+
+        return self._items(api_path("ray.io/v1", "rayjobs", namespace))
+
+    def cpu_line(self, bench_cpu: float) -> str:
+        server = 0.0
+        for process in self.kube.processes.values():
+            try:
+                times = psutil.Process(process.pid).cpu_times()
+                server += times.user + times.system
+            except psutil.Error:
+                pass
+        return f"kube-apiserver + etcd {server:.0f}, this script {bench_cpu:.0f}"
+
+    def stop(self) -> None:
+        self.kube.stop()
+
+
+BACKENDS = {"emulator": _Emulator, "real": _RealServer}
+
+
 def _baseline(kube: Any, namespaces: list[str]) -> float:
     """Seconds to create the same RayJobs directly with the operator's client."""
     from finetune_operator import builders, kube as kube_api
@@ -146,7 +247,7 @@ def _baseline(kube: Any, namespaces: list[str]) -> float:
                                                         settings)))
 
     async def create_all() -> float:
-        async with kube_api.standalone(kube.url) as api:
+        async with kube_api.standalone(kube.url, token=kube.token, ca_path=kube.ca_path) as api:
             limit = asyncio.Semaphore(50)
 
             async def one(namespace: str, body: dict) -> None:
@@ -160,13 +261,17 @@ def _baseline(kube: Any, namespaces: list[str]) -> float:
     return asyncio.run(create_all())
 
 
-async def _apply(server: str, manifests: list[dict], in_flight: int = 20) -> float:
+async def _apply(kube: Any, manifests: list[dict], in_flight: int = 20) -> float:
     """POST the FineTuneJobs over HTTP, `in_flight` at a time, as `kubectl apply` with
     parallelism would; returns the seconds it took."""
+    import ssl
+
     import aiohttp
 
     limit = asyncio.Semaphore(in_flight)
-    async with aiohttp.ClientSession(server) as session:
+    headers = {"Authorization": f"Bearer {kube.token}"} if kube.token else {}
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=kube.ca_path)) if kube.ca_path else None
+    async with aiohttp.ClientSession(kube.url, headers=headers, connector=connector) as session:
         async def one(manifest: dict) -> None:
             namespace = manifest["metadata"]["namespace"]
             async with limit:
@@ -180,27 +285,9 @@ async def _apply(server: str, manifests: list[dict], in_flight: int = 20) -> flo
         return time.perf_counter() - started
 
 
-def _converged(kube: Any, namespaces: set[str]) -> int:
-    """Jobs that are Pending with their RayJob present, counted on the emulator's own
-    thread: listing 2,000 objects through the test client would deep-copy them all on
-    every poll and slow the server being measured."""
-    def count() -> int:
-        store = kube.store
-        jobs = store.objects[store.find_type("finetunejobs").storage_key]
-        rayjobs = store.objects[store.find_type("rayjobs").storage_key]
-        return sum(
-            1 for (namespace, _), job in jobs.items()
-            if namespace in namespaces and (job.get("status") or {}).get("phase") == "Pending"
-            and (namespace, job["status"].get("rayJobName")) in rayjobs
-        )
-    return kube._call(count)
-
-
-def main() -> None:
-    from tests.support.kube_fixtures import start_kube
-
+def main(backend: str = "emulator") -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-operator-"))
-    kube = start_kube(workdir, history_size=20000)
+    kube = BACKENDS[backend](workdir)
     namespaces = [f"team-{i}" for i in range(NAMESPACES)]
     for namespace in namespaces:
         kube.create_namespace(namespace)
@@ -214,14 +301,14 @@ def main() -> None:
         # The floor: applying the FineTuneJobs alone, with no operator running.
         floor_namespace = "floor"
         kube.create_namespace(floor_namespace)
-        floor_seconds = asyncio.run(_apply(kube.url, [_manifest(f"floor-{i}", floor_namespace)
+        floor_seconds = asyncio.run(_apply(kube, [_manifest(f"floor-{i}", floor_namespace)
                                                       for i in range(JOBS)]))
 
         metrics_port, health_port = _free_port(), _free_port()
         log_path = workdir / "operator.log"
         env = {**os.environ, "FINETUNE_CONCURRENCY_LIMIT": str(JOBS)}
         env.pop("KUBECONFIG", None)
-        args = [str(Path(sys.executable).parent / "finetune"), "operator", "--kubeconfig", str(kube.kubeconfig_path),
+        args = [str(Path(sys.executable).parent / "finetune"), "operator", "--kubeconfig", str(kube.kubeconfig),
                 "--standalone", "--bind", "127.0.0.1", "--metrics-port", str(metrics_port),
                 "--health-port", str(health_port), "--resync-seconds", "60"]
         for namespace in namespaces:
@@ -235,13 +322,13 @@ def main() -> None:
 
         started = time.perf_counter()
         applier = threading.Thread(target=lambda: asyncio.run(_apply(
-            kube.url, [_manifest(f"job-{i}", namespaces[i % NAMESPACES]) for i in range(JOBS)])))
+            kube, [_manifest(f"job-{i}", namespaces[i % NAMESPACES]) for i in range(JOBS)])))
         applier.start()
 
         deadline = time.monotonic() + 600
         done = 0
         while time.monotonic() < deadline:
-            done = _converged(kube, set(namespaces))
+            done = kube.converged(set(namespaces))
             if done == JOBS:
                 break
             time.sleep(0.5)
@@ -256,12 +343,12 @@ def main() -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
             p50, p99, reconciles = _reconcile_quantiles(response.read().decode())
 
-        # Every RayJob against KubeRay's schema (the emulator also validated each on create).
+        # Every RayJob against KubeRay's schema (both servers also validated each on create).
         from tests.operator.scenarios.conftest import assert_valid_rayjob
 
         invalid = 0
         for namespace in namespaces:
-            for rayjob in kube.list("rayjobs", namespace):
+            for rayjob in kube.rayjobs(namespace):
                 try:
                     assert_valid_rayjob(rayjob)
                 except AssertionError:
@@ -270,7 +357,7 @@ def main() -> None:
         rate = done / elapsed if elapsed else 0.0
         base_rate = JOBS / baseline_seconds
         mb = 1024 * 1024
-        print(f"jobs: {JOBS} in {NAMESPACES} namespaces, applied 20 at a time over HTTP")
+        print(f"server: {kube.name}; jobs: {JOBS} in {NAMESPACES} namespaces, applied 20 at a time over HTTP")
         print(f"all RayJobs + Pending: {done}/{JOBS} in {elapsed:.1f} s = {rate:.0f} jobs/s "
               f"(target >= {TARGET_RATE:.0f}); baseline, RayJobs created directly with the same client: "
               f"{baseline_seconds:.1f} s = {base_rate:.0f} RayJobs/s; floor, applying the FineTuneJobs alone "
@@ -279,8 +366,8 @@ def main() -> None:
               f"baseline, idle after start-up: {idle_rss / mb:.0f} MB")
         fmt = (lambda v: f"{v * 1000:.1f} ms" if v is not None else "n/a")
         print(f"reconcile p50 {fmt(p50)}, p99 {fmt(p99)} over {reconciles} reconciles")
-        print(f"CPU seconds: operator {operator_cpu:.0f}, emulator + this script {bench_cpu:.0f} "
-              f"(2 cores shared by both, and with other users of the machine)")
+        print(f"CPU seconds: operator {operator_cpu:.0f}, {kube.cpu_line(bench_cpu)} "
+              f"(2 cores shared by all, and with other users of the machine)")
         print("machine load average (1, 5, 15 min) at the end: "
               + ", ".join(f"{value:.1f}" for value in os.getloadavg()) + " on " + str(os.cpu_count()) + " CPUs")
         print(f"RayJobs invalid against KubeRay's CRD schema: {invalid}")

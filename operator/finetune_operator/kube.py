@@ -182,14 +182,14 @@ class KubeApi:
 
 @contextlib.asynccontextmanager
 async def standalone(server: str, *, settings: kopf.OperatorSettings | None = None,
-                     token: str | None = None) -> AsyncIterator[KubeApi]:
+                     token: str | None = None, ca_path: str | None = None) -> AsyncIterator[KubeApi]:
     """A `KubeApi` usable outside a running operator, against `server` (plain URL).
 
     Sets up the credentials vault that kopf sets up for its own tasks, so the very
     same client code runs in benchmarks and test helpers."""
     settings = settings or kopf.OperatorSettings()
     vault = kopf_credentials.Vault()
-    await vault.populate({"standalone": kopf_credentials.ConnectionInfo(server=server, token=token)})
+    await vault.populate({"standalone": kopf_credentials.ConnectionInfo(server=server, token=token, ca_path=ca_path)})
     reset = kopf_auth.vault_var.set(vault)
     try:
         yield KubeApi(settings)
