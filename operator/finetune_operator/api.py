@@ -394,11 +394,26 @@ class FineTuneJobStatus(Spec):
 # -------------------------------------------------------------------------- manifest
 
 
-class ObjectMeta(Spec):
-    """The metadata fields a manifest may carry. Server-set fields are accepted and
-    ignored."""
+# ObjectMeta's other fields, as the API server knows them: accepted (a manifest saved
+# with `kubectl get -o yaml` carries them) and not used. Any other key is a typo, which
+# the server refuses under kubectl's strict field validation, and so do we.
+SERVER_METADATA_FIELDS = ("generateName", "selfLink", "uid", "resourceVersion", "generation", "creationTimestamp",
+                          "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers",
+                          "managedFields")
 
-    model_config = Spec.model_config | {"extra": "allow"}
+
+class ObjectMeta(Spec):
+    """The metadata fields a manifest may carry. The server-set ones
+    (SERVER_METADATA_FIELDS) are accepted and ignored; any other key is refused."""
+
+    model_config = Spec.model_config | {"extra": "forbid"}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _set_aside_server_fields(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if k not in SERVER_METADATA_FIELDS}
+        return value
 
     name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
     """Job name: lowercase letters, digits, '-' and '.'."""
