@@ -13,6 +13,7 @@ the document it is, so every refusal names the field path and the line:
 - an unquoted date or time stays the text it was written as, as kubectl reads it;
 - a key may appear once in a mapping (`<<` merge keys may be overridden, as YAML says);
 - numbers must be finite (JSON has no .inf or .nan);
+- values nest at most MAX_DEPTH levels, refused at the field that goes deeper;
 - anchors and aliases are fine, but aliases may repeat at most MAX_ALIAS_VALUES values
   in all and may not contain themselves, so an alias bomb ("billion laughs") is
   refused after a bounded amount of work instead of filling the memory.
@@ -31,6 +32,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 # or a resources block (tens of values); a billion-laughs document reaches this after
 # a few milliseconds.
 MAX_ALIAS_VALUES = 10_000
+
+# Nesting: no FineTuneJob field lies deeper than a dozen levels, so a value nested past
+# MAX_DEPTH is refused at its field. PyYAML's composer recurses once per level; it gets
+# COMPOSE_RECURSION_LIMIT frames (Python 3.11 keeps Python frames off the C stack), and
+# a document deeper than that is refused as a whole.
+MAX_DEPTH = 64
+COMPOSE_RECURSION_LIMIT = 20_000
 
 _CORE = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_CORE + name for name in ("str", "int", "float", "bool", "null"))
@@ -69,10 +77,17 @@ _Loader.add_implicit_resolver(
 
 def compose_documents(text: str) -> list[Node]:
     """The node tree of each document of a YAML stream (raises yaml.YAMLError)."""
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, COMPOSE_RECURSION_LIMIT))
     try:
         return list(yaml.compose_all(text, Loader=_Loader))
     except RecursionError:
-        raise yaml.YAMLError("the document is nested too deeply") from None
+        raise yaml.YAMLError(f"the document is nested too deeply (thousands of levels; a manifest needs "
+                             f"fewer than {MAX_DEPTH})") from None
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def is_empty(node: Node) -> bool:
@@ -120,6 +135,9 @@ class _Builder:
                 raise PlainYamlError(loc, node, f"aliases repeat more than {MAX_ALIAS_VALUES:,} values; "
                                                 "write the values out or use fewer aliases")
         self._seen.add(key)
+        if len(loc) > MAX_DEPTH:
+            raise PlainYamlError(loc, node, f"nested more than {MAX_DEPTH} levels deep; no field of a manifest "
+                                            "goes that deep")
         if isinstance(node, ScalarNode):
             return self._scalar(node, loc)
         self._open.add(key)
