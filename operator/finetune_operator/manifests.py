@@ -9,12 +9,14 @@ pydantic's own wording and tracebacks never reach the user.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Union
+from typing import Any, Iterable, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -64,7 +66,14 @@ class ManifestError(UserError):
 # ------------------------------------------------------------------------ loading
 
 
-def _yaml_error_problem(source: str, err: yaml.YAMLError) -> Problem:
+def _yaml_error_problem(source: str, err: yaml.YAMLError, text: str = "") -> Problem:
+    if isinstance(err, yaml.reader.ReaderError):  # a control character, found by position
+        before = text[:err.position]
+        line, column = before.count("\n") + 1, err.position - (before.rfind("\n") + 1) + 1
+        character = f"{err.character:#06x}" if isinstance(err.character, int) else repr(err.character)
+        return Problem(source, "", f"invalid YAML at line {line}, column {column}: the control character "
+                                   f"{character} is not allowed in YAML text (quote it as an escape, e.g. "
+                                   f"\"\\x{err.character if isinstance(err.character, int) else 0:02x}\")")
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     what = getattr(err, "problem", None) or str(err)
     if mark is not None:
@@ -90,7 +99,7 @@ def parse_documents(text: str, source: str) -> list[tuple[int, dict[str, Any]]]:
     try:
         nodes = plain_yaml.compose_documents(text)
     except yaml.YAMLError as err:
-        raise ManifestError([_yaml_error_problem(source, err)]) from None
+        raise ManifestError([_yaml_error_problem(source, err, text)]) from None
     present, problems = [], []
     indexed = [(i, node) for i, node in enumerate(nodes) if not plain_yaml.is_empty(node)]
     for i, node in indexed:
@@ -185,6 +194,12 @@ def parse_job(document: dict[str, Any], source: str) -> FineTuneJob:
     ]
     if identity:
         raise ManifestError(identity)
+    document = as_the_server_reads(document)
+    too_big = [Problem(source, format_path(loc), f"{value} does not fit in 64 bits; Kubernetes stores whole "
+                                                 f"numbers from {INT64_MIN} to {INT64_MAX}")
+               for loc, value in _huge_integers(document)]
+    if too_big:
+        raise ManifestError(too_big)
     try:
         text = json.dumps(document, allow_nan=False)
     except (TypeError, ValueError) as err:  # plain_yaml reads only JSON values; this is a backstop
@@ -209,6 +224,64 @@ def describe_errors(err: ValidationError, model: type[BaseModel]) -> list[tuple[
             seen.add(item)
             described.append(item)
     return described
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+@functools.lru_cache(maxsize=1)
+def _resource_schema() -> dict[str, Any]:
+    from finetune_operator.crd import openapi_schema
+
+    return openapi_schema()
+
+
+def as_the_server_reads(document: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as the API server validates it, so that `finetune validate` and
+    the server agree: a null field the schema does not mark `nullable` is dropped (the
+    server prunes it before validating: `weightDecay: null` means "not set"), and a
+    number with nothing after the point (`3.0`, `-0.0`) counts as the whole number it
+    is, as the server's integer check allows."""
+    return _server_view(document, _resource_schema())
+
+
+def _server_view(value: Any, schema: Optional[dict[str, Any]]) -> Any:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() \
+            and (schema or {}).get("type") == "integer" and INT64_MIN <= value <= INT64_MAX:
+        return int(value)
+    if isinstance(value, dict) and schema is not None and schema.get("type") == "object":
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        out = {}
+        for key, child in value.items():
+            child_schema = (properties or {}).get(key) if properties is not None and key in properties \
+                else (extra if isinstance(extra, dict) else None)
+            known = (properties is not None and key in properties) or isinstance(extra, dict)
+            if child is None and known and not (child_schema or {}).get("nullable"):
+                continue
+            out[key] = _server_view(child, child_schema)
+        return out
+    if isinstance(value, list) and schema is not None and isinstance(schema.get("items"), dict):
+        return [_server_view(item, schema["items"]) for item in value]
+    return value
+
+
+def _huge_integers(document: Any) -> list[tuple[tuple[Any, ...], int]]:
+    """(path, value) of every whole number outside int64, which the API server cannot
+    read as an integer (JSON and Python can carry them). Iterative: the document may
+    come from the API server, nested as deep as it allows."""
+    found, pending = [], [((), document)]
+    while pending:
+        loc, value = pending.pop()
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            found.append((loc, value))
+        elif isinstance(value, dict):
+            pending.extend(((*loc, key), child) for key, child in value.items())
+        elif isinstance(value, list):
+            pending.extend(((*loc, index), child) for index, child in enumerate(value))
+    return sorted(found, key=lambda item: format_path(item[0]))
 
 
 def format_path(loc: Iterable[Any]) -> str:
