@@ -54,6 +54,7 @@ FINALIZER = f"{GROUP}/cleanup"
 # Components (values of COMPONENT_LABEL).
 COMPONENT_RAYJOB = "rayjob"
 COMPONENT_CONFIG = "config"
+COMPONENT_CLEANUP = "cleanup"
 
 # KubeRay derives the RayCluster name as `<rayjob>-<5 random chars>` and rejects RayJob
 # names longer than 47 characters or that are not DNS-1035 labels (ValidateRayJobMetadata).
@@ -103,6 +104,12 @@ def configmap_name(job_name: str) -> str:
     """The ConfigMap holding the job's JobConfig: `<name>-config`, at most 63
     characters (DNS-1123 label)."""
     return _bounded(f"{job_name}-config", job_name, MAX_LABEL_NAME, must_start_with_letter=False)
+
+
+def cleanup_job_name(job_name: str) -> str:
+    """The output-cleanup Job: `<rayjob name, cut to 40>-cleanup`, at most 48
+    characters, so the pods the Job controller names after it stay valid too."""
+    return f"{rayjob_name(job_name)[:40]}-cleanup"
 
 
 def run_name(namespace: str, name: str) -> str:

@@ -59,6 +59,10 @@ _PHASE_EVENTS = {
 # the test emulator: 32 gave 14 jobs/s, 100 gave 40, 250 gave 47.
 MAX_CONCURRENT_RECONCILES = 250
 
+# How often the delete handler looks at its cleanup Job, and how long it waits quietly.
+CLEANUP_POLL_SECONDS = 2.0
+CLEANUP_WAIT_SECONDS = 600.0
+
 log = logging.getLogger(__name__)
 
 
@@ -440,7 +444,7 @@ class Controller:
         worth an ERROR, so then kopf retries the handler (which polls again)."""
         meta = job["metadata"]
         namespace = meta["namespace"]
-        body = build_cleanup_job(job, self.settings)
+        body = builders.build_cleanup_job(job, self.settings)
         name = body["metadata"]["name"]
         try:
             await self.kube.create_job(namespace, body)
@@ -468,64 +472,6 @@ class Controller:
                                           f"{CLEANUP_WAIT_SECONDS:.0f} s; still waiting", delay=CLEANUP_POLL_SECONDS)
             log.debug("output cleanup Job %s/%s still running", namespace, name)
             await asyncio.sleep(CLEANUP_POLL_SECONDS)
-
-
-# How often the delete handler looks at its cleanup Job, and how long it waits quietly.
-CLEANUP_POLL_SECONDS = 2.0
-CLEANUP_WAIT_SECONDS = 600.0
-
-# Deletes `<output.uri>/<run name>` with the trainer's own storage code; runs in the
-# trainer image, with the job's S3 Secret as environment.
-CLEANUP_SCRIPT = """\
-import json, os
-from finetune_trainer.config import OutputSpec
-from finetune_trainer.storage import join, resolve_filesystem
-output = OutputSpec.model_validate(json.loads(os.environ["FINETUNE_OUTPUT"]))
-filesystem, path = resolve_filesystem(join(output.uri, os.environ["FINETUNE_RUN_NAME"]), output)
-try:
-    filesystem.delete_dir(path)
-except FileNotFoundError:
-    pass
-print("deleted", path)
-"""
-
-
-def build_cleanup_job(job: dict, settings: Settings) -> dict:
-    """The batch Job that deletes a job's artifacts (outputPolicy Delete). Pure.
-
-    It is not owned by the FineTuneJob (it must outlive it for the finalizer to see
-    it finish) and removes itself 10 minutes after it ends."""
-    meta = job["metadata"]
-    spec = job.get("spec") or {}
-    output = dict(spec.get("output") or {})
-    secret = (output.pop("secretRef", None) or {}).get("name")
-    run = naming.run_name(meta["namespace"], meta["name"])
-    container: dict[str, Any] = {
-        "name": "cleanup",
-        "image": (spec.get("resources") or {}).get("image") or settings.default_image,
-        "command": ["python", "-c", CLEANUP_SCRIPT],
-        "env": [{"name": "FINETUNE_OUTPUT", "value": json.dumps(output, sort_keys=True)},
-                {"name": "FINETUNE_RUN_NAME", "value": run}],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-    }
-    if secret:
-        container["envFrom"] = [{"secretRef": {"name": secret}}]
-    labels = naming.owned_labels(meta["name"], meta["uid"], "cleanup")
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": cleanup_job_name(meta["name"]), "namespace": meta["namespace"], "labels": labels},
-        "spec": {
-            "backoffLimit": 3,
-            "ttlSecondsAfterFinished": 600,
-            "template": {"metadata": {"labels": labels},
-                         "spec": {"restartPolicy": "Never", "containers": [container]}},
-        },
-    }
-
-
-def cleanup_job_name(job_name: str) -> str:
-    return f"{naming.rayjob_name(job_name)[:40]}-cleanup"
 
 
 def _reason(status: dict) -> Optional[str]:
