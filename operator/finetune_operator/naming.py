@@ -26,6 +26,13 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 JOB_NAME_LABEL = f"{GROUP}/job-name"
 JOB_UID_LABEL = f"{GROUP}/job-uid"
 
+# KubeRay runs the submitter (K8sJobMode) as a batch Job named after the RayJob; the
+# Job controller labels its pods with this, and with the older `job-name` before
+# Kubernetes 1.27 (the CLI looks for both; the operator needs a cluster it supports).
+SUBMITTER_POD_LABEL = "batch.kubernetes.io/job-name"
+LEGACY_SUBMITTER_POD_LABEL = "job-name"
+SUBMITTER_POD_LABELS = (SUBMITTER_POD_LABEL, LEGACY_SUBMITTER_POD_LABEL)
+
 # Kueue reads these on the workload's owner (the RayJob): the LocalQueue to submit to,
 # and a WorkloadPriorityClass name. The builders set only the queue: spec.scheduling.
 # priorityClassName names a Kubernetes PriorityClass, which goes on the pods, and
@@ -45,6 +52,16 @@ PRIORITY_LABEL = f"{GROUP}/priority"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 # The run name (storage folder) of the job, for people reading the RayJob.
 RUN_NAME_ANNOTATION = f"{GROUP}/run-name"
+
+# The spec a RayJob was built from (compact JSON), stamped on the RayJob itself: the
+# reference for refusing later changes, which survives operator restarts and needs no
+# extra object.
+ACCEPTED_SPEC_ANNOTATION = f"{GROUP}/accepted-spec"
+
+# Ray job-submission metadata (RayJob spec.metadata), shown by `ray job list` and the
+# Ray dashboard, so a Ray job leads back to its run and its FineTuneJob.
+SUBMISSION_RUN_NAME_KEY = f"{GROUP}/run-name"
+SUBMISSION_JOB_UID_KEY = f"{GROUP}/job-uid"
 
 # Finalizer that lets the operator clean storage when outputPolicy is Delete.
 FINALIZER = f"{GROUP}/cleanup"

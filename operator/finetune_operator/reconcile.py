@@ -25,7 +25,7 @@ import kopf
 
 from finetune_operator import admission, builders, events, naming, status as status_mod
 from finetune_operator.admission import AdmissionDecision, JobSummary
-from finetune_operator.api import API_VERSION, GROUP, KIND, TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.api import API_VERSION, KIND, TERMINAL_PHASES, FineTuneJobSpec
 from finetune_operator.cluster_defaults import rayjob_ttl
 from finetune_operator.events import EventReason
 from finetune_operator.kube import ApiError, Conflict, KubeApi, NotFound
@@ -34,12 +34,6 @@ from finetune_operator.metrics import OperatorMetrics
 from finetune_operator.settings import Settings
 from finetune_trainer.progress import ProgressReport, latest_progress
 
-# The spec the RayJob was built from, stamped on the RayJob itself: the reference for
-# refusing later changes, which survives operator restarts and needs no extra object.
-ACCEPTED_SPEC_ANNOTATION = f"{GROUP}/accepted-spec"
-
-# KubeRay runs the submitter as a batch Job named after the RayJob.
-SUBMITTER_POD_LABEL = "batch.kubernetes.io/job-name"
 LOG_TAIL_LINES = 200
 # RayJob states in which the driver has run, so its log may hold progress.
 _LOG_STATES = frozenset({"Running", "Retrying", "Complete", "Failed", "Suspending", "Suspended"})
@@ -285,7 +279,7 @@ class Controller:
                 await self._fail_foreign(job, spec, configmap["metadata"]["name"], _now(), logger, kind="ConfigMap")
                 return None
         body = builders.build_rayjob(job, spec, self.settings)
-        body["metadata"].setdefault("annotations", {})[ACCEPTED_SPEC_ANNOTATION] = json.dumps(
+        body["metadata"].setdefault("annotations", {})[naming.ACCEPTED_SPEC_ANNOTATION] = json.dumps(
             job.get("spec") or {}, sort_keys=True, separators=(",", ":"))
         try:
             created = await self.kube.create_rayjob(namespace, body)
@@ -301,13 +295,9 @@ class Controller:
         return created
 
     def _forbidden_changes(self, rayjob: dict, job: dict) -> list[str]:
-        accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(ACCEPTED_SPEC_ANNOTATION)
-        if not accepted:
+        old_spec = _accepted_spec_document(rayjob)
+        if old_spec is None:
             return []  # adopted from an older operator: nothing to compare with
-        try:
-            old_spec = json.loads(accepted)
-        except ValueError:
-            return []
         return admission.forbidden_changes(old_spec, job.get("spec") or {})
 
     async def _apply_mutables(self, job: dict, spec: FineTuneJobSpec, rayjob: dict, logger: Any) -> None:
@@ -345,7 +335,7 @@ class Controller:
         if rj_status.get("jobDeploymentStatus") not in _LOG_STATES:
             return None  # no driver yet, so no submitter log worth a request
         name = rayjob["metadata"]["name"]
-        pods = await self.kube.list_pods(namespace, f"{SUBMITTER_POD_LABEL}={name}")
+        pods = await self.kube.list_pods(namespace, f"{naming.SUBMITTER_POD_LABEL}={name}")
         if not pods:
             return None
         newest = max(pods, key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp") or "")
@@ -354,9 +344,9 @@ class Controller:
 
     def _accepted_spec(self, rayjob: dict) -> Optional[FineTuneJobSpec]:
         """The spec the RayJob was built from, validated again, or None."""
-        accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(ACCEPTED_SPEC_ANNOTATION)
+        accepted = _accepted_spec_document(rayjob)
         try:
-            return FineTuneJobSpec.model_validate(json.loads(accepted)) if accepted else None
+            return FineTuneJobSpec.model_validate(accepted) if accepted is not None else None
         except ValueError:
             return None
 
@@ -472,6 +462,18 @@ class Controller:
                                           f"{CLEANUP_WAIT_SECONDS:.0f} s; still waiting", delay=CLEANUP_POLL_SECONDS)
             log.debug("output cleanup Job %s/%s still running", namespace, name)
             await asyncio.sleep(CLEANUP_POLL_SECONDS)
+
+
+def _accepted_spec_document(rayjob: dict) -> Any:
+    """The spec stamped on the RayJob when it was built (parsed JSON), or None when
+    there is none or it is not JSON."""
+    accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(naming.ACCEPTED_SPEC_ANNOTATION)
+    if not accepted:
+        return None
+    try:
+        return json.loads(accepted)
+    except ValueError:
+        return None
 
 
 def _reason(status: dict) -> Optional[str]:

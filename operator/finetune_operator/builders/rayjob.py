@@ -57,7 +57,8 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
         "backoffLimit": scheduling.backoffLimit,
         "suspend": rayjob_suspended(spec),
         "submitterPodTemplate": submitter_template(job_obj, spec, settings),
-        "metadata": {"finetune.dev/run-name": naming.run_name(namespace, name), "finetune.dev/job-uid": uid},
+        "metadata": {naming.SUBMISSION_RUN_NAME_KEY: naming.run_name(namespace, name),
+                     naming.SUBMISSION_JOB_UID_KEY: uid},
         "rayClusterSpec": {
             "rayVersion": settings.rayjob.ray_version,
             "enableInTreeAutoscaling": False,
