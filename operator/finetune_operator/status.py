@@ -205,6 +205,59 @@ def _progress_block(report: ProgressReport) -> dict:
     return block
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The phase a check decided on, with the reason and message that say why."""
+
+    phase: str
+    reason: str
+    message: str
+    retrying: bool = False
+
+
+@dataclass
+class _Draft:
+    """The status body being built: what carries over from the old status, and the
+    conditions so far. Every check reads it; `finish` writes the verdict into it."""
+
+    old: dict
+    generation: Optional[int]
+    now: datetime
+    status: dict
+    conditions: list[dict]
+
+    @classmethod
+    def start(cls, old: dict, generation: Optional[int], now: datetime) -> "_Draft":
+        carried = {key: old[key] for key in _CARRIED_FIELDS if old.get(key) not in (None, {}, [])}
+        carried["observedGeneration"] = generation
+        return cls(old, generation, now, carried, list(old.get("conditions") or []))
+
+    def set(self, type_: str, status: str, reason: str, message: str) -> None:
+        self.conditions = set_condition(self.conditions, type_, status, reason, message, self.now,
+                                        self.generation)
+
+    def finish(self, verdict: Verdict) -> dict:
+        """The phase's condition True (and Retrying when retrying), every other one
+        already present False; completionTime on entering a terminal phase."""
+        for type_ in CONDITION_TYPES[1:]:
+            active = _PHASE_CONDITION.get(verdict.phase) == type_ or (type_ == RETRYING and verdict.retrying)
+            if active:
+                self.set(type_, "True", verdict.reason, verdict.message)
+            elif get_condition(self.conditions, type_) is not None:
+                self.set(type_, "False", verdict.reason, "")
+        if verdict.phase in TERMINAL_PHASES and not self.status.get("completionTime"):
+            self.status["completionTime"] = format_time(self.now)
+        self.status["phase"] = verdict.phase
+        self.status["conditions"] = self.conditions
+        self.status["message"] = verdict.message
+        return self.status
+
+
+# Status fields a new status keeps from the old one unless a check replaces them.
+_CARRIED_FIELDS = ("rayJobName", "attempt", "startTime", "completionTime", "progress", "metrics",
+                   "bestMetrics", "bestMetric", "bestTrial", "modelUri")
+
+
 def compute_status(
     job_obj: dict,
     spec_or_error: Union[FineTuneJobSpec, str, Exception],
@@ -217,119 +270,140 @@ def compute_status(
 
     `spec_or_error` is the validated spec, or the message (or exception) saying why
     the spec is invalid. `progress` None keeps the previously recorded progress (the
-    submitter pod and its log may be gone). Never raises on odd RayJob content."""
+    submitter pod and its log may be gone). Never raises on odd RayJob content.
+
+    A chain of named checks, in order; the first to decide gives the phase."""
     meta = job_obj.get("metadata") or {}
     old: dict = dict(job_obj.get("status") or {})
-    generation = meta.get("generation")
-    conditions: list[dict] = list(old.get("conditions") or [])
-    status: dict[str, Any] = {
-        key: old[key]
-        for key in ("rayJobName", "attempt", "startTime", "completionTime", "progress", "metrics",
-                    "bestMetrics", "bestMetric", "bestTrial", "modelUri")
-        if old.get(key) not in (None, {}, [])
-    }
-    status["observedGeneration"] = generation
-
-    def finish(phase: str, reason: str, message: str, retrying: bool = False) -> dict:
-        nonlocal conditions
-        for type_ in CONDITION_TYPES[1:]:
-            active = _PHASE_CONDITION.get(phase) == type_ or (type_ == RETRYING and retrying)
-            if active:
-                conditions = set_condition(conditions, type_, "True", reason, message, now, generation)
-            elif get_condition(conditions, type_) is not None:
-                conditions = set_condition(conditions, type_, "False", reason, "", now, generation)
-        if phase in TERMINAL_PHASES and not status.get("completionTime"):
-            status["completionTime"] = format_time(now)
-        status["phase"] = phase
-        status["conditions"] = conditions
-        status["message"] = message
-        return status
-
     # Terminal is terminal: nothing observed later reopens a finished job (its RayJob
-    # may be deleted by TTL, its submitter log rotated).
-    # (A later edit of a mutable field, such as the TTL, only moves observedGeneration.)
+    # may be deleted by TTL, its submitter log rotated). A later edit of a mutable
+    # field, such as the TTL, only moves observedGeneration.
     if old.get("phase") in TERMINAL_PHASES:
-        return {**old, "observedGeneration": generation}
-
+        return {**old, "observedGeneration": meta.get("generation")}
+    draft = _Draft.start(old, meta.get("generation"), now)
     if not isinstance(spec_or_error, FineTuneJobSpec):
-        message = str(spec_or_error)
-        conditions = set_condition(conditions, ACCEPTED, "False", EventReason.INVALID_SPEC.value, message,
-                                   now, generation)
-        return finish("Failed", EventReason.INVALID_SPEC.value, message)
+        return draft.finish(_check_spec_invalid(draft, str(spec_or_error)))
     spec = spec_or_error
-
-    if admission.state == "rejected":
-        conditions = set_condition(conditions, ACCEPTED, "False", admission.reason, admission.message,
-                                   now, generation)
-        return finish("Failed", admission.reason, admission.message)
-    conditions = set_condition(conditions, ACCEPTED, "True", EventReason.ACCEPTED.value,
-                               "spec is valid and allowed in this namespace", now, generation)
-
+    rejected = _check_admission_rejected(draft, admission)
+    if rejected is not None:
+        return draft.finish(rejected)
+    draft.set(ACCEPTED, "True", EventReason.ACCEPTED.value, "spec is valid and allowed in this namespace")
     if progress is not None:
-        status["progress"] = _progress_block(progress)
-        if progress.metrics:
-            status["metrics"] = dict(progress.metrics)
-        if progress.bestMetrics:
-            status["bestMetrics"] = dict(progress.bestMetrics)
-            metric = ranking_metric(spec)
-            if metric in progress.bestMetrics:
-                status["bestMetric"] = f"{metric}={progress.bestMetrics[metric]:.4g}"
-        if progress.bestTrial is not None:
-            status["bestTrial"] = progress.bestTrial.to_dict()
-        if progress.modelUri and progress.state == "succeeded":
-            status["modelUri"] = progress.modelUri
-
+        _record_progress(draft.status, spec, progress)
     if rayjob is None:
-        if old.get("startTime"):
-            return finish(
-                "Failed", EventReason.RAYJOB_MISSING.value,
-                f"RayJob {old.get('rayJobName') or '?'} was deleted while the job was active; "
-                "re-create the FineTuneJob to resume from its last checkpoint",
-            )
-        if spec.scheduling.suspend:
-            return finish("Suspended", EventReason.SUSPENDED.value, "suspended by spec.scheduling.suspend")
-        if admission.state == "queued":
-            return finish("Queued", admission.reason, admission.message)
-        return finish("Pending", EventReason.ADMITTED.value, "admitted; creating the RayJob")
+        return draft.finish(_check_rayjob_deleted(draft) or _check_suspended_by_spec(spec)
+                            or _check_queued(admission) or _ADMITTED)
+    outcome = _observe_rayjob(draft, rayjob, meta.get("name", ""))
+    return draft.finish(_check_kueue_hold(spec, rayjob, outcome)
+                        or _check_deadline(draft, spec, outcome)
+                        or _rayjob_verdict(outcome, rayjob, draft.status, spec, progress))
 
-    # A RayJob exists: it is the source of truth for the run.
+
+_ADMITTED = Verdict("Pending", EventReason.ADMITTED.value, "admitted; creating the RayJob")
+
+
+def _check_spec_invalid(draft: _Draft, message: str) -> Verdict:
+    """An invalid spec is not accepted, and fails the job."""
+    draft.set(ACCEPTED, "False", EventReason.INVALID_SPEC.value, message)
+    return Verdict("Failed", EventReason.INVALID_SPEC.value, message)
+
+
+def _check_admission_rejected(draft: _Draft, admission: AdmissionDecision) -> Optional[Verdict]:
+    """A tenancy rule refused the job: not accepted, and failed with admission's reason."""
+    if admission.state != "rejected":
+        return None
+    draft.set(ACCEPTED, "False", admission.reason, admission.message)
+    return Verdict("Failed", admission.reason, admission.message)
+
+
+def _record_progress(status: dict, spec: FineTuneJobSpec, progress: ProgressReport) -> None:
+    """The trainer's latest report: progress, metrics, the best so far, the model."""
+    status["progress"] = _progress_block(progress)
+    if progress.metrics:
+        status["metrics"] = dict(progress.metrics)
+    if progress.bestMetrics:
+        status["bestMetrics"] = dict(progress.bestMetrics)
+        metric = ranking_metric(spec)
+        if metric in progress.bestMetrics:
+            status["bestMetric"] = f"{metric}={progress.bestMetrics[metric]:.4g}"
+    if progress.bestTrial is not None:
+        status["bestTrial"] = progress.bestTrial.to_dict()
+    if progress.modelUri and progress.state == "succeeded":
+        status["modelUri"] = progress.modelUri
+
+
+def _check_rayjob_deleted(draft: _Draft) -> Optional[Verdict]:
+    """No RayJob, but one was seen running: someone deleted it (see the module doc)."""
+    if not draft.old.get("startTime"):
+        return None
+    return Verdict("Failed", EventReason.RAYJOB_MISSING.value,
+                   f"RayJob {draft.old.get('rayJobName') or '?'} was deleted while the job was active; "
+                   "re-create the FineTuneJob to resume from its last checkpoint")
+
+
+def _check_suspended_by_spec(spec: FineTuneJobSpec) -> Optional[Verdict]:
+    if not spec.scheduling.suspend:
+        return None
+    return Verdict("Suspended", EventReason.SUSPENDED.value, "suspended by spec.scheduling.suspend")
+
+
+def _check_queued(admission: AdmissionDecision) -> Optional[Verdict]:
+    if admission.state != "queued":
+        return None
+    return Verdict("Queued", admission.reason, admission.message)
+
+
+def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> Outcome:
+    """A RayJob exists: it is the source of truth for the run. Record its name, start,
+    attempt and end, and map its state to ours."""
+    status = draft.status
     rj_status = rayjob.get("status") or {}
-    rj_name = (rayjob.get("metadata") or {}).get("name") or naming.rayjob_name(meta.get("name", ""))
-    status["rayJobName"] = rj_name
-    status.setdefault("startTime", rj_status.get("startTime") or format_time(now))
+    status["rayJobName"] = (rayjob.get("metadata") or {}).get("name") or naming.rayjob_name(job_name)
+    status.setdefault("startTime", rj_status.get("startTime") or format_time(draft.now))
     outcome = map_rayjob_state(rj_status.get("jobDeploymentStatus"), rj_status.get("jobStatus"),
                                rj_status.get("reason"))
-    if outcome.reason == "UnknownRayJobState" and old.get("phase") in ("Running", "Suspended"):
+    if outcome.reason == "UnknownRayJobState" and draft.old.get("phase") in ("Running", "Suspended"):
         # A KubeRay newer than this table: keep the last known phase, say why.
-        outcome = Outcome(old["phase"], outcome.reason)
+        outcome = Outcome(draft.old["phase"], outcome.reason)
     terminal = outcome.phase in TERMINAL_PHASES
     status["attempt"] = attempt_number(rj_status, terminal)
     if terminal and rj_status.get("endTime"):
         status.setdefault("completionTime", rj_status["endTime"])
+    return outcome
 
-    kueue_hold = (
-        spec.scheduling.queueName
-        and not spec.scheduling.suspend
-        and (rayjob.get("spec") or {}).get("suspend")
-        and outcome.phase in ("Pending", "Suspended")
-    )
-    if kueue_hold:
-        return finish("Queued", "WaitingForKueue",
-                      f"waiting for Kueue to admit the job from LocalQueue {spec.scheduling.queueName}")
 
+def _check_kueue_hold(spec: FineTuneJobSpec, rayjob: dict, outcome: Outcome) -> Optional[Verdict]:
+    """A Kueue job whose RayJob Kueue keeps suspended (the user did not ask) is queued."""
+    held = (spec.scheduling.queueName and not spec.scheduling.suspend
+            and (rayjob.get("spec") or {}).get("suspend") and outcome.phase in ("Pending", "Suspended"))
+    if not held:
+        return None
+    return Verdict("Queued", "WaitingForKueue",
+                   f"waiting for Kueue to admit the job from LocalQueue {spec.scheduling.queueName}")
+
+
+def _check_deadline(draft: _Draft, spec: FineTuneJobSpec, outcome: Outcome) -> Optional[Verdict]:
+    """A live, unsuspended job past activeDeadlineSeconds since its start fails (the
+    backstop described in the module doc)."""
     deadline = spec.scheduling.activeDeadlineSeconds
-    started = parse_time(status.get("startTime"))
-    if (deadline and started and not terminal and outcome.phase != "Suspended"
-            and (now - started).total_seconds() > deadline):
-        return finish("Failed", EventReason.DEADLINE_EXCEEDED.value,
-                      f"job ran longer than scheduling.activeDeadlineSeconds ({deadline}s)")
-
-    message = _message(outcome, rj_status, rj_name, status["attempt"], spec, progress)
-    return finish(outcome.phase, outcome.reason, message, outcome.retrying)
+    started = parse_time(draft.status.get("startTime"))
+    if (not deadline or not started or outcome.phase in TERMINAL_PHASES or outcome.phase == "Suspended"
+            or (draft.now - started).total_seconds() <= deadline):
+        return None
+    return Verdict("Failed", EventReason.DEADLINE_EXCEEDED.value,
+                   f"job ran longer than scheduling.activeDeadlineSeconds ({deadline}s)")
 
 
-def _message(outcome: Outcome, rj_status: dict, rj_name: str, attempt: int,
-             spec: FineTuneJobSpec, progress: Optional[ProgressReport]) -> str:
+def _rayjob_verdict(outcome: Outcome, rayjob: dict, status: dict, spec: FineTuneJobSpec,
+                    progress: Optional[ProgressReport]) -> Verdict:
+    """No check decided: the RayJob's own state, with a message for people."""
+    message = _rayjob_message(outcome, rayjob.get("status") or {}, status["rayJobName"], status["attempt"],
+                              spec, progress)
+    return Verdict(outcome.phase, outcome.reason, message, outcome.retrying)
+
+
+def _rayjob_message(outcome: Outcome, rj_status: dict, rj_name: str, attempt: int,
+                    spec: FineTuneJobSpec, progress: Optional[ProgressReport]) -> str:
     kuberay = rj_status.get("message") or ""
     if outcome.phase == "Failed":
         return f"RayJob {rj_name} failed ({outcome.reason})" + (f": {kuberay}" if kuberay else "")
