@@ -23,8 +23,9 @@ from typing import Any, Optional
 
 import kopf
 
-from finetune_operator import admission, builders, events, naming, status as status_mod
+from finetune_operator import admission, builders, events, naming, output_cleanup, status as status_mod
 from finetune_operator.admission import AdmissionDecision, JobSummary
+from finetune_operator.admitter import Admitter
 from finetune_operator.api import API_VERSION, KIND, TERMINAL_PHASES, FineTuneJobSpec
 from finetune_operator.cluster_defaults import rayjob_ttl
 from finetune_operator.events import EventReason
@@ -38,24 +39,11 @@ LOG_TAIL_LINES = 200
 # RayJob states in which the driver has run, so its log may hold progress.
 _LOG_STATES = frozenset({"Running", "Retrying", "Complete", "Failed", "Suspending", "Suspended"})
 
-# Events for phases entered, keyed by phase.
-_PHASE_EVENTS = {
-    "Queued": EventReason.QUEUED,
-    "Running": EventReason.RUNNING,
-    "Succeeded": EventReason.SUCCEEDED,
-    "Failed": EventReason.FAILED,
-    "Suspended": EventReason.SUSPENDED,
-}
-
 # Reconciles running at once (controller-runtime's MaxConcurrentReconciles); the rest
 # wait their turn. A reconcile mostly waits on the API server, so many run together;
 # kube.MAX_IN_FLIGHT bounds the requests they make. Measured with 1,000 new jobs on
 # the test emulator: 32 gave 14 jobs/s, 100 gave 40, 250 gave 47.
 MAX_CONCURRENT_RECONCILES = 250
-
-# How often the delete handler looks at its cleanup Job, and how long it waits quietly.
-CLEANUP_POLL_SECONDS = 2.0
-CLEANUP_WAIT_SECONDS = 600.0
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +89,7 @@ class Controller:
         self.settings = settings
         self.metrics = metrics or OperatorMetrics()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._namespace_locks: dict[str, asyncio.Lock] = {}
-        # Jobs this process admitted whose index entry may still lag behind.
-        self._claims: dict[str, set[str]] = {}
+        self.admitter = Admitter(kube, settings, self.metrics)
         # When each job was last reconciled (monotonic seconds), for the resync timer.
         self._last_reconciled: dict[tuple[str, str], float] = {}
 
@@ -175,11 +161,11 @@ class Controller:
         assert spec is not None
 
         if not claimed:
-            decision = await self._admit(job, spec, queue, logger)
+            decision = await self.admitter.decide(job, spec, queue)
             new = status_mod.compute_status(job, spec, None, None, decision, now)
             if decision.admitted and not spec.scheduling.suspend:
                 new["rayJobName"] = rayjob_name  # recorded BEFORE the RayJob exists
-                self._claims.setdefault(namespace, set()).add(name)
+                self.admitter.claim(namespace, name)
             job = await self._write(job, new, logger, detail_reason=_rejection_reason(decision))
             if not new.get("rayJobName"):
                 return
@@ -225,45 +211,6 @@ class Controller:
         except ManifestError as err:
             lines = [f"{p.path}: {p.message}" if p.path else p.message for p in err.problems]
             return None, "; ".join(lines)
-
-    async def _admit(self, job: dict, spec: FineTuneJobSpec, queue: list[JobSummary],
-                     logger: Any) -> AdmissionDecision:
-        """Tenancy rules, the Secret's existence, then the namespace's queue."""
-        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        rejected = admission.check_storage(namespace, spec, self.settings)
-        if rejected is not None:
-            return rejected
-        ref = spec.output.secretRef
-        if ref is not None and not await self.kube.secret_exists(namespace, ref.name):
-            # Not final: the Secret may be created after the job; the timer re-checks.
-            return AdmissionDecision("queued", EventReason.SECRET_NOT_FOUND.value,
-                                     events.secret_not_found_message(ref.name, namespace))
-        if spec.scheduling.queueName:
-            return AdmissionDecision("admitted", "Kueue", "admission is left to Kueue")
-        lock = self._namespace_locks.setdefault(namespace, asyncio.Lock())
-        async with lock:
-            summaries = self._with_claims(namespace, queue, job)
-            decisions = admission.admit(summaries, self.settings.limit_for(namespace))
-            decision = decisions.get(name, admission.ADMITTED)
-            # The queue only changes when a waiting job is decided, so this is where
-            # its depth is measured (admitted jobs leave it: one fewer).
-            depth = admission.queue_depth(decisions)
-            self.metrics.set_queue_depth(namespace, depth)
-            return decision
-
-    def _with_claims(self, namespace: str, queue: list[JobSummary], job: Optional[dict] = None) -> list[JobSummary]:
-        """The index's view of the namespace, corrected by what this process knows
-        that the watch stream may not have delivered yet (its own claims, this job)."""
-        claims = self._claims.get(namespace, set())
-        by_name = {summary.name: summary for summary in queue}
-        if job is not None:
-            by_name[job["metadata"]["name"]] = admission.summarize(job, self.settings)
-        for claimed in claims:
-            summary = by_name.get(claimed)
-            if summary is not None and not summary.holds_slot:
-                by_name[claimed] = JobSummary(summary.name, summary.created, summary.priority,
-                                              holds_slot=True, waiting=False, kueue=summary.kueue)
-        return list(by_name.values())
 
     async def _create_children(self, job: dict, spec: FineTuneJobSpec, rayjob_name: str,
                                logger: Any) -> Optional[dict]:
@@ -377,7 +324,7 @@ class Controller:
 
     async def _write(self, job: dict, new: dict, logger: Any,
                      detail_reason: Optional[EventReason] = None) -> dict:
-        """Write the status if it changed; post the Event for a phase change."""
+        """Write the status if it changed; post the Events the change calls for."""
         old = dict(job.get("status") or {})
         if not status_mod.status_changed(old, new):
             return job
@@ -387,16 +334,9 @@ class Controller:
             updated = await self.kube.patch_finetunejob_status(meta["namespace"], meta["name"], patch)
         except NotFound:
             raise _JobGone() from None
+        for reason, message in events.status_change_events(old, new, detail_reason):
+            self._event(job, reason, message)
         old_phase, new_phase = old.get("phase"), new.get("phase")
-        if new_phase != old_phase or (detail_reason is not None and old.get("message") != new.get("message")):
-            reason = detail_reason or _PHASE_EVENTS.get(new_phase or "")
-            if reason is None and new_phase == "Pending" and old_phase == "Queued":
-                reason = EventReason.ADMITTED  # a new job's first Event is RayJobCreated
-            if reason is not None:
-                self._event(job, reason, new.get("message") or new_phase or "")
-        old_attempt, new_attempt = old.get("attempt") or 0, new.get("attempt") or 0
-        if old_attempt and new_attempt > old_attempt and new_phase not in TERMINAL_PHASES:
-            self._event(job, EventReason.RETRYING, new.get("message") or f"attempt {new_attempt}")
         if new_phase in TERMINAL_PHASES and old_phase not in TERMINAL_PHASES:
             started = status_mod.parse_time(new.get("startTime"))
             ended = status_mod.parse_time(new.get("completionTime"))
@@ -411,7 +351,7 @@ class Controller:
     # ------------------------------------------------------------------ bookkeeping
 
     def _release(self, namespace: str, name: str) -> None:
-        self._claims.get(namespace, set()).discard(name)
+        self.admitter.release(namespace, name)
 
     def _forget(self, namespace: str, name: str) -> None:
         self._release(namespace, name)
@@ -424,44 +364,8 @@ class Controller:
     # -------------------------------------------------------------------- deletion
 
     async def cleanup_outputs(self, job: dict, logger: Any) -> None:
-        """outputPolicy Delete: run a cleanup Job (trainer image, which has pyarrow and
-        the job's credentials) and wait for it; the operator image has no storage
-        libraries and never sees storage credentials.
-
-        The wait is a poll inside the handler, not a kopf retry: kopf logs every
-        TemporaryError at ERROR, and a cleanup that is still running is no error. One
-        INFO line says it waits; a Job still unfinished after CLEANUP_WAIT_SECONDS is
-        worth an ERROR, so then kopf retries the handler (which polls again)."""
-        meta = job["metadata"]
-        namespace = meta["namespace"]
-        body = builders.build_cleanup_job(job, self.settings)
-        name = body["metadata"]["name"]
-        try:
-            await self.kube.create_job(namespace, body)
-        except Conflict:
-            pass
-        except ApiError as err:
-            raise kopf.TemporaryError(f"cannot start the output cleanup Job: {err}", delay=10) from err
-        deadline = time.monotonic() + CLEANUP_WAIT_SECONDS
-        log.info("waiting for output cleanup Job %s/%s of FineTuneJob %s", namespace, name, meta["name"])
-        while True:
-            try:
-                done = await self.kube.get_job(namespace, name)
-            except ApiError as err:
-                raise kopf.TemporaryError(f"cannot read the output cleanup Job {name}: {err}", delay=10) from err
-            state = (done or {}).get("status") or {}
-            if state.get("succeeded"):
-                log.info("outputs of %s/%s deleted", namespace, meta["name"])
-                return
-            if any(c.get("type") == "Failed" and c.get("status") == "True" for c in state.get("conditions") or []):
-                raise kopf.PermanentError(f"output cleanup Job {name} failed; outputs are left in place")
-            if done is None:
-                raise kopf.TemporaryError(f"output cleanup Job {name} disappeared; starting it again", delay=1)
-            if time.monotonic() >= deadline:
-                raise kopf.TemporaryError(f"output cleanup Job {name} has not finished after "
-                                          f"{CLEANUP_WAIT_SECONDS:.0f} s; still waiting", delay=CLEANUP_POLL_SECONDS)
-            log.debug("output cleanup Job %s/%s still running", namespace, name)
-            await asyncio.sleep(CLEANUP_POLL_SECONDS)
+        """outputPolicy Delete: delete the job's outputs before its finalizer goes."""
+        await output_cleanup.delete_outputs(self.kube, self.settings, job)
 
 
 def _accepted_spec_document(rayjob: dict) -> Any:
