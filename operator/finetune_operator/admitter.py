@@ -12,7 +12,7 @@ import asyncio
 from typing import Optional
 
 from finetune_operator import admission, events
-from finetune_operator.admission import AdmissionDecision, JobSummary
+from finetune_operator.admission import AdmissionDecision, AdmissionState, JobSummary
 from finetune_operator.api import FineTuneJobSpec
 from finetune_operator.events import EventReason
 from finetune_operator.kube import KubeApi
@@ -48,10 +48,10 @@ class Admitter:
         ref = spec.output.secretRef
         if ref is not None and not await self.kube.secret_exists(namespace, ref.name):
             # Not final: the Secret may be created after the job; the timer re-checks.
-            return AdmissionDecision("queued", EventReason.SECRET_NOT_FOUND.value,
+            return AdmissionDecision(AdmissionState.QUEUED, EventReason.SECRET_NOT_FOUND.value,
                                      events.secret_not_found_message(ref.name, namespace))
         if spec.scheduling.queueName:
-            return AdmissionDecision("admitted", "Kueue", "admission is left to Kueue")
+            return admission.KUEUE_ADMITS
         lock = self._namespace_locks.setdefault(namespace, asyncio.Lock())
         async with lock:
             summaries = self._with_claims(namespace, queue, job)

@@ -24,7 +24,7 @@ from typing import Any, Optional
 import kopf
 
 from finetune_operator import admission, builders, events, naming, output_cleanup, status as status_mod
-from finetune_operator.admission import AdmissionDecision, JobSummary
+from finetune_operator.admission import AdmissionDecision, AdmissionState, JobSummary
 from finetune_operator.admitter import Admitter
 from finetune_operator.api import API_VERSION, KIND, TERMINAL_PHASES, FineTuneJobSpec
 from finetune_operator.cluster_defaults import rayjob_ttl
@@ -316,7 +316,7 @@ class Controller:
                             kind: str = "RayJob") -> None:
         message = (f"a {kind} named {child} already exists in namespace {job['metadata']['namespace']} "
                    "and is not owned by this FineTuneJob; delete it or rename the job")
-        decision = AdmissionDecision("rejected", EventReason.RECONCILE_ERROR.value, message)
+        decision = AdmissionDecision(AdmissionState.REJECTED, EventReason.RECONCILE_ERROR.value, message)
         await self._write(job, status_mod.compute_status(job, spec, None, None, decision, now), logger,
                           detail_reason=EventReason.RECONCILE_ERROR)
 
@@ -386,7 +386,7 @@ def _reason(status: dict) -> Optional[str]:
 
 
 def _rejection_reason(decision: AdmissionDecision) -> Optional[EventReason]:
-    if decision.state == "admitted" or decision.reason == EventReason.QUEUED.value:
+    if decision.admitted or decision.reason == EventReason.QUEUED.value:
         return None
     try:
         return EventReason(decision.reason)

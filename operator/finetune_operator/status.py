@@ -49,7 +49,7 @@ _PHASE_CONDITION = {
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RayJobOutcome:
     """What one RayJob state means for the FineTuneJob."""
 
     phase: str
@@ -59,41 +59,41 @@ class Outcome:
 
 # KubeRay v1.7 status.jobDeploymentStatus -> our phase. "Complete" depends on the Ray
 # job's own status (below); "Failed" takes KubeRay's status.reason when it gives one.
-RAYJOB_STATES: dict[str, Outcome] = {
-    "": Outcome("Pending", "RayJobCreated"),
-    "New": Outcome("Pending", "RayJobCreated"),
-    "Initializing": Outcome("Pending", "Initializing"),
-    "Waiting": Outcome("Pending", "WaitingForSubmission"),
-    "Scheduling": Outcome("Pending", "Scheduling"),
-    "Scheduled": Outcome("Pending", "Scheduled"),
-    "Running": Outcome("Running", "Running"),
-    "Retrying": Outcome("Running", "Retrying", retrying=True),
-    "Suspending": Outcome("Suspended", "Suspending"),
-    "Suspended": Outcome("Suspended", "Suspended"),
-    "Failed": Outcome("Failed", "RayJobFailed"),
-    "ValidationFailed": Outcome("Failed", "ValidationFailed"),
+RAYJOB_STATES: dict[str, RayJobOutcome] = {
+    "": RayJobOutcome("Pending", "RayJobCreated"),
+    "New": RayJobOutcome("Pending", "RayJobCreated"),
+    "Initializing": RayJobOutcome("Pending", "Initializing"),
+    "Waiting": RayJobOutcome("Pending", "WaitingForSubmission"),
+    "Scheduling": RayJobOutcome("Pending", "Scheduling"),
+    "Scheduled": RayJobOutcome("Pending", "Scheduled"),
+    "Running": RayJobOutcome("Running", "Running"),
+    "Retrying": RayJobOutcome("Running", "Retrying", retrying=True),
+    "Suspending": RayJobOutcome("Suspended", "Suspending"),
+    "Suspended": RayJobOutcome("Suspended", "Suspended"),
+    "Failed": RayJobOutcome("Failed", "RayJobFailed"),
+    "ValidationFailed": RayJobOutcome("Failed", "ValidationFailed"),
 }
 
 # status.jobStatus of a Complete RayJob -> our phase.
-COMPLETE_STATES: dict[str, Outcome] = {
-    "SUCCEEDED": Outcome("Succeeded", "Succeeded"),
-    "FAILED": Outcome("Failed", "AppFailed"),
-    "STOPPED": Outcome("Failed", "Stopped"),
+COMPLETE_STATES: dict[str, RayJobOutcome] = {
+    "SUCCEEDED": RayJobOutcome("Succeeded", "Succeeded"),
+    "FAILED": RayJobOutcome("Failed", "AppFailed"),
+    "STOPPED": RayJobOutcome("Failed", "Stopped"),
 }
-COMPLETE_OTHERWISE = Outcome("Failed", "CompletedWithoutSuccess")
+COMPLETE_OTHERWISE = RayJobOutcome("Failed", "CompletedWithoutSuccess")
 
 
 def map_rayjob_state(deployment_status: Optional[str], job_status: Optional[str],
-                     kuberay_reason: Optional[str] = None) -> Outcome:
+                     kuberay_reason: Optional[str] = None) -> RayJobOutcome:
     """Our phase and reason for a RayJob's (jobDeploymentStatus, jobStatus)."""
     deployment_status = deployment_status or ""
     if deployment_status == "Complete":
         return COMPLETE_STATES.get(job_status or "", COMPLETE_OTHERWISE)
     outcome = RAYJOB_STATES.get(deployment_status)
     if outcome is None:
-        return Outcome("Pending", "UnknownRayJobState")
+        return RayJobOutcome("Pending", "UnknownRayJobState")
     if outcome.phase == "Failed" and kuberay_reason:
-        return Outcome("Failed", kuberay_reason)
+        return RayJobOutcome("Failed", kuberay_reason)
     return outcome
 
 
@@ -237,7 +237,7 @@ def _check_spec_invalid(draft: _Draft, message: str) -> Verdict:
 
 def _check_admission_rejected(draft: _Draft, admission: AdmissionDecision) -> Optional[Verdict]:
     """A tenancy rule refused the job: not accepted, and failed with admission's reason."""
-    if admission.state != "rejected":
+    if not admission.rejected:
         return None
     draft.set(ACCEPTED, "False", admission.reason, admission.message)
     return Verdict("Failed", admission.reason, admission.message)
@@ -275,12 +275,12 @@ def _check_suspended_by_spec(spec: FineTuneJobSpec) -> Optional[Verdict]:
 
 
 def _check_queued(admission: AdmissionDecision) -> Optional[Verdict]:
-    if admission.state != "queued":
+    if not admission.queued:
         return None
     return Verdict("Queued", admission.reason, admission.message)
 
 
-def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> Outcome:
+def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> RayJobOutcome:
     """A RayJob exists: it is the source of truth for the run. Record its name, start,
     attempt and end, and map its state to ours."""
     status = draft.status
@@ -291,7 +291,7 @@ def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> Outcome:
                                rj_status.get("reason"))
     if outcome.reason == "UnknownRayJobState" and draft.old.get("phase") in ("Running", "Suspended"):
         # A KubeRay newer than this table: keep the last known phase, say why.
-        outcome = Outcome(draft.old["phase"], outcome.reason)
+        outcome = RayJobOutcome(draft.old["phase"], outcome.reason)
     terminal = outcome.phase in TERMINAL_PHASES
     status["attempt"] = attempt_number(rj_status, terminal)
     if terminal and rj_status.get("endTime"):
@@ -299,7 +299,7 @@ def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> Outcome:
     return outcome
 
 
-def _check_kueue_hold(spec: FineTuneJobSpec, rayjob: dict, outcome: Outcome) -> Optional[Verdict]:
+def _check_kueue_hold(spec: FineTuneJobSpec, rayjob: dict, outcome: RayJobOutcome) -> Optional[Verdict]:
     """A Kueue job whose RayJob Kueue keeps suspended (the user did not ask) is queued."""
     held = (spec.scheduling.queueName and not spec.scheduling.suspend
             and (rayjob.get("spec") or {}).get("suspend") and outcome.phase in ("Pending", "Suspended"))
@@ -309,7 +309,7 @@ def _check_kueue_hold(spec: FineTuneJobSpec, rayjob: dict, outcome: Outcome) -> 
                    f"waiting for Kueue to admit the job from LocalQueue {spec.scheduling.queueName}")
 
 
-def _check_deadline(draft: _Draft, spec: FineTuneJobSpec, outcome: Outcome) -> Optional[Verdict]:
+def _check_deadline(draft: _Draft, spec: FineTuneJobSpec, outcome: RayJobOutcome) -> Optional[Verdict]:
     """A live, unsuspended job past activeDeadlineSeconds since its start fails (the
     backstop described in the module doc)."""
     deadline = spec.scheduling.activeDeadlineSeconds
@@ -321,7 +321,7 @@ def _check_deadline(draft: _Draft, spec: FineTuneJobSpec, outcome: Outcome) -> O
                    f"job ran longer than scheduling.activeDeadlineSeconds ({deadline}s)")
 
 
-def _rayjob_verdict(outcome: Outcome, rayjob: dict, status: dict, spec: FineTuneJobSpec,
+def _rayjob_verdict(outcome: RayJobOutcome, rayjob: dict, status: dict, spec: FineTuneJobSpec,
                     progress: Optional[ProgressReport]) -> Verdict:
     """No check decided: the RayJob's own state, with a message for people."""
     message = _rayjob_message(outcome, rayjob.get("status") or {}, status["rayJobName"], status["attempt"],
@@ -329,7 +329,7 @@ def _rayjob_verdict(outcome: Outcome, rayjob: dict, status: dict, spec: FineTune
     return Verdict(outcome.phase, outcome.reason, message, outcome.retrying)
 
 
-def _rayjob_message(outcome: Outcome, rj_status: dict, rj_name: str, attempt: int,
+def _rayjob_message(outcome: RayJobOutcome, rj_status: dict, rj_name: str, attempt: int,
                     spec: FineTuneJobSpec, progress: Optional[ProgressReport]) -> str:
     kuberay = rj_status.get("message") or ""
     if outcome.phase == "Failed":
