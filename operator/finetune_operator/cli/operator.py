@@ -11,9 +11,13 @@ import argparse
 import asyncio
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finetune_operator.errors import UserError
+
+if TYPE_CHECKING:  # kopf comes with runtime, which only `finetune operator` needs
+    from finetune_operator.runtime import RuntimeOptions
+    from finetune_operator.settings import Settings
 
 _NAMESPACE = re.compile(r"^[a-z0-9*?\[\]!-]([-a-z0-9*?\[\]!]*)?$")
 
@@ -45,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def options_from_args(args: argparse.Namespace, settings):  # -> runtime.RuntimeOptions
+def options_from_args(args: argparse.Namespace, settings: Settings) -> RuntimeOptions:
     """Check the flags and turn them into RuntimeOptions; flags win over settings."""
     from finetune_operator.runtime import RuntimeOptions
 
@@ -84,7 +88,8 @@ def options_from_args(args: argparse.Namespace, settings):  # -> runtime.Runtime
     )
 
 
-async def run_operator(options, settings, *, stop_flag: Any = None, ready_flag: Any = None) -> None:
+async def run_operator(options: RuntimeOptions, settings: Settings, *, stop_flag: Any = None,
+                       ready_flag: Any = None) -> None:
     """Run the operator in the current event loop until `stop_flag` is set.
 
     The handlers go into a registry of their own, built from these options and
@@ -98,7 +103,7 @@ async def run_operator(options, settings, *, stop_flag: Any = None, ready_flag: 
                         memo=kopf.Memo(), **runtime.kopf_operator_kwargs(options))
 
 
-def serve(options, settings) -> None:
+def serve(options: RuntimeOptions, settings: Settings) -> None:
     """Run the operator until SIGINT/SIGTERM (what `finetune operator` does)."""
     from finetune_operator import runtime
 
