@@ -52,7 +52,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _document(job: dict) -> dict:
+def _manifest_view(job: dict) -> dict:
     """The user's manifest part of a stored object, for the shared validator."""
     meta = job.get("metadata") or {}
     return {
@@ -193,7 +193,8 @@ class Controller:
         new = status_mod.compute_status(job, spec, rayjob, progress, admission.ADMITTED, now)
         if refused:
             new["message"] = events.spec_change_refused_message(refused)
-        if new.get("phase") == "Failed" and new.get("conditions") and _reason(new) == EventReason.DEADLINE_EXCEEDED.value:
+        deadline = EventReason.DEADLINE_EXCEEDED.value
+        if new.get("phase") == "Failed" and new.get("conditions") and _failed_reason(new) == deadline:
             await self.kube.delete_rayjob(namespace, rayjob_name)
             self.metrics.rayjobs_deleted.labels(namespace=namespace).inc()
         await self._write(job, new, logger)
@@ -207,7 +208,7 @@ class Controller:
         if rejection is not None:
             return None, rejection.message
         try:
-            return parse_job(_document(job), source="FineTuneJob").spec, None
+            return parse_job(_manifest_view(job), source="FineTuneJob").spec, None
         except ManifestError as err:
             lines = [f"{p.path}: {p.message}" if p.path else p.message for p in err.problems]
             return None, "; ".join(lines)
@@ -380,12 +381,15 @@ def _accepted_spec_document(rayjob: dict) -> Any:
         return None
 
 
-def _reason(status: dict) -> Optional[str]:
+def _failed_reason(status: dict) -> Optional[str]:
+    """The reason of the status's Failed condition, if it has one."""
     failed = status_mod.get_condition(status.get("conditions") or [], status_mod.FAILED)
     return failed.get("reason") if failed else None
 
 
 def _rejection_reason(decision: AdmissionDecision) -> Optional[EventReason]:
+    """The Event reason for a decision that does not admit the job (None for plain
+    queueing, whose Event is the phase's own)."""
     if decision.admitted or decision.reason == EventReason.QUEUED.value:
         return None
     try:
