@@ -8,16 +8,16 @@ gathers the facts (job objects, settings); these functions only decide.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Iterable, Optional
 
 from finetune_operator import naming
-from finetune_operator.api import MUTABLE_SPEC_PATHS, TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.api import MUTABLE_SPEC_PATHS, TERMINAL_PHASES, FineTuneJobSpec, Phase
 from finetune_operator.events import EventReason
 from finetune_operator.settings import Settings
 
-class AdmissionState(str, Enum):
-    """Run it now, let it wait, or refuse it. A str enum: it equals its value."""
+class AdmissionState(StrEnum):
+    """Run it now, let it wait, or refuse it. Each equals (and prints as) its value."""
 
     ADMITTED = "admitted"
     QUEUED = "queued"
@@ -210,7 +210,7 @@ def summarize(job_obj: dict, settings: Settings) -> JobSummary:
     phase = status.get("phase")
     finished = phase in TERMINAL_PHASES or meta.get("deletionTimestamp") is not None
     suspended = bool(scheduling.get("suspend"))
-    holds = bool(status.get("rayJobName")) and not finished and not suspended and phase != "Queued"
+    holds = bool(status.get("rayJobName")) and not finished and not suspended and phase != Phase.QUEUED
     return JobSummary(
         name=meta.get("name", ""),
         created=meta.get("creationTimestamp") or "",

@@ -8,16 +8,27 @@ these classes, so their docstrings are what `kubectl explain` shows.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional, get_args
+from enum import StrEnum
+from typing import Any, Literal, Optional
 
 from pydantic import Field
 
 from finetune_trainer.config import Spec
 
-Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended"]
-# Declared once, in the Literal; the tuple is read from it.
-PHASES: tuple[str, ...] = get_args(Phase)
-TERMINAL_PHASES: tuple[Phase, ...] = ("Succeeded", "Failed")
+class Phase(StrEnum):
+    """Where a FineTuneJob is in its life. Each phase equals (and prints as) its name,
+    so it compares with the plain strings read back from the API server."""
+
+    PENDING = "Pending"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+PHASES: tuple[str, ...] = tuple(Phase)
+TERMINAL_PHASES: tuple[Phase, ...] = (Phase.SUCCEEDED, Phase.FAILED)
 
 
 class Condition(Spec):
@@ -77,7 +88,7 @@ class BestTrial(Spec):
 class FineTuneJobStatus(Spec):
     """What the operator observed of the job."""
 
-    phase: Phase = "Pending"
+    phase: Phase = Phase.PENDING
     """Pending, Queued, Running, Succeeded, Failed or Suspended."""
 
     conditions: list[Condition] = Field(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Optional
 
-from finetune_operator.api import TERMINAL_PHASES
+from finetune_operator.api import TERMINAL_PHASES, Phase
 
 
 class EventReason(str, Enum):
@@ -55,11 +55,11 @@ _WARNINGS = frozenset({
 
 # Events for phases entered, keyed by phase.
 PHASE_EVENTS = {
-    "Queued": EventReason.QUEUED,
-    "Running": EventReason.RUNNING,
-    "Succeeded": EventReason.SUCCEEDED,
-    "Failed": EventReason.FAILED,
-    "Suspended": EventReason.SUSPENDED,
+    Phase.QUEUED: EventReason.QUEUED,
+    Phase.RUNNING: EventReason.RUNNING,
+    Phase.SUCCEEDED: EventReason.SUCCEEDED,
+    Phase.FAILED: EventReason.FAILED,
+    Phase.SUSPENDED: EventReason.SUSPENDED,
 }
 
 
@@ -72,7 +72,7 @@ def status_change_events(old: dict, new: dict,
     old_phase, new_phase = old.get("phase"), new.get("phase")
     if new_phase != old_phase or (detail_reason is not None and old.get("message") != new.get("message")):
         reason = detail_reason or PHASE_EVENTS.get(new_phase or "")
-        if reason is None and new_phase == "Pending" and old_phase == "Queued":
+        if reason is None and new_phase == Phase.PENDING and old_phase == Phase.QUEUED:
             reason = EventReason.ADMITTED  # a new job's first Event is RayJobCreated
         if reason is not None:
             out.append((reason, new.get("message") or new_phase or ""))

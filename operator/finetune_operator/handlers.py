@@ -25,7 +25,7 @@ from typing import Any
 import kopf
 
 from finetune_operator import admission, naming, reconcile, runtime
-from finetune_operator.api import GROUP, PLURAL, TERMINAL_PHASES, VERSION
+from finetune_operator.api import GROUP, PLURAL, TERMINAL_PHASES, VERSION, Phase
 from finetune_operator.kube import RAYJOB_GROUP, RAYJOB_PLURAL, RAYJOB_VERSION, KubeApi
 from finetune_operator.settings import Settings
 
@@ -57,7 +57,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 async def job_phases(namespace: str, name: str, status: kopf.Status, **_: Any) -> Any:
     """{(namespace, phase): [name]}: the jobs gauge, kept by kopf."""
-    return {(namespace, status.get("phase") or "Pending"): name}
+    return {(namespace, status.get("phase") or Phase.PENDING): name}
 
 
 async def jobs_by_namespace(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> Any:

@@ -26,7 +26,7 @@ import kopf
 from finetune_operator import admission, builders, events, naming, output_cleanup, status as status_mod
 from finetune_operator.admission import AdmissionDecision, AdmissionState, JobSummary
 from finetune_operator.admitter import Admitter
-from finetune_operator.api import API_VERSION, KIND, TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.api import API_VERSION, KIND, TERMINAL_PHASES, FineTuneJobSpec, Phase
 from finetune_operator.cluster_defaults import rayjob_ttl
 from finetune_operator.events import EventReason
 from finetune_operator.kube import ApiError, Conflict, KubeApi, NotFound
@@ -103,7 +103,7 @@ class Controller:
         last = self._last_reconciled.get((namespace, name))
         if last is None:
             return False  # its create or resume handler has not run yet; it will
-        if phase in ("Running", "Queued"):
+        if phase in (Phase.RUNNING, Phase.QUEUED):
             return True
         return time.monotonic() - last >= 4 * interval - 0.5
 
@@ -194,7 +194,7 @@ class Controller:
         if refused:
             new["message"] = events.spec_change_refused_message(refused)
         deadline = EventReason.DEADLINE_EXCEEDED.value
-        if new.get("phase") == "Failed" and new.get("conditions") and _failed_reason(new) == deadline:
+        if new.get("phase") == Phase.FAILED and new.get("conditions") and _failed_reason(new) == deadline:
             await self.kube.delete_rayjob(namespace, rayjob_name)
             self.metrics.rayjobs_deleted.labels(namespace=namespace).inc()
         await self._write(job, new, logger)

@@ -26,7 +26,7 @@ from typing import Any, Optional, Union
 
 from finetune_operator import naming
 from finetune_operator.admission import AdmissionDecision
-from finetune_operator.api import TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.api import TERMINAL_PHASES, FineTuneJobSpec, Phase
 # Conditions and times live in `conditions`; status also offers them, as it always has.
 from finetune_operator.conditions import (  # noqa: F401
     ACCEPTED, CONDITION_TYPES, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED, SUSPENDED, format_time,
@@ -37,11 +37,11 @@ from finetune_trainer.progress import ProgressReport
 
 # Which condition is True in each phase (Pending has none of these).
 _PHASE_CONDITION = {
-    "Queued": QUEUED,
-    "Running": RUNNING,
-    "Succeeded": SUCCEEDED,
-    "Failed": FAILED,
-    "Suspended": SUSPENDED,
+    Phase.QUEUED: QUEUED,
+    Phase.RUNNING: RUNNING,
+    Phase.SUCCEEDED: SUCCEEDED,
+    Phase.FAILED: FAILED,
+    Phase.SUSPENDED: SUSPENDED,
 }
 
 
@@ -52,7 +52,7 @@ _PHASE_CONDITION = {
 class RayJobOutcome:
     """What one RayJob state means for the FineTuneJob."""
 
-    phase: str
+    phase: Phase
     reason: str
     retrying: bool = False
 
@@ -60,27 +60,27 @@ class RayJobOutcome:
 # KubeRay v1.7 status.jobDeploymentStatus -> our phase. "Complete" depends on the Ray
 # job's own status (below); "Failed" takes KubeRay's status.reason when it gives one.
 RAYJOB_STATES: dict[str, RayJobOutcome] = {
-    "": RayJobOutcome("Pending", "RayJobCreated"),
-    "New": RayJobOutcome("Pending", "RayJobCreated"),
-    "Initializing": RayJobOutcome("Pending", "Initializing"),
-    "Waiting": RayJobOutcome("Pending", "WaitingForSubmission"),
-    "Scheduling": RayJobOutcome("Pending", "Scheduling"),
-    "Scheduled": RayJobOutcome("Pending", "Scheduled"),
-    "Running": RayJobOutcome("Running", "Running"),
-    "Retrying": RayJobOutcome("Running", "Retrying", retrying=True),
-    "Suspending": RayJobOutcome("Suspended", "Suspending"),
-    "Suspended": RayJobOutcome("Suspended", "Suspended"),
-    "Failed": RayJobOutcome("Failed", "RayJobFailed"),
-    "ValidationFailed": RayJobOutcome("Failed", "ValidationFailed"),
+    "": RayJobOutcome(Phase.PENDING, "RayJobCreated"),
+    "New": RayJobOutcome(Phase.PENDING, "RayJobCreated"),
+    "Initializing": RayJobOutcome(Phase.PENDING, "Initializing"),
+    "Waiting": RayJobOutcome(Phase.PENDING, "WaitingForSubmission"),
+    "Scheduling": RayJobOutcome(Phase.PENDING, "Scheduling"),
+    "Scheduled": RayJobOutcome(Phase.PENDING, "Scheduled"),
+    "Running": RayJobOutcome(Phase.RUNNING, "Running"),
+    "Retrying": RayJobOutcome(Phase.RUNNING, "Retrying", retrying=True),
+    "Suspending": RayJobOutcome(Phase.SUSPENDED, "Suspending"),
+    "Suspended": RayJobOutcome(Phase.SUSPENDED, "Suspended"),
+    "Failed": RayJobOutcome(Phase.FAILED, "RayJobFailed"),
+    "ValidationFailed": RayJobOutcome(Phase.FAILED, "ValidationFailed"),
 }
 
 # status.jobStatus of a Complete RayJob -> our phase.
 COMPLETE_STATES: dict[str, RayJobOutcome] = {
-    "SUCCEEDED": RayJobOutcome("Succeeded", "Succeeded"),
-    "FAILED": RayJobOutcome("Failed", "AppFailed"),
-    "STOPPED": RayJobOutcome("Failed", "Stopped"),
+    "SUCCEEDED": RayJobOutcome(Phase.SUCCEEDED, "Succeeded"),
+    "FAILED": RayJobOutcome(Phase.FAILED, "AppFailed"),
+    "STOPPED": RayJobOutcome(Phase.FAILED, "Stopped"),
 }
-COMPLETE_OTHERWISE = RayJobOutcome("Failed", "CompletedWithoutSuccess")
+COMPLETE_OTHERWISE = RayJobOutcome(Phase.FAILED, "CompletedWithoutSuccess")
 
 
 def map_rayjob_state(deployment_status: Optional[str], job_status: Optional[str],
@@ -91,9 +91,9 @@ def map_rayjob_state(deployment_status: Optional[str], job_status: Optional[str]
         return COMPLETE_STATES.get(job_status or "", COMPLETE_OTHERWISE)
     outcome = RAYJOB_STATES.get(deployment_status)
     if outcome is None:
-        return RayJobOutcome("Pending", "UnknownRayJobState")
-    if outcome.phase == "Failed" and kuberay_reason:
-        return RayJobOutcome("Failed", kuberay_reason)
+        return RayJobOutcome(Phase.PENDING, "UnknownRayJobState")
+    if outcome.phase == Phase.FAILED and kuberay_reason:
+        return RayJobOutcome(Phase.FAILED, kuberay_reason)
     return outcome
 
 
@@ -136,7 +136,7 @@ def _progress_block(report: ProgressReport) -> dict:
 class Verdict:
     """The phase a check decided on, with the reason and message that say why."""
 
-    phase: str
+    phase: Phase
     reason: str
     message: str
     retrying: bool = False
@@ -226,13 +226,13 @@ def compute_status(
                         or _rayjob_verdict(outcome, rayjob, draft.status, spec, progress))
 
 
-_ADMITTED = Verdict("Pending", EventReason.ADMITTED.value, "admitted; creating the RayJob")
+_ADMITTED = Verdict(Phase.PENDING, EventReason.ADMITTED.value, "admitted; creating the RayJob")
 
 
 def _check_spec_invalid(draft: _Draft, message: str) -> Verdict:
     """An invalid spec is not accepted, and fails the job."""
     draft.set(ACCEPTED, "False", EventReason.INVALID_SPEC.value, message)
-    return Verdict("Failed", EventReason.INVALID_SPEC.value, message)
+    return Verdict(Phase.FAILED, EventReason.INVALID_SPEC.value, message)
 
 
 def _check_admission_rejected(draft: _Draft, admission: AdmissionDecision) -> Optional[Verdict]:
@@ -240,7 +240,7 @@ def _check_admission_rejected(draft: _Draft, admission: AdmissionDecision) -> Op
     if not admission.rejected:
         return None
     draft.set(ACCEPTED, "False", admission.reason, admission.message)
-    return Verdict("Failed", admission.reason, admission.message)
+    return Verdict(Phase.FAILED, admission.reason, admission.message)
 
 
 def _record_progress(status: dict, spec: FineTuneJobSpec, progress: ProgressReport) -> None:
@@ -263,7 +263,7 @@ def _check_rayjob_deleted(draft: _Draft) -> Optional[Verdict]:
     """No RayJob, but one was seen running: someone deleted it (see the module doc)."""
     if not draft.old.get("startTime"):
         return None
-    return Verdict("Failed", EventReason.RAYJOB_MISSING.value,
+    return Verdict(Phase.FAILED, EventReason.RAYJOB_MISSING.value,
                    f"RayJob {draft.old.get('rayJobName') or '?'} was deleted while the job was active; "
                    "re-create the FineTuneJob to resume from its last checkpoint")
 
@@ -271,13 +271,13 @@ def _check_rayjob_deleted(draft: _Draft) -> Optional[Verdict]:
 def _check_suspended_by_spec(spec: FineTuneJobSpec) -> Optional[Verdict]:
     if not spec.scheduling.suspend:
         return None
-    return Verdict("Suspended", EventReason.SUSPENDED.value, "suspended by spec.scheduling.suspend")
+    return Verdict(Phase.SUSPENDED, EventReason.SUSPENDED.value, "suspended by spec.scheduling.suspend")
 
 
 def _check_queued(admission: AdmissionDecision) -> Optional[Verdict]:
     if not admission.queued:
         return None
-    return Verdict("Queued", admission.reason, admission.message)
+    return Verdict(Phase.QUEUED, admission.reason, admission.message)
 
 
 def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> RayJobOutcome:
@@ -289,7 +289,7 @@ def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> RayJobOutcome
     status.setdefault("startTime", rj_status.get("startTime") or format_time(draft.now))
     outcome = map_rayjob_state(rj_status.get("jobDeploymentStatus"), rj_status.get("jobStatus"),
                                rj_status.get("reason"))
-    if outcome.reason == "UnknownRayJobState" and draft.old.get("phase") in ("Running", "Suspended"):
+    if outcome.reason == "UnknownRayJobState" and draft.old.get("phase") in (Phase.RUNNING, Phase.SUSPENDED):
         # A KubeRay newer than this table: keep the last known phase, say why.
         outcome = RayJobOutcome(draft.old["phase"], outcome.reason)
     terminal = outcome.phase in TERMINAL_PHASES
@@ -302,10 +302,10 @@ def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> RayJobOutcome
 def _check_kueue_hold(spec: FineTuneJobSpec, rayjob: dict, outcome: RayJobOutcome) -> Optional[Verdict]:
     """A Kueue job whose RayJob Kueue keeps suspended (the user did not ask) is queued."""
     held = (spec.scheduling.queueName and not spec.scheduling.suspend
-            and (rayjob.get("spec") or {}).get("suspend") and outcome.phase in ("Pending", "Suspended"))
+            and (rayjob.get("spec") or {}).get("suspend") and outcome.phase in (Phase.PENDING, Phase.SUSPENDED))
     if not held:
         return None
-    return Verdict("Queued", "WaitingForKueue",
+    return Verdict(Phase.QUEUED, "WaitingForKueue",
                    f"waiting for Kueue to admit the job from LocalQueue {spec.scheduling.queueName}")
 
 
@@ -314,10 +314,10 @@ def _check_deadline(draft: _Draft, spec: FineTuneJobSpec, outcome: RayJobOutcome
     backstop described in the module doc)."""
     deadline = spec.scheduling.activeDeadlineSeconds
     started = parse_time(draft.status.get("startTime"))
-    if (not deadline or not started or outcome.phase in TERMINAL_PHASES or outcome.phase == "Suspended"
+    if (not deadline or not started or outcome.phase in TERMINAL_PHASES or outcome.phase == Phase.SUSPENDED
             or (draft.now - started).total_seconds() <= deadline):
         return None
-    return Verdict("Failed", EventReason.DEADLINE_EXCEEDED.value,
+    return Verdict(Phase.FAILED, EventReason.DEADLINE_EXCEEDED.value,
                    f"job ran longer than scheduling.activeDeadlineSeconds ({deadline}s)")
 
 
@@ -332,13 +332,13 @@ def _rayjob_verdict(outcome: RayJobOutcome, rayjob: dict, status: dict, spec: Fi
 def _rayjob_message(outcome: RayJobOutcome, rj_status: dict, rj_name: str, attempt: int,
                     spec: FineTuneJobSpec, progress: Optional[ProgressReport]) -> str:
     kuberay = rj_status.get("message") or ""
-    if outcome.phase == "Failed":
+    if outcome.phase == Phase.FAILED:
         return f"RayJob {rj_name} failed ({outcome.reason})" + (f": {kuberay}" if kuberay else "")
-    if outcome.phase == "Succeeded":
+    if outcome.phase == Phase.SUCCEEDED:
         return progress.message if progress and progress.message else f"RayJob {rj_name} succeeded"
     if outcome.retrying:
         return f"attempt {attempt} of {spec.scheduling.backoffLimit + 1} starting on a new Ray cluster"
-    if outcome.phase == "Running" and progress is not None:
+    if outcome.phase == Phase.RUNNING and progress is not None:
         return progress.message or f"training: {progress.percent:.0f}% done"
     if outcome.reason == "UnknownRayJobState":
         state = rj_status.get("jobDeploymentStatus")
