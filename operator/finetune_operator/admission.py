@@ -8,21 +8,27 @@ gathers the facts (job objects, settings); these functions only decide.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Optional
+from enum import StrEnum
+from typing import Any, Iterable, Optional
 
 from finetune_operator import naming
-from finetune_operator.api import MUTABLE_SPEC_PATHS, TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.api import MUTABLE_SPEC_PATHS, TERMINAL_PHASES, FineTuneJobSpec, Phase
 from finetune_operator.events import EventReason
 from finetune_operator.settings import Settings
 
-DecisionState = Literal["admitted", "queued", "rejected"]
+class AdmissionState(StrEnum):
+    """Run it now, let it wait, or refuse it. Each equals (and prints as) its value."""
+
+    ADMITTED = "admitted"
+    QUEUED = "queued"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
 class AdmissionDecision:
-    """What the operator decided for one job: run it now, let it wait, or refuse it."""
+    """What the operator decided for one job, with the reason and message that say why."""
 
-    state: DecisionState
+    state: AdmissionState
     reason: str = "Admitted"
     message: str = ""
     position: Optional[int] = None
@@ -30,10 +36,20 @@ class AdmissionDecision:
 
     @property
     def admitted(self) -> bool:
-        return self.state == "admitted"
+        return self.state == AdmissionState.ADMITTED
+
+    @property
+    def queued(self) -> bool:
+        return self.state == AdmissionState.QUEUED
+
+    @property
+    def rejected(self) -> bool:
+        return self.state == AdmissionState.REJECTED
 
 
-ADMITTED = AdmissionDecision("admitted")
+ADMITTED = AdmissionDecision(AdmissionState.ADMITTED)
+# A job with a Kueue LocalQueue: Kueue decides when it starts, not our queue.
+KUEUE_ADMITS = AdmissionDecision(AdmissionState.ADMITTED, "Kueue", "admission is left to Kueue")
 
 
 # ------------------------------------------------------------------------ tenancy checks
@@ -55,7 +71,7 @@ def check_shared_output(spec: FineTuneJobSpec) -> Optional[AdmissionDecision]:
     if uri.startswith("s3://"):
         return None
     return AdmissionDecision(
-        "rejected",
+        AdmissionState.REJECTED,
         EventReason.STORAGE_NOT_ALLOWED.value,
         f"output.uri: {uri!r} is a local path, but the job's Ray pods share no volume; jobs the operator "
         "runs need an s3:// URI (local paths work only with `finetune run`)",
@@ -71,7 +87,7 @@ def check_storage(namespace: str, spec: FineTuneJobSpec, settings: Settings) -> 
     uri = spec.output.uri
     if ".." in uri.split("/") or not _under_prefix(uri, prefix):
         return AdmissionDecision(
-            "rejected",
+            AdmissionState.REJECTED,
             EventReason.STORAGE_NOT_ALLOWED.value,
             f"output.uri: {uri!r} is not allowed in namespace {namespace}; "
             f"outputs must lie under {prefix.rstrip('/')}/ (without '..')",
@@ -90,7 +106,7 @@ def check_secret_ref(namespace: str, spec_dict: dict[str, Any]) -> Optional[Admi
     name = ref.get("name")
     if (other is not None and other != namespace) or (isinstance(name, str) and "/" in name):
         return AdmissionDecision(
-            "rejected",
+            AdmissionState.REJECTED,
             EventReason.INVALID_SPEC.value,
             f"output.secretRef: Secrets are read from the job's own namespace ({namespace}) only; "
             "give just the Secret's name (secretRef.name) and create the Secret there",
@@ -194,7 +210,7 @@ def summarize(job_obj: dict, settings: Settings) -> JobSummary:
     phase = status.get("phase")
     finished = phase in TERMINAL_PHASES or meta.get("deletionTimestamp") is not None
     suspended = bool(scheduling.get("suspend"))
-    holds = bool(status.get("rayJobName")) and not finished and not suspended and phase != "Queued"
+    holds = bool(status.get("rayJobName")) and not finished and not suspended and phase != Phase.QUEUED
     return JobSummary(
         name=meta.get("name", ""),
         created=meta.get("creationTimestamp") or "",
@@ -217,7 +233,7 @@ def admit(jobs: Iterable[JobSummary], limit: int) -> dict[str, AdmissionDecision
     running = 0
     for job in jobs:
         if job.kueue and (job.waiting or job.holds_slot):
-            decisions[job.name] = AdmissionDecision("admitted", "Kueue", "admission is left to Kueue")
+            decisions[job.name] = KUEUE_ADMITS
         elif job.holds_slot:
             running += 1
             decisions[job.name] = ADMITTED
@@ -231,7 +247,7 @@ def admit(jobs: Iterable[JobSummary], limit: int) -> dict[str, AdmissionDecision
         else:
             position = index - free + 1
             decisions[job.name] = AdmissionDecision(
-                "queued",
+                AdmissionState.QUEUED,
                 EventReason.QUEUED.value,
                 f"waiting for a slot: position {position} in the namespace queue "
                 f"({limit} may run at once)",
@@ -242,5 +258,5 @@ def admit(jobs: Iterable[JobSummary], limit: int) -> dict[str, AdmissionDecision
 
 def queue_depth(decisions: dict[str, AdmissionDecision]) -> int:
     """How many jobs wait in a namespace (for the queue-depth gauge)."""
-    return sum(1 for decision in decisions.values() if decision.state == "queued")
+    return sum(1 for decision in decisions.values() if decision.queued)
 

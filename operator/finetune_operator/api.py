@@ -1,20 +1,25 @@
-"""The FineTuneJob custom resource: its identity, spec and status.
+"""The FineTuneJob custom resource: its identity, spec and whole manifest.
 
 The training part of the spec is the trainer's `TrainingConfig`, embedded unchanged;
-this module adds what only Kubernetes needs (resources, scheduling, credentials) and
-the status the operator writes. The CRD in `deploy/crds/` is generated from these
-models (`finetune crd`).
+this module adds what only Kubernetes needs (resources, scheduling, credentials), and
+the manifest embeds the status the operator writes (its models are in `api_status`).
+The CRD in `deploy/crds/` is generated from these models
+(`finetune crd`).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
 from finetune_operator.accelerators import RAY_ACCELERATOR_TYPES, unknown_ray_type_message
+# The status models live in api_status; the manifest embeds them, and callers have
+# always found them here.
+from finetune_operator.api_status import (  # noqa: F401
+    PHASES, TERMINAL_PHASES, BestTrial, Condition, FineTuneJobStatus, Phase, Progress,
+)
 from finetune_trainer.config import (
     JobConfig,
     OutputSpec,
@@ -278,117 +283,6 @@ MUTABLE_SPEC_PATHS = (
     ("scheduling", "ttlSecondsAfterFinished"),
     ("scheduling", "activeDeadlineSeconds"),
 )
-
-
-# ---------------------------------------------------------------------------- status
-
-Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended"]
-PHASES: tuple[str, ...] = ("Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended")
-TERMINAL_PHASES = ("Succeeded", "Failed")
-
-
-class Condition(Spec):
-    """A condition in the shape of Kubernetes' metav1.Condition."""
-
-    type: str
-    """Accepted, Queued, Running, Retrying, Succeeded, Failed or Suspended."""
-
-    status: Literal["True", "False", "Unknown"]
-    """`True`, `False` or `Unknown`."""
-
-    reason: str
-    """A CamelCase reason from a fixed set."""
-
-    message: str = ""
-    """Human-readable detail."""
-
-    lastTransitionTime: datetime
-    """When status last changed."""
-
-    observedGeneration: Optional[int] = None
-    """The spec generation this condition was computed from."""
-
-
-class Progress(Spec):
-    """How far training has come, as the trainer last reported."""
-
-    step: int = 0
-    """Optimizer steps done in the current or best trial."""
-
-    totalSteps: Optional[int] = None
-    """Optimizer steps planned per trial."""
-
-    epoch: float = 0.0
-    """Epochs done."""
-
-    percent: float = 0.0
-    """Overall completion, 0 to 100."""
-
-    trialsCompleted: int = 0
-    """Finished trials of a sweep."""
-
-    trialsTotal: int = 1
-    """Trials planned."""
-
-
-class BestTrial(Spec):
-    """The best trial of a sweep."""
-
-    id: str
-    """Ray Tune trial id."""
-
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    """Its sampled hyperparameters, keyed by spec path."""
-
-
-class FineTuneJobStatus(Spec):
-    """What the operator observed of the job."""
-
-    phase: Phase = "Pending"
-    """Pending, Queued, Running, Succeeded, Failed or Suspended."""
-
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    """Accepted, Queued, Running, Retrying, Succeeded, Failed and Suspended."""
-
-    observedGeneration: Optional[int] = None
-    """The spec generation the status reflects."""
-
-    rayJobName: Optional[str] = None
-    """The RayJob that runs this job."""
-
-    attempt: int = 0
-    """Which attempt is running: 1 for the first, more after retries."""
-
-    startTime: Optional[datetime] = None
-    """When the RayJob was created."""
-
-    completionTime: Optional[datetime] = None
-    """When the job succeeded or failed."""
-
-    progress: Optional[Progress] = None
-    """Training progress."""
-
-    metrics: dict[str, float] = Field(default_factory=dict)
-    """Latest validation metrics."""
-
-    bestMetrics: dict[str, float] = Field(default_factory=dict)
-    """Best validation (and final test) metrics so far."""
-
-    bestMetric: Optional[str] = None
-    """The ranking metric's best value as `name=value` (for example `eval_loss=0.312`),
-    shown by `kubectl get`."""
-
-    bestTrial: Optional[BestTrial] = None
-    """The winning trial of a sweep."""
-
-    modelUri: Optional[str] = None
-    """Where the fine-tuned model is, once the job succeeded."""
-
-    message: Optional[str] = None
-    """The latest human-readable word on the job."""
 
 
 # -------------------------------------------------------------------------- manifest

@@ -18,11 +18,7 @@ from typing import Any, Iterator, Optional
 from finetune_operator.api import GROUP, KIND, PLURAL, VERSION
 from finetune_operator.builders import SUBMITTER_CONTAINER
 from finetune_operator.errors import UserError
-
-# KubeRay runs the submitter (K8sJobMode, as the builders ask) as a batch Job named
-# after the RayJob; the Job controller labels its pods with this (and with the older
-# `job-name` before Kubernetes 1.27).
-SUBMITTER_POD_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+from finetune_operator.naming import SUBMITTER_POD_LABELS
 REQUEST_TIMEOUT = 30.0
 
 

@@ -8,6 +8,9 @@ whether it is a Normal or a Warning event.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Optional
+
+from finetune_operator.api import TERMINAL_PHASES, Phase
 
 
 class EventReason(str, Enum):
@@ -49,6 +52,35 @@ _WARNINGS = frozenset({
     EventReason.RAYJOB_MISSING,
     EventReason.RECONCILE_ERROR,
 })
+
+# Events for phases entered, keyed by phase.
+PHASE_EVENTS = {
+    Phase.QUEUED: EventReason.QUEUED,
+    Phase.RUNNING: EventReason.RUNNING,
+    Phase.SUCCEEDED: EventReason.SUCCEEDED,
+    Phase.FAILED: EventReason.FAILED,
+    Phase.SUSPENDED: EventReason.SUSPENDED,
+}
+
+
+def status_change_events(old: dict, new: dict,
+                         detail_reason: Optional[EventReason] = None) -> list[tuple[EventReason, str]]:
+    """The Events (reason, message) one status write calls for: the phase entered, or
+    `detail_reason` when it explains a new message; and Retrying when the attempt
+    number grew on a live job. Pure, so the reconcile loop only posts them."""
+    out: list[tuple[EventReason, str]] = []
+    old_phase, new_phase = old.get("phase"), new.get("phase")
+    if new_phase != old_phase or (detail_reason is not None and old.get("message") != new.get("message")):
+        reason = detail_reason or PHASE_EVENTS.get(new_phase or "")
+        if reason is None and new_phase == Phase.PENDING and old_phase == Phase.QUEUED:
+            reason = EventReason.ADMITTED  # a new job's first Event is RayJobCreated
+        if reason is not None:
+            out.append((reason, new.get("message") or new_phase or ""))
+    old_attempt, new_attempt = old.get("attempt") or 0, new.get("attempt") or 0
+    if old_attempt and new_attempt > old_attempt and new_phase not in TERMINAL_PHASES:
+        out.append((EventReason.RETRYING, new.get("message") or f"attempt {new_attempt}"))
+    return out
+
 
 # Kubernetes truncates Event messages at 1 KiB; keep ours well inside it.
 MAX_MESSAGE = 1000

@@ -26,6 +26,13 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 JOB_NAME_LABEL = f"{GROUP}/job-name"
 JOB_UID_LABEL = f"{GROUP}/job-uid"
 
+# KubeRay runs the submitter (K8sJobMode) as a batch Job named after the RayJob; the
+# Job controller labels its pods with this, and with the older `job-name` before
+# Kubernetes 1.27 (the CLI looks for both; the operator needs a cluster it supports).
+SUBMITTER_POD_LABEL = "batch.kubernetes.io/job-name"
+LEGACY_SUBMITTER_POD_LABEL = "job-name"
+SUBMITTER_POD_LABELS = (SUBMITTER_POD_LABEL, LEGACY_SUBMITTER_POD_LABEL)
+
 # Kueue reads these on the workload's owner (the RayJob): the LocalQueue to submit to,
 # and a WorkloadPriorityClass name. The builders set only the queue: spec.scheduling.
 # priorityClassName names a Kubernetes PriorityClass, which goes on the pods, and
@@ -46,6 +53,16 @@ CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 # The run name (storage folder) of the job, for people reading the RayJob.
 RUN_NAME_ANNOTATION = f"{GROUP}/run-name"
 
+# The spec a RayJob was built from (compact JSON), stamped on the RayJob itself: the
+# reference for refusing later changes, which survives operator restarts and needs no
+# extra object.
+ACCEPTED_SPEC_ANNOTATION = f"{GROUP}/accepted-spec"
+
+# Ray job-submission metadata (RayJob spec.metadata), shown by `ray job list` and the
+# Ray dashboard, so a Ray job leads back to its run and its FineTuneJob.
+SUBMISSION_RUN_NAME_KEY = f"{GROUP}/run-name"
+SUBMISSION_JOB_UID_KEY = f"{GROUP}/job-uid"
+
 # Finalizer that lets the operator clean storage when outputPolicy is Delete.
 FINALIZER = f"{GROUP}/cleanup"
 
@@ -54,6 +71,7 @@ FINALIZER = f"{GROUP}/cleanup"
 # Components (values of COMPONENT_LABEL).
 COMPONENT_RAYJOB = "rayjob"
 COMPONENT_CONFIG = "config"
+COMPONENT_CLEANUP = "cleanup"
 
 # KubeRay derives the RayCluster name as `<rayjob>-<5 random chars>` and rejects RayJob
 # names longer than 47 characters or that are not DNS-1035 labels (ValidateRayJobMetadata).
@@ -103,6 +121,12 @@ def configmap_name(job_name: str) -> str:
     """The ConfigMap holding the job's JobConfig: `<name>-config`, at most 63
     characters (DNS-1123 label)."""
     return _bounded(f"{job_name}-config", job_name, MAX_LABEL_NAME, must_start_with_letter=False)
+
+
+def cleanup_job_name(job_name: str) -> str:
+    """The output-cleanup Job: `<rayjob name, cut to 40>-cleanup`, at most 48
+    characters, so the pods the Job controller names after it stay valid too."""
+    return f"{rayjob_name(job_name)[:40]}-cleanup"
 
 
 def run_name(namespace: str, name: str) -> str:

@@ -23,9 +23,10 @@ from typing import Any, Optional
 
 import kopf
 
-from finetune_operator import admission, builders, events, naming, status as status_mod
-from finetune_operator.admission import AdmissionDecision, JobSummary
-from finetune_operator.api import API_VERSION, GROUP, KIND, TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator import admission, builders, events, naming, output_cleanup, status as status_mod
+from finetune_operator.admission import AdmissionDecision, AdmissionState, JobSummary
+from finetune_operator.admitter import Admitter
+from finetune_operator.api import API_VERSION, KIND, TERMINAL_PHASES, FineTuneJobSpec, Phase
 from finetune_operator.cluster_defaults import rayjob_ttl
 from finetune_operator.events import EventReason
 from finetune_operator.kube import ApiError, Conflict, KubeApi, NotFound
@@ -34,24 +35,9 @@ from finetune_operator.metrics import OperatorMetrics
 from finetune_operator.settings import Settings
 from finetune_trainer.progress import ProgressReport, latest_progress
 
-# The spec the RayJob was built from, stamped on the RayJob itself: the reference for
-# refusing later changes, which survives operator restarts and needs no extra object.
-ACCEPTED_SPEC_ANNOTATION = f"{GROUP}/accepted-spec"
-
-# KubeRay runs the submitter as a batch Job named after the RayJob.
-SUBMITTER_POD_LABEL = "batch.kubernetes.io/job-name"
 LOG_TAIL_LINES = 200
 # RayJob states in which the driver has run, so its log may hold progress.
 _LOG_STATES = frozenset({"Running", "Retrying", "Complete", "Failed", "Suspending", "Suspended"})
-
-# Events for phases entered, keyed by phase.
-_PHASE_EVENTS = {
-    "Queued": EventReason.QUEUED,
-    "Running": EventReason.RUNNING,
-    "Succeeded": EventReason.SUCCEEDED,
-    "Failed": EventReason.FAILED,
-    "Suspended": EventReason.SUSPENDED,
-}
 
 # Reconciles running at once (controller-runtime's MaxConcurrentReconciles); the rest
 # wait their turn. A reconcile mostly waits on the API server, so many run together;
@@ -66,7 +52,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _document(job: dict) -> dict:
+def _manifest_view(job: dict) -> dict:
     """The user's manifest part of a stored object, for the shared validator."""
     meta = job.get("metadata") or {}
     return {
@@ -103,9 +89,7 @@ class Controller:
         self.settings = settings
         self.metrics = metrics or OperatorMetrics()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._namespace_locks: dict[str, asyncio.Lock] = {}
-        # Jobs this process admitted whose index entry may still lag behind.
-        self._claims: dict[str, set[str]] = {}
+        self.admitter = Admitter(kube, settings, self.metrics)
         # When each job was last reconciled (monotonic seconds), for the resync timer.
         self._last_reconciled: dict[tuple[str, str], float] = {}
 
@@ -119,7 +103,7 @@ class Controller:
         last = self._last_reconciled.get((namespace, name))
         if last is None:
             return False  # its create or resume handler has not run yet; it will
-        if phase in ("Running", "Queued"):
+        if phase in (Phase.RUNNING, Phase.QUEUED):
             return True
         return time.monotonic() - last >= 4 * interval - 0.5
 
@@ -177,11 +161,11 @@ class Controller:
         assert spec is not None
 
         if not claimed:
-            decision = await self._admit(job, spec, queue, logger)
+            decision = await self.admitter.decide(job, spec, queue)
             new = status_mod.compute_status(job, spec, None, None, decision, now)
             if decision.admitted and not spec.scheduling.suspend:
                 new["rayJobName"] = rayjob_name  # recorded BEFORE the RayJob exists
-                self._claims.setdefault(namespace, set()).add(name)
+                self.admitter.claim(namespace, name)
             job = await self._write(job, new, logger, detail_reason=_rejection_reason(decision))
             if not new.get("rayJobName"):
                 return
@@ -209,7 +193,8 @@ class Controller:
         new = status_mod.compute_status(job, spec, rayjob, progress, admission.ADMITTED, now)
         if refused:
             new["message"] = events.spec_change_refused_message(refused)
-        if new.get("phase") == "Failed" and new.get("conditions") and _reason(new) == EventReason.DEADLINE_EXCEEDED.value:
+        deadline = EventReason.DEADLINE_EXCEEDED.value
+        if new.get("phase") == Phase.FAILED and new.get("conditions") and _failed_reason(new) == deadline:
             await self.kube.delete_rayjob(namespace, rayjob_name)
             self.metrics.rayjobs_deleted.labels(namespace=namespace).inc()
         await self._write(job, new, logger)
@@ -223,49 +208,10 @@ class Controller:
         if rejection is not None:
             return None, rejection.message
         try:
-            return parse_job(_document(job), source="FineTuneJob").spec, None
+            return parse_job(_manifest_view(job), source="FineTuneJob").spec, None
         except ManifestError as err:
             lines = [f"{p.path}: {p.message}" if p.path else p.message for p in err.problems]
             return None, "; ".join(lines)
-
-    async def _admit(self, job: dict, spec: FineTuneJobSpec, queue: list[JobSummary],
-                     logger: Any) -> AdmissionDecision:
-        """Tenancy rules, the Secret's existence, then the namespace's queue."""
-        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        rejected = admission.check_storage(namespace, spec, self.settings)
-        if rejected is not None:
-            return rejected
-        ref = spec.output.secretRef
-        if ref is not None and not await self.kube.secret_exists(namespace, ref.name):
-            # Not final: the Secret may be created after the job; the timer re-checks.
-            return AdmissionDecision("queued", EventReason.SECRET_NOT_FOUND.value,
-                                     events.secret_not_found_message(ref.name, namespace))
-        if spec.scheduling.queueName:
-            return AdmissionDecision("admitted", "Kueue", "admission is left to Kueue")
-        lock = self._namespace_locks.setdefault(namespace, asyncio.Lock())
-        async with lock:
-            summaries = self._with_claims(namespace, queue, job)
-            decisions = admission.admit(summaries, self.settings.limit_for(namespace))
-            decision = decisions.get(name, admission.ADMITTED)
-            # The queue only changes when a waiting job is decided, so this is where
-            # its depth is measured (admitted jobs leave it: one fewer).
-            depth = admission.queue_depth(decisions)
-            self.metrics.set_queue_depth(namespace, depth)
-            return decision
-
-    def _with_claims(self, namespace: str, queue: list[JobSummary], job: Optional[dict] = None) -> list[JobSummary]:
-        """The index's view of the namespace, corrected by what this process knows
-        that the watch stream may not have delivered yet (its own claims, this job)."""
-        claims = self._claims.get(namespace, set())
-        by_name = {summary.name: summary for summary in queue}
-        if job is not None:
-            by_name[job["metadata"]["name"]] = admission.summarize(job, self.settings)
-        for claimed in claims:
-            summary = by_name.get(claimed)
-            if summary is not None and not summary.holds_slot:
-                by_name[claimed] = JobSummary(summary.name, summary.created, summary.priority,
-                                              holds_slot=True, waiting=False, kueue=summary.kueue)
-        return list(by_name.values())
 
     async def _create_children(self, job: dict, spec: FineTuneJobSpec, rayjob_name: str,
                                logger: Any) -> Optional[dict]:
@@ -281,7 +227,7 @@ class Controller:
                 await self._fail_foreign(job, spec, configmap["metadata"]["name"], _now(), logger, kind="ConfigMap")
                 return None
         body = builders.build_rayjob(job, spec, self.settings)
-        body["metadata"].setdefault("annotations", {})[ACCEPTED_SPEC_ANNOTATION] = json.dumps(
+        body["metadata"].setdefault("annotations", {})[naming.ACCEPTED_SPEC_ANNOTATION] = json.dumps(
             job.get("spec") or {}, sort_keys=True, separators=(",", ":"))
         try:
             created = await self.kube.create_rayjob(namespace, body)
@@ -297,13 +243,9 @@ class Controller:
         return created
 
     def _forbidden_changes(self, rayjob: dict, job: dict) -> list[str]:
-        accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(ACCEPTED_SPEC_ANNOTATION)
-        if not accepted:
+        old_spec = _accepted_spec_document(rayjob)
+        if old_spec is None:
             return []  # adopted from an older operator: nothing to compare with
-        try:
-            old_spec = json.loads(accepted)
-        except ValueError:
-            return []
         return admission.forbidden_changes(old_spec, job.get("spec") or {})
 
     async def _apply_mutables(self, job: dict, spec: FineTuneJobSpec, rayjob: dict, logger: Any) -> None:
@@ -341,7 +283,7 @@ class Controller:
         if rj_status.get("jobDeploymentStatus") not in _LOG_STATES:
             return None  # no driver yet, so no submitter log worth a request
         name = rayjob["metadata"]["name"]
-        pods = await self.kube.list_pods(namespace, f"{SUBMITTER_POD_LABEL}={name}")
+        pods = await self.kube.list_pods(namespace, f"{naming.SUBMITTER_POD_LABEL}={name}")
         if not pods:
             return None
         newest = max(pods, key=lambda pod: (pod.get("metadata") or {}).get("creationTimestamp") or "")
@@ -350,9 +292,9 @@ class Controller:
 
     def _accepted_spec(self, rayjob: dict) -> Optional[FineTuneJobSpec]:
         """The spec the RayJob was built from, validated again, or None."""
-        accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(ACCEPTED_SPEC_ANNOTATION)
+        accepted = _accepted_spec_document(rayjob)
         try:
-            return FineTuneJobSpec.model_validate(json.loads(accepted)) if accepted else None
+            return FineTuneJobSpec.model_validate(accepted) if accepted is not None else None
         except ValueError:
             return None
 
@@ -375,7 +317,7 @@ class Controller:
                             kind: str = "RayJob") -> None:
         message = (f"a {kind} named {child} already exists in namespace {job['metadata']['namespace']} "
                    "and is not owned by this FineTuneJob; delete it or rename the job")
-        decision = AdmissionDecision("rejected", EventReason.RECONCILE_ERROR.value, message)
+        decision = AdmissionDecision(AdmissionState.REJECTED, EventReason.RECONCILE_ERROR.value, message)
         await self._write(job, status_mod.compute_status(job, spec, None, None, decision, now), logger,
                           detail_reason=EventReason.RECONCILE_ERROR)
 
@@ -383,7 +325,7 @@ class Controller:
 
     async def _write(self, job: dict, new: dict, logger: Any,
                      detail_reason: Optional[EventReason] = None) -> dict:
-        """Write the status if it changed; post the Event for a phase change."""
+        """Write the status if it changed; post the Events the change calls for."""
         old = dict(job.get("status") or {})
         if not status_mod.status_changed(old, new):
             return job
@@ -393,16 +335,9 @@ class Controller:
             updated = await self.kube.patch_finetunejob_status(meta["namespace"], meta["name"], patch)
         except NotFound:
             raise _JobGone() from None
+        for reason, message in events.status_change_events(old, new, detail_reason):
+            self._event(job, reason, message)
         old_phase, new_phase = old.get("phase"), new.get("phase")
-        if new_phase != old_phase or (detail_reason is not None and old.get("message") != new.get("message")):
-            reason = detail_reason or _PHASE_EVENTS.get(new_phase or "")
-            if reason is None and new_phase == "Pending" and old_phase == "Queued":
-                reason = EventReason.ADMITTED  # a new job's first Event is RayJobCreated
-            if reason is not None:
-                self._event(job, reason, new.get("message") or new_phase or "")
-        old_attempt, new_attempt = old.get("attempt") or 0, new.get("attempt") or 0
-        if old_attempt and new_attempt > old_attempt and new_phase not in TERMINAL_PHASES:
-            self._event(job, EventReason.RETRYING, new.get("message") or f"attempt {new_attempt}")
         if new_phase in TERMINAL_PHASES and old_phase not in TERMINAL_PHASES:
             started = status_mod.parse_time(new.get("startTime"))
             ended = status_mod.parse_time(new.get("completionTime"))
@@ -417,7 +352,7 @@ class Controller:
     # ------------------------------------------------------------------ bookkeeping
 
     def _release(self, namespace: str, name: str) -> None:
-        self._claims.get(namespace, set()).discard(name)
+        self.admitter.release(namespace, name)
 
     def _forget(self, namespace: str, name: str) -> None:
         self._release(namespace, name)
@@ -430,111 +365,32 @@ class Controller:
     # -------------------------------------------------------------------- deletion
 
     async def cleanup_outputs(self, job: dict, logger: Any) -> None:
-        """outputPolicy Delete: run a cleanup Job (trainer image, which has pyarrow and
-        the job's credentials) and wait for it; the operator image has no storage
-        libraries and never sees storage credentials.
-
-        The wait is a poll inside the handler, not a kopf retry: kopf logs every
-        TemporaryError at ERROR, and a cleanup that is still running is no error. One
-        INFO line says it waits; a Job still unfinished after CLEANUP_WAIT_SECONDS is
-        worth an ERROR, so then kopf retries the handler (which polls again)."""
-        meta = job["metadata"]
-        namespace = meta["namespace"]
-        body = build_cleanup_job(job, self.settings)
-        name = body["metadata"]["name"]
-        try:
-            await self.kube.create_job(namespace, body)
-        except Conflict:
-            pass
-        except ApiError as err:
-            raise kopf.TemporaryError(f"cannot start the output cleanup Job: {err}", delay=10) from err
-        deadline = time.monotonic() + CLEANUP_WAIT_SECONDS
-        log.info("waiting for output cleanup Job %s/%s of FineTuneJob %s", namespace, name, meta["name"])
-        while True:
-            try:
-                done = await self.kube.get_job(namespace, name)
-            except ApiError as err:
-                raise kopf.TemporaryError(f"cannot read the output cleanup Job {name}: {err}", delay=10) from err
-            state = (done or {}).get("status") or {}
-            if state.get("succeeded"):
-                log.info("outputs of %s/%s deleted", namespace, meta["name"])
-                return
-            if any(c.get("type") == "Failed" and c.get("status") == "True" for c in state.get("conditions") or []):
-                raise kopf.PermanentError(f"output cleanup Job {name} failed; outputs are left in place")
-            if done is None:
-                raise kopf.TemporaryError(f"output cleanup Job {name} disappeared; starting it again", delay=1)
-            if time.monotonic() >= deadline:
-                raise kopf.TemporaryError(f"output cleanup Job {name} has not finished after "
-                                          f"{CLEANUP_WAIT_SECONDS:.0f} s; still waiting", delay=CLEANUP_POLL_SECONDS)
-            log.debug("output cleanup Job %s/%s still running", namespace, name)
-            await asyncio.sleep(CLEANUP_POLL_SECONDS)
+        """outputPolicy Delete: delete the job's outputs before its finalizer goes."""
+        await output_cleanup.delete_outputs(self.kube, self.settings, job)
 
 
-# How often the delete handler looks at its cleanup Job, and how long it waits quietly.
-CLEANUP_POLL_SECONDS = 2.0
-CLEANUP_WAIT_SECONDS = 600.0
-
-# Deletes `<output.uri>/<run name>` with the trainer's own storage code; runs in the
-# trainer image, with the job's S3 Secret as environment.
-CLEANUP_SCRIPT = """\
-import json, os
-from finetune_trainer.config import OutputSpec
-from finetune_trainer.storage import join, resolve_filesystem
-output = OutputSpec.model_validate(json.loads(os.environ["FINETUNE_OUTPUT"]))
-filesystem, path = resolve_filesystem(join(output.uri, os.environ["FINETUNE_RUN_NAME"]), output)
-try:
-    filesystem.delete_dir(path)
-except FileNotFoundError:
-    pass
-print("deleted", path)
-"""
+def _accepted_spec_document(rayjob: dict) -> Any:
+    """The spec stamped on the RayJob when it was built (parsed JSON), or None when
+    there is none or it is not JSON."""
+    accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(naming.ACCEPTED_SPEC_ANNOTATION)
+    if not accepted:
+        return None
+    try:
+        return json.loads(accepted)
+    except ValueError:
+        return None
 
 
-def build_cleanup_job(job: dict, settings: Settings) -> dict:
-    """The batch Job that deletes a job's artifacts (outputPolicy Delete). Pure.
-
-    It is not owned by the FineTuneJob (it must outlive it for the finalizer to see
-    it finish) and removes itself 10 minutes after it ends."""
-    meta = job["metadata"]
-    spec = job.get("spec") or {}
-    output = dict(spec.get("output") or {})
-    secret = (output.pop("secretRef", None) or {}).get("name")
-    run = naming.run_name(meta["namespace"], meta["name"])
-    container: dict[str, Any] = {
-        "name": "cleanup",
-        "image": (spec.get("resources") or {}).get("image") or settings.default_image,
-        "command": ["python", "-c", CLEANUP_SCRIPT],
-        "env": [{"name": "FINETUNE_OUTPUT", "value": json.dumps(output, sort_keys=True)},
-                {"name": "FINETUNE_RUN_NAME", "value": run}],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-    }
-    if secret:
-        container["envFrom"] = [{"secretRef": {"name": secret}}]
-    labels = naming.owned_labels(meta["name"], meta["uid"], "cleanup")
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": cleanup_job_name(meta["name"]), "namespace": meta["namespace"], "labels": labels},
-        "spec": {
-            "backoffLimit": 3,
-            "ttlSecondsAfterFinished": 600,
-            "template": {"metadata": {"labels": labels},
-                         "spec": {"restartPolicy": "Never", "containers": [container]}},
-        },
-    }
-
-
-def cleanup_job_name(job_name: str) -> str:
-    return f"{naming.rayjob_name(job_name)[:40]}-cleanup"
-
-
-def _reason(status: dict) -> Optional[str]:
+def _failed_reason(status: dict) -> Optional[str]:
+    """The reason of the status's Failed condition, if it has one."""
     failed = status_mod.get_condition(status.get("conditions") or [], status_mod.FAILED)
     return failed.get("reason") if failed else None
 
 
 def _rejection_reason(decision: AdmissionDecision) -> Optional[EventReason]:
-    if decision.state == "admitted" or decision.reason == EventReason.QUEUED.value:
+    """The Event reason for a decision that does not admit the job (None for plain
+    queueing, whose Event is the phase's own)."""
+    if decision.admitted or decision.reason == EventReason.QUEUED.value:
         return None
     try:
         return EventReason(decision.reason)

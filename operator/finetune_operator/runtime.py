@@ -1,6 +1,7 @@
 """Starting the operator: kopf settings, login, peering, probes and the metrics server.
 
-`finetune operator` calls `run()`; tests call `operator()` inside their own event loop.
+A leaf: it knows kopf, not the handlers. The entry point that runs kopf with the
+handlers registered is `finetune_operator.cli.operator` (`serve`, `run_operator`).
 The kopf settings are applied once, at start-up, and chosen for a cluster with a
 thousand FineTuneJobs: handler progress and the diff base live in annotations (so the
 CRD's structural status is never polluted by `status.kopf`), watches are re-opened
@@ -11,7 +12,6 @@ with a fixed set of reasons, only on phase changes).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
@@ -122,7 +122,8 @@ def start_metrics_server(options: RuntimeOptions, registry: Any) -> Optional[Any
     return server
 
 
-def _kopf_kwargs(options: RuntimeOptions) -> dict[str, Any]:
+def kopf_operator_kwargs(options: RuntimeOptions) -> dict[str, Any]:
+    """The arguments of `kopf.operator` that the options decide."""
     liveness = f"http://{options.host}:{options.health_port}/healthz" if options.health_port else None
     return dict(
         clusterwide=options.all_namespaces,
@@ -132,17 +133,6 @@ def _kopf_kwargs(options: RuntimeOptions) -> dict[str, Any]:
         peering_name=options.peering_name,
         liveness_endpoint=liveness,
     )
-
-
-async def operator(options: RuntimeOptions, *, settings: Any = None, stop_flag: Any = None,
-                   ready_flag: Any = None) -> None:
-    """Run the operator in the current event loop until `stop_flag` is set."""
-    from finetune_operator import handlers  # noqa: F401  (registers the handlers with kopf)
-
-    from finetune_operator.settings import load_settings
-
-    memo = kopf.Memo(options=options, settings=settings or load_settings())
-    await kopf.operator(stop_flag=stop_flag, ready_flag=ready_flag, memo=memo, **_kopf_kwargs(options))
 
 
 def quiet_logs() -> None:
@@ -178,13 +168,3 @@ def preflight(options: RuntimeOptions) -> None:
                 probe.bind((options.host, port))
             except OSError as err:
                 raise UserError(f"{flag}: cannot listen on {options.host}:{port}: {err.strerror}") from None
-
-
-def run(options: RuntimeOptions, settings: Any = None) -> None:
-    """Run the operator until SIGINT/SIGTERM (what `finetune operator` does)."""
-    if options.kubeconfig:
-        os.environ["KUBECONFIG"] = options.kubeconfig
-    preflight(options)
-    os.environ["FINETUNE_RESYNC_SECONDS"] = str(options.resync_seconds)
-    quiet_logs()
-    asyncio.run(operator(options, settings=settings))

@@ -21,152 +21,79 @@ Two decisions worth knowing:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Optional, Union
 
 from finetune_operator import naming
 from finetune_operator.admission import AdmissionDecision
-from finetune_operator.api import TERMINAL_PHASES, FineTuneJobSpec
+from finetune_operator.api import TERMINAL_PHASES, FineTuneJobSpec, Phase
+# Conditions and times live in `conditions`; status also offers them, as it always has.
+from finetune_operator.conditions import (  # noqa: F401
+    ACCEPTED, CONDITION_TYPES, FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED, SUSPENDED, format_time,
+    get_condition, parse_time, set_condition,
+)
 from finetune_operator.events import EventReason
 from finetune_trainer.progress import ProgressReport
 
-# Condition types, in the order they appear in status.
-ACCEPTED = "Accepted"
-QUEUED = "Queued"
-RUNNING = "Running"
-RETRYING = "Retrying"
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
-SUSPENDED = "Suspended"
-CONDITION_TYPES = (ACCEPTED, QUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED, SUSPENDED)
-
 # Which condition is True in each phase (Pending has none of these).
 _PHASE_CONDITION = {
-    "Queued": QUEUED,
-    "Running": RUNNING,
-    "Succeeded": SUCCEEDED,
-    "Failed": FAILED,
-    "Suspended": SUSPENDED,
+    Phase.QUEUED: QUEUED,
+    Phase.RUNNING: RUNNING,
+    Phase.SUCCEEDED: SUCCEEDED,
+    Phase.FAILED: FAILED,
+    Phase.SUSPENDED: SUSPENDED,
 }
-
-
-# ------------------------------------------------------------------------------- time
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: Optional[str]) -> Optional[datetime]:
-    """A Kubernetes timestamp as an aware datetime, or None when absent or garbled."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-# ------------------------------------------------------------------------- conditions
-
-
-def set_condition(
-    conditions: list[dict],
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
-    now: datetime,
-    generation: Optional[int] = None,
-) -> list[dict]:
-    """A copy of `conditions` with `type_` set. lastTransitionTime moves only when the
-    condition's status flips (or it is new); reason and message always update."""
-    updated: list[dict] = []
-    found = False
-    for condition in conditions:
-        if condition.get("type") != type_:
-            updated.append(dict(condition))
-            continue
-        found = True
-        flipped = condition.get("status") != status
-        new = {
-            "type": type_,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": (
-                format_time(now) if flipped else condition.get("lastTransitionTime", format_time(now))
-            ),
-        }
-        if generation is not None:
-            new["observedGeneration"] = generation
-        updated.append(new)
-    if not found:
-        new = {"type": type_, "status": status, "reason": reason, "message": message,
-               "lastTransitionTime": format_time(now)}
-        if generation is not None:
-            new["observedGeneration"] = generation
-        updated.append(new)
-    order = {name: index for index, name in enumerate(CONDITION_TYPES)}
-    return sorted(updated, key=lambda c: order.get(c.get("type", ""), len(order)))
-
-
-def get_condition(conditions: list[dict], type_: str) -> Optional[dict]:
-    return next((c for c in conditions if c.get("type") == type_), None)
 
 
 # ------------------------------------------------------------------ RayJob state table
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RayJobOutcome:
     """What one RayJob state means for the FineTuneJob."""
 
-    phase: str
+    phase: Phase
     reason: str
     retrying: bool = False
 
 
 # KubeRay v1.7 status.jobDeploymentStatus -> our phase. "Complete" depends on the Ray
 # job's own status (below); "Failed" takes KubeRay's status.reason when it gives one.
-RAYJOB_STATES: dict[str, Outcome] = {
-    "": Outcome("Pending", "RayJobCreated"),
-    "New": Outcome("Pending", "RayJobCreated"),
-    "Initializing": Outcome("Pending", "Initializing"),
-    "Waiting": Outcome("Pending", "WaitingForSubmission"),
-    "Scheduling": Outcome("Pending", "Scheduling"),
-    "Scheduled": Outcome("Pending", "Scheduled"),
-    "Running": Outcome("Running", "Running"),
-    "Retrying": Outcome("Running", "Retrying", retrying=True),
-    "Suspending": Outcome("Suspended", "Suspending"),
-    "Suspended": Outcome("Suspended", "Suspended"),
-    "Failed": Outcome("Failed", "RayJobFailed"),
-    "ValidationFailed": Outcome("Failed", "ValidationFailed"),
+RAYJOB_STATES: dict[str, RayJobOutcome] = {
+    "": RayJobOutcome(Phase.PENDING, "RayJobCreated"),
+    "New": RayJobOutcome(Phase.PENDING, "RayJobCreated"),
+    "Initializing": RayJobOutcome(Phase.PENDING, "Initializing"),
+    "Waiting": RayJobOutcome(Phase.PENDING, "WaitingForSubmission"),
+    "Scheduling": RayJobOutcome(Phase.PENDING, "Scheduling"),
+    "Scheduled": RayJobOutcome(Phase.PENDING, "Scheduled"),
+    "Running": RayJobOutcome(Phase.RUNNING, "Running"),
+    "Retrying": RayJobOutcome(Phase.RUNNING, "Retrying", retrying=True),
+    "Suspending": RayJobOutcome(Phase.SUSPENDED, "Suspending"),
+    "Suspended": RayJobOutcome(Phase.SUSPENDED, "Suspended"),
+    "Failed": RayJobOutcome(Phase.FAILED, "RayJobFailed"),
+    "ValidationFailed": RayJobOutcome(Phase.FAILED, "ValidationFailed"),
 }
 
 # status.jobStatus of a Complete RayJob -> our phase.
-COMPLETE_STATES: dict[str, Outcome] = {
-    "SUCCEEDED": Outcome("Succeeded", "Succeeded"),
-    "FAILED": Outcome("Failed", "AppFailed"),
-    "STOPPED": Outcome("Failed", "Stopped"),
+COMPLETE_STATES: dict[str, RayJobOutcome] = {
+    "SUCCEEDED": RayJobOutcome(Phase.SUCCEEDED, "Succeeded"),
+    "FAILED": RayJobOutcome(Phase.FAILED, "AppFailed"),
+    "STOPPED": RayJobOutcome(Phase.FAILED, "Stopped"),
 }
-COMPLETE_OTHERWISE = Outcome("Failed", "CompletedWithoutSuccess")
+COMPLETE_OTHERWISE = RayJobOutcome(Phase.FAILED, "CompletedWithoutSuccess")
 
 
 def map_rayjob_state(deployment_status: Optional[str], job_status: Optional[str],
-                     kuberay_reason: Optional[str] = None) -> Outcome:
+                     kuberay_reason: Optional[str] = None) -> RayJobOutcome:
     """Our phase and reason for a RayJob's (jobDeploymentStatus, jobStatus)."""
     deployment_status = deployment_status or ""
     if deployment_status == "Complete":
         return COMPLETE_STATES.get(job_status or "", COMPLETE_OTHERWISE)
     outcome = RAYJOB_STATES.get(deployment_status)
     if outcome is None:
-        return Outcome("Pending", "UnknownRayJobState")
-    if outcome.phase == "Failed" and kuberay_reason:
-        return Outcome("Failed", kuberay_reason)
+        return RayJobOutcome(Phase.PENDING, "UnknownRayJobState")
+    if outcome.phase == Phase.FAILED and kuberay_reason:
+        return RayJobOutcome(Phase.FAILED, kuberay_reason)
     return outcome
 
 
@@ -205,6 +132,59 @@ def _progress_block(report: ProgressReport) -> dict:
     return block
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The phase a check decided on, with the reason and message that say why."""
+
+    phase: Phase
+    reason: str
+    message: str
+    retrying: bool = False
+
+
+@dataclass
+class _Draft:
+    """The status body being built: what carries over from the old status, and the
+    conditions so far. Every check reads it; `finish` writes the verdict into it."""
+
+    old: dict
+    generation: Optional[int]
+    now: datetime
+    status: dict
+    conditions: list[dict]
+
+    @classmethod
+    def start(cls, old: dict, generation: Optional[int], now: datetime) -> "_Draft":
+        carried = {key: old[key] for key in _CARRIED_FIELDS if old.get(key) not in (None, {}, [])}
+        carried["observedGeneration"] = generation
+        return cls(old, generation, now, carried, list(old.get("conditions") or []))
+
+    def set(self, type_: str, status: str, reason: str, message: str) -> None:
+        self.conditions = set_condition(self.conditions, type_, status, reason, message, self.now,
+                                        self.generation)
+
+    def finish(self, verdict: Verdict) -> dict:
+        """The phase's condition True (and Retrying when retrying), every other one
+        already present False; completionTime on entering a terminal phase."""
+        for type_ in CONDITION_TYPES[1:]:
+            active = _PHASE_CONDITION.get(verdict.phase) == type_ or (type_ == RETRYING and verdict.retrying)
+            if active:
+                self.set(type_, "True", verdict.reason, verdict.message)
+            elif get_condition(self.conditions, type_) is not None:
+                self.set(type_, "False", verdict.reason, "")
+        if verdict.phase in TERMINAL_PHASES and not self.status.get("completionTime"):
+            self.status["completionTime"] = format_time(self.now)
+        self.status["phase"] = verdict.phase
+        self.status["conditions"] = self.conditions
+        self.status["message"] = verdict.message
+        return self.status
+
+
+# Status fields a new status keeps from the old one unless a check replaces them.
+_CARRIED_FIELDS = ("rayJobName", "attempt", "startTime", "completionTime", "progress", "metrics",
+                   "bestMetrics", "bestMetric", "bestTrial", "modelUri")
+
+
 def compute_status(
     job_obj: dict,
     spec_or_error: Union[FineTuneJobSpec, str, Exception],
@@ -217,127 +197,148 @@ def compute_status(
 
     `spec_or_error` is the validated spec, or the message (or exception) saying why
     the spec is invalid. `progress` None keeps the previously recorded progress (the
-    submitter pod and its log may be gone). Never raises on odd RayJob content."""
+    submitter pod and its log may be gone). Never raises on odd RayJob content.
+
+    A chain of named checks, in order; the first to decide gives the phase."""
     meta = job_obj.get("metadata") or {}
     old: dict = dict(job_obj.get("status") or {})
-    generation = meta.get("generation")
-    conditions: list[dict] = list(old.get("conditions") or [])
-    status: dict[str, Any] = {
-        key: old[key]
-        for key in ("rayJobName", "attempt", "startTime", "completionTime", "progress", "metrics",
-                    "bestMetrics", "bestMetric", "bestTrial", "modelUri")
-        if old.get(key) not in (None, {}, [])
-    }
-    status["observedGeneration"] = generation
-
-    def finish(phase: str, reason: str, message: str, retrying: bool = False) -> dict:
-        nonlocal conditions
-        for type_ in CONDITION_TYPES[1:]:
-            active = _PHASE_CONDITION.get(phase) == type_ or (type_ == RETRYING and retrying)
-            if active:
-                conditions = set_condition(conditions, type_, "True", reason, message, now, generation)
-            elif get_condition(conditions, type_) is not None:
-                conditions = set_condition(conditions, type_, "False", reason, "", now, generation)
-        if phase in TERMINAL_PHASES and not status.get("completionTime"):
-            status["completionTime"] = format_time(now)
-        status["phase"] = phase
-        status["conditions"] = conditions
-        status["message"] = message
-        return status
-
     # Terminal is terminal: nothing observed later reopens a finished job (its RayJob
-    # may be deleted by TTL, its submitter log rotated).
-    # (A later edit of a mutable field, such as the TTL, only moves observedGeneration.)
+    # may be deleted by TTL, its submitter log rotated). A later edit of a mutable
+    # field, such as the TTL, only moves observedGeneration.
     if old.get("phase") in TERMINAL_PHASES:
-        return {**old, "observedGeneration": generation}
-
+        return {**old, "observedGeneration": meta.get("generation")}
+    draft = _Draft.start(old, meta.get("generation"), now)
     if not isinstance(spec_or_error, FineTuneJobSpec):
-        message = str(spec_or_error)
-        conditions = set_condition(conditions, ACCEPTED, "False", EventReason.INVALID_SPEC.value, message,
-                                   now, generation)
-        return finish("Failed", EventReason.INVALID_SPEC.value, message)
+        return draft.finish(_check_spec_invalid(draft, str(spec_or_error)))
     spec = spec_or_error
-
-    if admission.state == "rejected":
-        conditions = set_condition(conditions, ACCEPTED, "False", admission.reason, admission.message,
-                                   now, generation)
-        return finish("Failed", admission.reason, admission.message)
-    conditions = set_condition(conditions, ACCEPTED, "True", EventReason.ACCEPTED.value,
-                               "spec is valid and allowed in this namespace", now, generation)
-
+    rejected = _check_admission_rejected(draft, admission)
+    if rejected is not None:
+        return draft.finish(rejected)
+    draft.set(ACCEPTED, "True", EventReason.ACCEPTED.value, "spec is valid and allowed in this namespace")
     if progress is not None:
-        status["progress"] = _progress_block(progress)
-        if progress.metrics:
-            status["metrics"] = dict(progress.metrics)
-        if progress.bestMetrics:
-            status["bestMetrics"] = dict(progress.bestMetrics)
-            metric = ranking_metric(spec)
-            if metric in progress.bestMetrics:
-                status["bestMetric"] = f"{metric}={progress.bestMetrics[metric]:.4g}"
-        if progress.bestTrial is not None:
-            status["bestTrial"] = progress.bestTrial.to_dict()
-        if progress.modelUri and progress.state == "succeeded":
-            status["modelUri"] = progress.modelUri
-
+        _record_progress(draft.status, spec, progress)
     if rayjob is None:
-        if old.get("startTime"):
-            return finish(
-                "Failed", EventReason.RAYJOB_MISSING.value,
-                f"RayJob {old.get('rayJobName') or '?'} was deleted while the job was active; "
-                "re-create the FineTuneJob to resume from its last checkpoint",
-            )
-        if spec.scheduling.suspend:
-            return finish("Suspended", EventReason.SUSPENDED.value, "suspended by spec.scheduling.suspend")
-        if admission.state == "queued":
-            return finish("Queued", admission.reason, admission.message)
-        return finish("Pending", EventReason.ADMITTED.value, "admitted; creating the RayJob")
+        return draft.finish(_check_rayjob_deleted(draft) or _check_suspended_by_spec(spec)
+                            or _check_queued(admission) or _ADMITTED)
+    outcome = _observe_rayjob(draft, rayjob, meta.get("name", ""))
+    return draft.finish(_check_kueue_hold(spec, rayjob, outcome)
+                        or _check_deadline(draft, spec, outcome)
+                        or _rayjob_verdict(outcome, rayjob, draft.status, spec, progress))
 
-    # A RayJob exists: it is the source of truth for the run.
+
+_ADMITTED = Verdict(Phase.PENDING, EventReason.ADMITTED.value, "admitted; creating the RayJob")
+
+
+def _check_spec_invalid(draft: _Draft, message: str) -> Verdict:
+    """An invalid spec is not accepted, and fails the job."""
+    draft.set(ACCEPTED, "False", EventReason.INVALID_SPEC.value, message)
+    return Verdict(Phase.FAILED, EventReason.INVALID_SPEC.value, message)
+
+
+def _check_admission_rejected(draft: _Draft, admission: AdmissionDecision) -> Optional[Verdict]:
+    """A tenancy rule refused the job: not accepted, and failed with admission's reason."""
+    if not admission.rejected:
+        return None
+    draft.set(ACCEPTED, "False", admission.reason, admission.message)
+    return Verdict(Phase.FAILED, admission.reason, admission.message)
+
+
+def _record_progress(status: dict, spec: FineTuneJobSpec, progress: ProgressReport) -> None:
+    """The trainer's latest report: progress, metrics, the best so far, the model."""
+    status["progress"] = _progress_block(progress)
+    if progress.metrics:
+        status["metrics"] = dict(progress.metrics)
+    if progress.bestMetrics:
+        status["bestMetrics"] = dict(progress.bestMetrics)
+        metric = ranking_metric(spec)
+        if metric in progress.bestMetrics:
+            status["bestMetric"] = f"{metric}={progress.bestMetrics[metric]:.4g}"
+    if progress.bestTrial is not None:
+        status["bestTrial"] = progress.bestTrial.to_dict()
+    if progress.modelUri and progress.state == "succeeded":
+        status["modelUri"] = progress.modelUri
+
+
+def _check_rayjob_deleted(draft: _Draft) -> Optional[Verdict]:
+    """No RayJob, but one was seen running: someone deleted it (see the module doc)."""
+    if not draft.old.get("startTime"):
+        return None
+    return Verdict(Phase.FAILED, EventReason.RAYJOB_MISSING.value,
+                   f"RayJob {draft.old.get('rayJobName') or '?'} was deleted while the job was active; "
+                   "re-create the FineTuneJob to resume from its last checkpoint")
+
+
+def _check_suspended_by_spec(spec: FineTuneJobSpec) -> Optional[Verdict]:
+    if not spec.scheduling.suspend:
+        return None
+    return Verdict(Phase.SUSPENDED, EventReason.SUSPENDED.value, "suspended by spec.scheduling.suspend")
+
+
+def _check_queued(admission: AdmissionDecision) -> Optional[Verdict]:
+    if not admission.queued:
+        return None
+    return Verdict(Phase.QUEUED, admission.reason, admission.message)
+
+
+def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> RayJobOutcome:
+    """A RayJob exists: it is the source of truth for the run. Record its name, start,
+    attempt and end, and map its state to ours."""
+    status = draft.status
     rj_status = rayjob.get("status") or {}
-    rj_name = (rayjob.get("metadata") or {}).get("name") or naming.rayjob_name(meta.get("name", ""))
-    status["rayJobName"] = rj_name
-    status.setdefault("startTime", rj_status.get("startTime") or format_time(now))
+    status["rayJobName"] = (rayjob.get("metadata") or {}).get("name") or naming.rayjob_name(job_name)
+    status.setdefault("startTime", rj_status.get("startTime") or format_time(draft.now))
     outcome = map_rayjob_state(rj_status.get("jobDeploymentStatus"), rj_status.get("jobStatus"),
                                rj_status.get("reason"))
-    if outcome.reason == "UnknownRayJobState" and old.get("phase") in ("Running", "Suspended"):
+    if outcome.reason == "UnknownRayJobState" and draft.old.get("phase") in (Phase.RUNNING, Phase.SUSPENDED):
         # A KubeRay newer than this table: keep the last known phase, say why.
-        outcome = Outcome(old["phase"], outcome.reason)
+        outcome = RayJobOutcome(draft.old["phase"], outcome.reason)
     terminal = outcome.phase in TERMINAL_PHASES
     status["attempt"] = attempt_number(rj_status, terminal)
     if terminal and rj_status.get("endTime"):
         status.setdefault("completionTime", rj_status["endTime"])
+    return outcome
 
-    kueue_hold = (
-        spec.scheduling.queueName
-        and not spec.scheduling.suspend
-        and (rayjob.get("spec") or {}).get("suspend")
-        and outcome.phase in ("Pending", "Suspended")
-    )
-    if kueue_hold:
-        return finish("Queued", "WaitingForKueue",
-                      f"waiting for Kueue to admit the job from LocalQueue {spec.scheduling.queueName}")
 
+def _check_kueue_hold(spec: FineTuneJobSpec, rayjob: dict, outcome: RayJobOutcome) -> Optional[Verdict]:
+    """A Kueue job whose RayJob Kueue keeps suspended (the user did not ask) is queued."""
+    held = (spec.scheduling.queueName and not spec.scheduling.suspend
+            and (rayjob.get("spec") or {}).get("suspend") and outcome.phase in (Phase.PENDING, Phase.SUSPENDED))
+    if not held:
+        return None
+    return Verdict(Phase.QUEUED, "WaitingForKueue",
+                   f"waiting for Kueue to admit the job from LocalQueue {spec.scheduling.queueName}")
+
+
+def _check_deadline(draft: _Draft, spec: FineTuneJobSpec, outcome: RayJobOutcome) -> Optional[Verdict]:
+    """A live, unsuspended job past activeDeadlineSeconds since its start fails (the
+    backstop described in the module doc)."""
     deadline = spec.scheduling.activeDeadlineSeconds
-    started = parse_time(status.get("startTime"))
-    if (deadline and started and not terminal and outcome.phase != "Suspended"
-            and (now - started).total_seconds() > deadline):
-        return finish("Failed", EventReason.DEADLINE_EXCEEDED.value,
-                      f"job ran longer than scheduling.activeDeadlineSeconds ({deadline}s)")
-
-    message = _message(outcome, rj_status, rj_name, status["attempt"], spec, progress)
-    return finish(outcome.phase, outcome.reason, message, outcome.retrying)
+    started = parse_time(draft.status.get("startTime"))
+    if (not deadline or not started or outcome.phase in TERMINAL_PHASES or outcome.phase == Phase.SUSPENDED
+            or (draft.now - started).total_seconds() <= deadline):
+        return None
+    return Verdict(Phase.FAILED, EventReason.DEADLINE_EXCEEDED.value,
+                   f"job ran longer than scheduling.activeDeadlineSeconds ({deadline}s)")
 
 
-def _message(outcome: Outcome, rj_status: dict, rj_name: str, attempt: int,
-             spec: FineTuneJobSpec, progress: Optional[ProgressReport]) -> str:
+def _rayjob_verdict(outcome: RayJobOutcome, rayjob: dict, status: dict, spec: FineTuneJobSpec,
+                    progress: Optional[ProgressReport]) -> Verdict:
+    """No check decided: the RayJob's own state, with a message for people."""
+    message = _rayjob_message(outcome, rayjob.get("status") or {}, status["rayJobName"], status["attempt"],
+                              spec, progress)
+    return Verdict(outcome.phase, outcome.reason, message, outcome.retrying)
+
+
+def _rayjob_message(outcome: RayJobOutcome, rj_status: dict, rj_name: str, attempt: int,
+                    spec: FineTuneJobSpec, progress: Optional[ProgressReport]) -> str:
     kuberay = rj_status.get("message") or ""
-    if outcome.phase == "Failed":
+    if outcome.phase == Phase.FAILED:
         return f"RayJob {rj_name} failed ({outcome.reason})" + (f": {kuberay}" if kuberay else "")
-    if outcome.phase == "Succeeded":
+    if outcome.phase == Phase.SUCCEEDED:
         return progress.message if progress and progress.message else f"RayJob {rj_name} succeeded"
     if outcome.retrying:
         return f"attempt {attempt} of {spec.scheduling.backoffLimit + 1} starting on a new Ray cluster"
-    if outcome.phase == "Running" and progress is not None:
+    if outcome.phase == Phase.RUNNING and progress is not None:
         return progress.message or f"training: {progress.percent:.0f}% done"
     if outcome.reason == "UnknownRayJobState":
         state = rj_status.get("jobDeploymentStatus")

@@ -162,6 +162,14 @@ def test_bounds_enums_defaults_and_cel_rules_are_kept() -> None:
     assert worker["properties"]["cpu"]["pattern"] == api.QUANTITY_PATTERN
 
 
+def test_the_status_phase_enum_is_the_phase_constants() -> None:
+    """One declaration: the CRD's phase enum and default come from api.Phase."""
+    phase = schema()["properties"]["status"]["properties"]["phase"]
+    assert phase["enum"] == ["Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended"]
+    assert phase["enum"] == list(api.PHASES) and phase["default"] == api.Phase.PENDING
+    assert api.TERMINAL_PHASES == ("Succeeded", "Failed")
+
+
 def test_every_cel_rule_compiles() -> None:
     rules = [v["rule"] for _, node in walk(schema()) for v in node.get("x-kubernetes-validations", [])]
     assert len(rules) >= 18

@@ -1,16 +1,23 @@
 """`finetune operator`: run the FineTuneJob operator against a cluster.
 
-kopf and the operator's handlers are imported inside `run`, so other subcommands start
-without them.
+This is the operator's entry point, the one module that imports both the handlers and
+`runtime` (which stay unaware of each other's start-up). kopf and the handlers are
+imported inside the functions, so other subcommands start without them.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
+from typing import TYPE_CHECKING, Any
 
 from finetune_operator.errors import UserError
+
+if TYPE_CHECKING:  # kopf comes with runtime, which only `finetune operator` needs
+    from finetune_operator.runtime import RuntimeOptions
+    from finetune_operator.settings import Settings
 
 _NAMESPACE = re.compile(r"^[a-z0-9*?\[\]!-]([-a-z0-9*?\[\]!]*)?$")
 
@@ -42,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def options_from_args(args: argparse.Namespace, settings):  # -> runtime.RuntimeOptions
+def options_from_args(args: argparse.Namespace, settings: Settings) -> RuntimeOptions:
     """Check the flags and turn them into RuntimeOptions; flags win over settings."""
     from finetune_operator.runtime import RuntimeOptions
 
@@ -81,15 +88,39 @@ def options_from_args(args: argparse.Namespace, settings):  # -> runtime.Runtime
     )
 
 
+async def run_operator(options: RuntimeOptions, settings: Settings, *, stop_flag: Any = None,
+                       ready_flag: Any = None) -> None:
+    """Run the operator in the current event loop until `stop_flag` is set.
+
+    The handlers go into a registry of their own, built from these options and
+    settings, rather than into kopf's process-wide default one."""
+    import kopf
+
+    from finetune_operator import handlers, runtime
+
+    registry = handlers.register(kopf.OperatorRegistry(), options, settings)
+    await kopf.operator(registry=registry, stop_flag=stop_flag, ready_flag=ready_flag,
+                        memo=kopf.Memo(), **runtime.kopf_operator_kwargs(options))
+
+
+def serve(options: RuntimeOptions, settings: Settings) -> None:
+    """Run the operator until SIGINT/SIGTERM (what `finetune operator` does)."""
+    from finetune_operator import runtime
+
+    if options.kubeconfig:
+        os.environ["KUBECONFIG"] = options.kubeconfig
+    runtime.preflight(options)
+    runtime.quiet_logs()
+    asyncio.run(run_operator(options, settings))
+
+
 def run(args: argparse.Namespace) -> int:
     from finetune_operator.settings import load_settings
 
     settings = load_settings()
     options = options_from_args(args, settings)
-    from finetune_operator import runtime
-
     try:
-        runtime.run(options, settings)
+        serve(options, settings)
     except OSError as err:  # a port in use, most often
         raise UserError(f"cannot start the operator's servers: {err}") from None
     return 0

@@ -126,7 +126,7 @@ def test_rayjob_runs_for_real_and_the_job_ends_with_a_loadable_model(kube, opera
 
 def test_cleanup_job_script_deletes_only_its_runs_artifacts(s3_store, s3_bucket, tmp_path: Path):
     """The cleanup Job's command, run as the Job's container would, against real S3."""
-    from finetune_operator.reconcile import build_cleanup_job
+    from finetune_operator.builders import build_cleanup_job
     from finetune_operator.settings import Settings
 
     filesystem = s3_store.filesystem()

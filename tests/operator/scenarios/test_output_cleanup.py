@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finetune_operator.reconcile import cleanup_job_name
+from finetune_operator.naming import cleanup_job_name
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,

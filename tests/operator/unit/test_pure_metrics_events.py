@@ -91,3 +91,35 @@ def test_messages_fit_an_event():
 ])
 def test_a_rayjob_update_names_each_change(changes, message):
     assert rayjob_updated_message("rj", changes) == message
+
+
+R = EventReason
+
+
+@pytest.mark.parametrize(("old", "new", "detail", "expected"), [
+    # A phase entered posts its Event, with the status message.
+    ({"phase": "Pending"}, {"phase": "Running", "message": "training"}, None, [(R.RUNNING, "training")]),
+    ({"phase": "Running"}, {"phase": "Succeeded", "message": "done"}, None, [(R.SUCCEEDED, "done")]),
+    ({}, {"phase": "Queued", "message": "slot 2"}, None, [(R.QUEUED, "slot 2")]),
+    # Pending has no Event of its own, except when it follows Queued: admitted.
+    ({}, {"phase": "Pending", "message": "admitted"}, None, []),
+    ({"phase": "Queued"}, {"phase": "Pending", "message": "admitted"}, None, [(R.ADMITTED, "admitted")]),
+    # A detail reason replaces the phase's, and speaks up on a new message alone.
+    ({"phase": "Pending"}, {"phase": "Failed", "message": "bad"}, R.INVALID_SPEC, [(R.INVALID_SPEC, "bad")]),
+    ({"phase": "Queued", "message": "a"}, {"phase": "Queued", "message": "b"}, R.SECRET_NOT_FOUND,
+     [(R.SECRET_NOT_FOUND, "b")]),
+    ({"phase": "Queued", "message": "a"}, {"phase": "Queued", "message": "a"}, R.SECRET_NOT_FOUND, []),
+    # No message: the phase's name.
+    ({"phase": "Pending"}, {"phase": "Running"}, None, [(R.RUNNING, "Running")]),
+    # A higher attempt on a live job is a retry; the first attempt, or a finished job, is not.
+    ({"phase": "Running", "attempt": 1}, {"phase": "Running", "attempt": 2, "message": "again"}, None,
+     [(R.RETRYING, "again")]),
+    ({"phase": "Running", "attempt": 1}, {"phase": "Running", "attempt": 2}, None, [(R.RETRYING, "attempt 2")]),
+    ({"phase": "Pending"}, {"phase": "Running", "attempt": 1, "message": "m"}, None, [(R.RUNNING, "m")]),
+    ({"phase": "Running", "attempt": 1}, {"phase": "Failed", "attempt": 2, "message": "x"}, None,
+     [(R.FAILED, "x")]),
+])
+def test_status_change_events(old, new, detail, expected):
+    from finetune_operator.events import status_change_events
+
+    assert status_change_events(old, new, detail) == expected

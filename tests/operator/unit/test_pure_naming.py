@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 
 import pytest
 
 from finetune_operator import naming
+from finetune_operator.api import GROUP
 
 NAMES = ["reviews", "a", "9lives", "v1.2-rc.3", "x" * 47, "x" * 48, "y" * 63, "z" * 253,
          "team.model." + "q" * 200]
@@ -95,3 +98,44 @@ def test_random_names_stay_valid_and_distinct():
     assert len(rayjobs) == len(configmaps) == len(names)
     assert all(len(child) <= 47 and DNS1035.match(child) for child in rayjobs)
     assert all(len(child) <= 63 and DNS1123.match(child) for child in configmaps)
+
+
+def _naming_keys() -> dict[str, str]:
+    """naming's label keys, annotation keys, metadata keys and finalizer, by value."""
+    suffixes = ("_LABEL", "_ANNOTATION", "_KEY", "FINALIZER")
+    return {value: name for name, value in vars(naming).items()
+            if name.endswith(suffixes) and isinstance(value, str)}
+
+
+def _string_literals(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every str constant, and every f-string made of GROUP and constant text."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.append((node.lineno, node.value))
+        elif isinstance(node, ast.JoinedStr):
+            parts = []
+            for value in node.values:
+                if isinstance(value, ast.Constant):
+                    parts.append(value.value)
+                elif isinstance(value, ast.FormattedValue) and getattr(value.value, "id", None) == "GROUP":
+                    parts.append(GROUP)
+                else:
+                    break
+            else:
+                found.append((node.lineno, "".join(parts)))
+    return found
+
+
+def test_every_label_and_annotation_key_is_spelt_only_in_naming():
+    """A key spelt out again elsewhere is one rename away from two spellings."""
+    keys = _naming_keys()
+    package = Path(naming.__file__).parent
+    strays = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "naming.py" and path.parent == package:
+            continue
+        for line, text in _string_literals(ast.parse(path.read_text())):
+            if text in keys:
+                strays.append(f"{path.relative_to(package)}:{line}: {text!r} is naming.{keys[text]}")
+    assert not strays, "\n".join(strays)

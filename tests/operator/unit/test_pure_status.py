@@ -71,7 +71,7 @@ TABLE = [
 
 @pytest.mark.parametrize(("deployment", "job_status", "reason", "phase", "our_reason", "retrying"), TABLE)
 def test_state_table(deployment, job_status, reason, phase, our_reason, retrying):
-    assert st.map_rayjob_state(deployment, job_status, reason) == st.Outcome(phase, our_reason, retrying)
+    assert st.map_rayjob_state(deployment, job_status, reason) == st.RayJobOutcome(phase, our_reason, retrying)
 
 
 def test_table_covers_every_kuberay_deployment_status():

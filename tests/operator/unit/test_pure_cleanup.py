@@ -1,0 +1,47 @@
+"""The output-cleanup Job (outputPolicy Delete): a pure builder, compared literally."""
+
+from __future__ import annotations
+
+import json
+
+from pure_helpers import build_job
+from finetune_operator import builders, naming
+from finetune_operator.settings import Settings
+
+
+def test_cleanup_job_for_a_job_with_a_secret():
+    job, _ = build_job("scratch", namespace="team-a", uid="uid-1", outputPolicy="Delete",
+                       output={"uri": "s3://models/x", "secretRef": {"name": "s3-creds"}})
+    labels = {
+        "app.kubernetes.io/managed-by": "finetune-operator",
+        "app.kubernetes.io/part-of": "finetune",
+        "app.kubernetes.io/component": "cleanup",
+        "finetune.dev/job-name": "scratch",
+        "finetune.dev/job-uid": "uid-1",
+    }
+    output = {key: value for key, value in job["spec"]["output"].items() if key != "secretRef"}
+    assert builders.build_cleanup_job(job, Settings(default_image="trainer:1")) == {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "scratch-cleanup", "namespace": "team-a", "labels": labels},
+        "spec": {
+            "backoffLimit": 3,
+            "ttlSecondsAfterFinished": 600,
+            "template": {"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", "containers": [{
+                "name": "cleanup",
+                "image": "trainer:1",
+                "command": ["python", "-c", builders.CLEANUP_SCRIPT],
+                "env": [{"name": "FINETUNE_OUTPUT", "value": json.dumps(output, sort_keys=True)},
+                        {"name": "FINETUNE_RUN_NAME", "value": "team-a-scratch"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                "envFrom": [{"secretRef": {"name": "s3-creds"}}],
+            }]}},
+        },
+    }
+
+
+def test_cleanup_job_name_fits_a_label_and_ends_in_cleanup():
+    name = naming.cleanup_job_name("x" * 253)
+    assert name == "x" * 38 + "-1-cleanup"  # the RayJob's name (38 x, a hash) cut to 40
+    assert len(name) <= 48 and naming.is_dns1123_label(name)
+    assert naming.cleanup_job_name("scratch") == "scratch-cleanup"
