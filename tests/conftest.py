@@ -5,6 +5,10 @@ from finetune_trainer.local_ray import use_loopback_for_embedded_ray
 
 use_loopback_for_embedded_ray()
 
+# One real kube-apiserver + etcd for the whole session, shared by tests/realkube and the
+# real-server runs of the scenario suite.
+from tests.support.real_kube_handle import real_kube  # noqa: E402,F401  (fixture)
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run only where CUDA is available; elsewhere they are skipped."""

@@ -1,8 +1,8 @@
 """Tests against a real kube-apiserver and etcd (marker `kube`; see tests/support/real_kube.py).
 
-One server serves the whole session: each test works in namespaces of its own. Without
-the binaries the tests are skipped with the way to build them (`make test` always
-builds them first).
+One server serves the whole session (the `real_kube` fixture, tests/conftest.py): each
+test works in namespaces of its own. Without the binaries the tests are skipped with
+the way to build them (`make test` always builds them first).
 """
 
 from __future__ import annotations
@@ -20,21 +20,6 @@ import pytest
 
 from tests.support.helpers import free_port
 from tests.support.paths import REPO
-from tests.support.real_kube import RealKube, kube_bin_dir, missing_binaries
-
-
-@pytest.fixture(scope="session")
-def real_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealKube]:
-    missing = missing_binaries()
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not built in {kube_bin_dir()}: run tests/kube/build.sh "
-                    "(make test does) or point FINETUNE_KUBE_BIN_DIR at them")
-    server = RealKube(tmp_path_factory.mktemp("real-kube"))
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 class OperatorRun:

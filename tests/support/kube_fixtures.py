@@ -81,19 +81,11 @@ class HttpClient:
                     yield json.loads(line)
 
 
-class KubeHandle(KubeEmulator):
-    """The emulator plus what tests around it need: a kubeconfig file and polling."""
+class Polling:
+    """Polling helpers and an official client, for any handle with `get`, `exists` and
+    `kubeconfig_path` (the emulator's and the real server's)."""
 
     kubeconfig_path: Path
-
-    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
-        path.write_text(yaml.safe_dump(self.kubeconfig(namespace=namespace)))
-        self.kubeconfig_path = path
-        return path
-
-    def http(self) -> HttpClient:
-        """A plain HTTP client to this server (close its `.session` when done)."""
-        return HttpClient(self.url)
 
     def kubernetes_client(self) -> Any:
         """An official `kubernetes.client.ApiClient` configured from the kubeconfig file."""
@@ -129,6 +121,19 @@ class KubeHandle(KubeEmulator):
             if time.monotonic() > deadline:
                 raise AssertionError(f"{resource} {namespace}/{name} still exists after {timeout} s")
             time.sleep(0.02)
+
+
+class KubeHandle(Polling, KubeEmulator):
+    """The emulator plus what tests around it need: a kubeconfig file and polling."""
+
+    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+        path.write_text(yaml.safe_dump(self.kubeconfig(namespace=namespace)))
+        self.kubeconfig_path = path
+        return path
+
+    def http(self) -> HttpClient:
+        """A plain HTTP client to this server (close its `.session` when done)."""
+        return HttpClient(self.url)
 
 
 def start_kube(tmp_path: Path, *, crds: bool = True, **options: Any) -> KubeHandle:

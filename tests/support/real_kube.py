@@ -196,12 +196,17 @@ class RealKube:
         """kube-controller-manager with only the garbage collector and namespace controller."""
         if "kube-controller-manager" in self.processes:
             return
+        # The log is appended to across starts: look only at what this start writes.
+        log = self.workdir / "kube-controller-manager.log"
+        seen = log.stat().st_size if log.exists() else 0
         self._spawn("kube-controller-manager", [
             f"--kubeconfig={self.admin_kubeconfig}", "--controllers=garbagecollector,namespace",
             "--leader-elect=false", "--secure-port=0", "--concurrent-gc-syncs=5"])
-        self._wait("kube-controller-manager running", "kube-controller-manager",
-                   lambda: "Started garbage collector" in self.log_tail("kube-controller-manager", 10**6)
-                   or "garbage collector" in self.log_tail("kube-controller-manager", 10**6).lower(), 60)
+        def started() -> bool:
+            with open(log, "rb") as stream:
+                stream.seek(seen)
+                return b"garbage collector" in stream.read().lower()
+        self._wait("kube-controller-manager running", "kube-controller-manager", started, 60)
 
     def stop_controller_manager(self) -> None:
         """Stop the garbage collector again, so later tests' objects with made-up owners stay."""

@@ -1,8 +1,17 @@
-"""Scenario tests: the real `finetune operator` process against the API emulator.
+"""Scenario tests: the real `finetune operator` process against an API server.
 
 The operator runs as a subprocess (what a pod runs), with a kubeconfig for the
-emulator, so its watch streams, retries and restarts are the real ones. The tests play
+server, so its watch streams, retries and restarts are the real ones. The tests play
 KubeRay: they set RayJob status by hand and give the submitter pod a log.
+
+Every test that uses `kube` runs twice: `[emulator]` against the project's emulator
+(a fresh one per test) and `[real]` against the session's real kube-apiserver and etcd
+(marker `kube`; its namespaces are emptied before and after each test, see
+tests/support/real_kube_handle.py). A test marked `emulator_only("why")` needs what
+only the emulator gives (pod logs, fault injection, dropped watches, request counts of
+its internals); its `[real]` run is skipped with that reason. A test marked
+`garbage_collector` runs kube-controller-manager's garbage collector for its `[real]`
+run (the emulator collects garbage synchronously).
 """
 
 from __future__ import annotations
@@ -15,14 +24,15 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import jsonschema
 import pytest
 import yaml
 
 from tests.support.kube_schema import openapi_to_jsonschema
-from tests.support.kube_fixtures import KubeHandle, kube  # noqa: F401  (fixture)
+from tests.support.kube_fixtures import KubeHandle, start_kube
+from tests.support.real_kube_handle import RealKubeHandle
 
 from tests.support.paths import RAYJOB_CRD, REPO
 from tests.support.helpers import deep_merge, free_port  # noqa: F401  (re-exported)
@@ -37,6 +47,46 @@ BASE_SPEC: dict[str, Any] = {
 
 RAYJOBS = "rayjobs"
 JOBS = "finetunejobs"
+# The scenario tests' server: the emulator's handle or the real server's, same calls.
+Kube = Union[KubeHandle, RealKubeHandle]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test that uses `kube` runs on the emulator and on the real server."""
+    if "kube" not in metafunc.fixturenames:
+        return
+    only = metafunc.definition.get_closest_marker("emulator_only")
+    real_marks = [pytest.mark.kube]
+    if only is not None:
+        reason = only.args[0] if only.args else only.kwargs.get("reason", "")
+        assert reason, f"{metafunc.definition.nodeid}: emulator_only needs a reason"
+        real_marks.append(pytest.mark.skip(reason=f"emulator only: {reason}"))
+    metafunc.parametrize("kube", [pytest.param("emulator"), pytest.param("real", marks=real_marks)],
+                         indirect=True)
+
+
+@pytest.fixture
+def kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kube]:
+    """The emulator (a fresh one) or the session's real server (its namespaces emptied)."""
+    if getattr(request, "param", "emulator") == "emulator":
+        handle = start_kube(tmp_path)
+        try:
+            yield handle
+        finally:
+            handle.stop()
+        return
+    server = request.getfixturevalue("real_kube")
+    real = RealKubeHandle(server, tmp_path / "kubeconfig")
+    real.reset()
+    collect = request.node.get_closest_marker("garbage_collector") is not None
+    if collect:
+        server.start_controller_manager()
+    try:
+        yield real
+    finally:
+        if collect:
+            server.stop_controller_manager()
+        real.reset()
 
 
 def job_manifest(name: str, namespace: str = "default", labels: Optional[dict] = None,
@@ -67,7 +117,7 @@ def assert_valid_rayjob(rayjob: dict) -> None:
 class OperatorProcess:
     """`finetune operator` as a subprocess, with its metrics and probe ports."""
 
-    def __init__(self, kube: KubeHandle, tmp_path: Path, namespaces: list[str],
+    def __init__(self, kube: Kube, tmp_path: Path, namespaces: list[str],
                  env: Optional[dict[str, str]] = None, resync: float = 1.0,
                  peering: Optional[list[str]] = None, log_name: str = "operator.log") -> None:
         self.kube = kube
@@ -139,7 +189,7 @@ class OperatorProcess:
 
 
 @pytest.fixture
-def start_operator(kube: KubeHandle, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
+def start_operator(kube: Kube, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
     def start(namespaces: tuple[str, ...] = ("default",), env: Optional[dict[str, str]] = None,
@@ -166,7 +216,7 @@ def phase_is(*phases: str) -> Callable[[dict], bool]:
     return lambda job: (job.get("status") or {}).get("phase") in phases
 
 
-def set_rayjob_state(kube: KubeHandle, name: str, deployment: str, job_status: Optional[str] = None,
+def set_rayjob_state(kube: Kube, name: str, deployment: str, job_status: Optional[str] = None,
                      namespace: str = "default", **extra: Any) -> dict:
     status = {"jobDeploymentStatus": deployment, **extra}
     if job_status is not None:
@@ -174,7 +224,7 @@ def set_rayjob_state(kube: KubeHandle, name: str, deployment: str, job_status: O
     return kube.patch_status(RAYJOBS, name, status, namespace)
 
 
-def start_submitter(kube: KubeHandle, rayjob: str, log: str, namespace: str = "default") -> str:
+def start_submitter(kube: Kube, rayjob: str, log: str, namespace: str = "default") -> str:
     """The submitter pod KubeRay's Job would run, with `log` as its output."""
     pod = f"{rayjob}-submitter"
     kube.create({
@@ -193,12 +243,12 @@ def progress_line(**fields: Any) -> str:
     return ProgressReport(**fields).to_line()
 
 
-def events_for(kube: KubeHandle, name: str, namespace: str = "default") -> list[dict]:
+def events_for(kube: Kube, name: str, namespace: str = "default") -> list[dict]:
     return [event for event in kube.list("events", namespace)
             if (event.get("involvedObject") or {}).get("name") == name]
 
 
-def event_reasons(kube: KubeHandle, name: str, namespace: str = "default") -> list[str]:
+def event_reasons(kube: Kube, name: str, namespace: str = "default") -> list[str]:
     return [event.get("reason") for event in events_for(kube, name, namespace)]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
@@ -31,6 +33,7 @@ def test_apply_creates_a_valid_rayjob_and_pending_status(kube, operator):
     wait_until(lambda: "RayJobCreated" in event_reasons(kube, "reviews"), what="RayJobCreated event")
 
 
+@pytest.mark.emulator_only("reads the submitter pod's log, which needs a kubelet")
 def test_running_then_succeeded_follows_kuberay_and_the_submitter_log(kube, operator):
     kube.create(job_manifest("reviews"))
     kube.wait_for(RAYJOBS, "reviews", lambda obj: True, "default")
@@ -108,6 +111,7 @@ def test_suspend_and_resume_patch_the_rayjob(kube, operator):
     assert "Suspended" in reasons and "Resumed" in reasons
 
 
+@pytest.mark.garbage_collector
 def test_deleting_the_job_garbage_collects_its_children(kube, operator):
     kube.create(job_manifest("doomed"))
     kube.wait_for(RAYJOBS, "doomed", lambda obj: True, "default")

@@ -107,6 +107,7 @@ def test_an_extended_deadline_lets_the_job_run_on(kube, operator):
     assert _warnings(kube, "long") == []
 
 
+@pytest.mark.emulator_only("injects a 404 into the operator's RayJob patch")
 def test_a_rayjob_gone_between_read_and_patch_is_no_error(kube, operator):
     """A 404 from an object that went away while the operator worked is not an error:
     the next reconcile reads the world again."""

@@ -115,6 +115,7 @@ def test_deleting_a_job_whose_rayjob_is_already_gone_logs_no_error(kube, operato
     assert _loud_lines(operator) == [], operator.log()
 
 
+@pytest.mark.emulator_only("injects a 404 into the operator's status patch")
 def test_a_job_gone_before_its_status_write_is_no_error(kube, operator):
     """The status write of a job deleted meanwhile gets a 404: the reconcile ends
     quietly, and the next one (the job is still here in this test) writes it."""

@@ -3,6 +3,8 @@ declared that the code does not use."""
 
 from __future__ import annotations
 
+import pytest
+
 import inspect
 
 from finetune_operator import kube as kube_module
@@ -25,6 +27,7 @@ def _allowed(verb: str, plural: str) -> bool:
     return False
 
 
+@pytest.mark.emulator_only("reads the submitter pod's log and the emulator's request counts; on the real server test_realkube_rbac checks the chart's RBAC against the audit log")
 def test_every_request_of_a_full_lifecycle_is_covered_by_the_rules(kube, operator):
     kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": "default"},
                  "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}})

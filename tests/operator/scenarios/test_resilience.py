@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
@@ -39,6 +41,7 @@ def test_operator_killed_mid_flight_restarts_without_duplicates(kube, start_oper
         assert job["status"]["rayJobName"] == rayjob["metadata"]["name"]
 
 
+@pytest.mark.emulator_only("injects 500s and 409s")
 def test_injected_server_errors_and_conflicts_converge(kube, operator):
     kube.fail_next("create", RAYJOBS, code=500, times=2)
     kube.fail_next("patch", JOBS, code=500, times=2)
@@ -52,6 +55,7 @@ def test_injected_server_errors_and_conflicts_converge(kube, operator):
     kube.wait_for(JOBS, "conflicted", phase_is("Pending"), "default", timeout=20)
 
 
+@pytest.mark.emulator_only("drops the operator's watch streams on demand")
 def test_dropped_watch_streams_are_reopened(kube, operator):
     kube.create(job_manifest("before"))
     kube.wait_for(JOBS, "before", phase_is("Pending"), "default")
