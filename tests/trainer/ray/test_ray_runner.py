@@ -140,7 +140,7 @@ def test_two_trial_sweep_keeps_every_trial_and_picks_the_best(ray_local, tiny_mo
         marker.unlink()
     assert (root / "ray" / "sweep").is_dir()
     reports = Reports()
-    with caplog.at_level("INFO", logger="finetune_trainer.runner"):
+    with caplog.at_level("INFO", logger="finetune_trainer.sweeps"):
         again = run_job(job, progress_callback=reports)
     assert f"resuming the sweep recorded at {root / 'ray' / 'sweep'}" in caplog.text
     assert not again.already_finished and (root / "_SUCCESS").is_file()
