@@ -18,9 +18,8 @@ from finetune_trainer import storage
 from finetune_trainer.config import JobConfig, TrainingConfig
 from finetune_trainer.errors import TrainerError
 from finetune_trainer.telemetry import SINGLE_TRIAL_ID, progress_callback
-from finetune_trainer.train_loop import (
-    FAULT_AFTER_FILE_ENV, FAULT_MARKER_ENV, FAULT_STEP_ENV, selection_metric, train_loop_per_worker,
-)
+from finetune_trainer.loop.hooks import LoopHooks
+from finetune_trainer.train_loop import selection_metric, train_loop_per_worker
 
 RAY_DIR = "ray"
 """Sub-folder of the job's folder for Ray's own files: the run (or Tune experiment)
@@ -36,10 +35,6 @@ DEFAULT_CONTROLLER_FAILURE_LIMIT = 3
 def job_uri(job: JobConfig) -> str:
     """The job's folder: `<output uri>/<job name>`."""
     return storage.join(job.config.output.uri, job.name)
-
-
-def _fault_hooks() -> dict[str, str]:
-    return {k: os.environ[k] for k in (FAULT_STEP_ENV, FAULT_MARKER_ENV, FAULT_AFTER_FILE_ENV) if os.environ.get(k)}
 
 
 def max_failures(variable: str = MAX_FAILURES_ENV, default: int = DEFAULT_MAX_FAILURES) -> int:
@@ -83,15 +78,17 @@ def _checkpoint_config(config: TrainingConfig):
 
 
 def make_trainer(job: JobConfig, *, name: str, storage_path: str, filesystem, queue, trial_id: str,
-                 overrides: Optional[dict] = None, extra_callbacks: tuple = (), resume_from=None):
+                 overrides: Optional[dict] = None, extra_callbacks: tuple = (), resume_from=None,
+                 hooks: Optional[LoopHooks] = None):
     """A TorchTrainer that runs `train_loop_per_worker` for `job` (with a trial's
-    `overrides`), reporting progress to `queue` as `trial_id`."""
+    `overrides`), reporting progress to `queue` as `trial_id`. `hooks` reach the
+    loop on every worker (a test seam, see `finetune_trainer.loop.hooks`)."""
     from ray.train import FailureConfig, RunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     config = job.config
     loop_config = {"job": job.to_dict(), "overrides": dict(overrides or {}), "trial": trial_id,
-                   "fault": _fault_hooks(), "start_from": resume_from}
+                   "hooks": hooks, "start_from": resume_from}
     run_config = RunConfig(
         name=name, storage_path=storage_path, storage_filesystem=filesystem,
         failure_config=FailureConfig(max_failures=max_failures(), controller_failure_limit=max_failures(
@@ -124,11 +121,11 @@ class Outcome:
     last_metrics: dict[str, Any]
 
 
-def run_single(job: JobConfig, queue, storage_path: str, filesystem) -> Outcome:
+def run_single(job: JobConfig, queue, storage_path: str, filesystem, hooks: Optional[LoopHooks] = None) -> Outcome:
     """Fit one TorchTrainer and pick its best-scoring checkpoint."""
     metric, mode = selection_metric(job.config)
     trainer = make_trainer(job, name=job.name, storage_path=storage_path, filesystem=filesystem, queue=queue,
-                           trial_id=SINGLE_TRIAL_ID)
+                           trial_id=SINGLE_TRIAL_ID, hooks=hooks)
     result = trainer.fit()
     if result.error is not None:
         raise result.error

@@ -33,6 +33,7 @@ from finetune_trainer import staging, storage
 from finetune_trainer.config import JobConfig
 from finetune_trainer.errors import TrainerError
 from finetune_trainer.finishing import MODEL_DIR, score_and_export, write_outputs
+from finetune_trainer.loop.hooks import LoopHooks
 from finetune_trainer.progress import ProgressReport
 from finetune_trainer.ray_errors import explain
 from finetune_trainer.ray_train import (
@@ -121,10 +122,12 @@ def _drain(queue, tracker: ProgressTracker, until: threading.Event) -> None:
         tracker.handle(event)
 
 
-def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = None, echo: bool = True) -> RunResult:
+def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = None, echo: bool = True,
+            loop_hooks: Optional[LoopHooks] = None) -> RunResult:
     """Train `job` on the current Ray cluster (started locally when none is), then
     export the best model and its records. Raises TrainerError with a complete
-    message when it cannot."""
+    message when it cannot. `loop_hooks` is the tests' seam into the training loop
+    (see `finetune_trainer.loop.hooks`); production passes none."""
     import ray
     from ray.util.queue import Queue
 
@@ -156,9 +159,9 @@ def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = N
             # Workers load a hub model from the job's staged copy, never from the hub.
             staged = staging.stage_model(job)
             if job.config.tune is not None:
-                outcome = run_sweep(staged, queue, storage_path, filesystem)
+                outcome = run_sweep(staged, queue, storage_path, filesystem, loop_hooks)
             else:
-                outcome = run_single(staged, queue, storage_path, filesystem)
+                outcome = run_single(staged, queue, storage_path, filesystem, loop_hooks)
         finally:
             done.set()
             drainer.join(timeout=30)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from finetune_trainer.config import JobConfig, SearchDimension
 from finetune_trainer.errors import TrainerError
+from finetune_trainer.loop.hooks import LoopHooks
 from finetune_trainer.ray_train import Outcome, better, finite, make_trainer, max_failures
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def trial_count(job: JobConfig) -> int:
     return count
 
 
-def _trial_driver(job: JobConfig, queue, trials_root: str, filesystem):
+def _trial_driver(job: JobConfig, queue, trials_root: str, filesystem, hooks: Optional[LoopHooks]):
     """The function Tune runs per trial: build and fit the trial's own TorchTrainer."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -140,7 +141,7 @@ def _trial_driver(job: JobConfig, queue, trials_root: str, filesystem):
         def make(callbacks: tuple):
             return make_trainer(job, name=pbt_mod.run_name(trial_id, start), storage_path=trials_root,
                                 filesystem=filesystem, queue=queue, trial_id=trial_id, overrides=overrides,
-                                extra_callbacks=callbacks, resume_from=start)
+                                extra_callbacks=callbacks, resume_from=start, hooks=hooks)
 
         if pbt:
             pbt_mod.fit_reporting_to_tune(make)
@@ -221,13 +222,13 @@ def _collect(job: JobConfig, grid) -> tuple[list[dict[str, Any]], list[tuple[flo
     return trials, candidates
 
 
-def run_sweep(job: JobConfig, queue, storage_path: str, filesystem) -> Outcome:
+def run_sweep(job: JobConfig, queue, storage_path: str, filesystem, hooks: Optional[LoopHooks] = None) -> Outcome:
     """Run the sweep (or resume it) and pick the best checkpoint Ray still keeps."""
     from ray import tune
 
     spec = job.config.tune
     trials_root = f"{storage_path.rstrip('/')}/{job.name}/trials"
-    trainable = tune.with_resources(_trial_driver(job, queue, trials_root, filesystem), {"cpu": TRIAL_DRIVER_CPUS})
+    trainable = tune.with_resources(_trial_driver(job, queue, trials_root, filesystem, hooks), {"cpu": TRIAL_DRIVER_CPUS})
     grid = _tuner(job, trainable, storage_path, filesystem).fit()
     trials, candidates = _collect(job, grid)
     # Later reports win ties, because Ray keeps the newest of equally scored checkpoints.
