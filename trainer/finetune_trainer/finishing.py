@@ -32,7 +32,7 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
     from finetune_trainer import data as data_mod
     from finetune_trainer.evaluation import evaluate
     from finetune_trainer.modeling import load_model_and_tokenizer
-    from finetune_trainer.search_space import with_overrides
+    from finetune_trainer.config import with_overrides
     from finetune_trainer.strategies import apply_strategy, export_model
 
     config = with_overrides(job.config, outcome.overrides) if outcome.overrides else job.config
@@ -68,7 +68,7 @@ def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], trac
     """Write metrics.json, trials.json (a sweep), curves.png and the model card into
     `meta_dir`; returns the metrics."""
     from finetune_trainer import artifacts
-    from finetune_trainer.search_space import with_overrides
+    from finetune_trainer.config import with_overrides
 
     trained = with_overrides(job.config, outcome.overrides) if outcome.overrides else job.config
     search = _search_record(job, outcome)

@@ -104,7 +104,7 @@ def _set_up(loop_config: dict[str, Any]):
     import torch
 
     from finetune_trainer.evaluation import EarlyStopper
-    from finetune_trainer.search_space import with_overrides
+    from finetune_trainer.config import with_overrides
 
     job = JobConfig.model_validate(loop_config["job"])
     config = job.config
