@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from finetune_trainer import storage
 from finetune_trainer.config import JobConfig, TrainingConfig
-from finetune_trainer.data import iter_rows
 from finetune_trainer.modeling import downloads_allowed, resolve_model_source
+from finetune_trainer.sources import iter_rows
 from finetune_trainer.staging import is_hub_id, require_cached
+from finetune_trainer.tasks.text_classification import required_columns
 
 
 def _is_local(source: str) -> bool:
@@ -40,7 +41,7 @@ def check_data(config: TrainingConfig) -> None:
                                ("data.test", spec.test)):
         if source is None or not _is_local(source):
             continue
-        rows = iter_rows(source, spec, field_name=field_name, output=config.output)
+        rows = iter_rows(source, spec, required_columns(spec), field_name=field_name, output=config.output)
         try:
             next(rows, None)
         finally:

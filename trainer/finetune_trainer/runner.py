@@ -435,7 +435,7 @@ def _score_and_export(job: JobConfig, outcome: _Outcome, work: Path, filesystem)
     from ray.train import Checkpoint
     from torch.utils.data import DataLoader
 
-    from finetune_trainer import data as data_mod
+    from finetune_trainer.tasks import text_classification as data_mod
     from finetune_trainer.evaluation import evaluate
     from finetune_trainer.modeling import load_model_and_tokenizer
     from finetune_trainer.search_space import with_overrides

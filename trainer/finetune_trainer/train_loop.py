@@ -144,7 +144,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import torch
     from torch.utils.data import DataLoader
 
-    from finetune_trainer import data as data_mod
+    from finetune_trainer.tasks import text_classification as data_mod
     from finetune_trainer.evaluation import EarlyStopper, evaluate
     from finetune_trainer.modeling import load_model_and_tokenizer
     from finetune_trainer.checkpointing import lineage, read_checkpoint, write_checkpoint

@@ -32,7 +32,7 @@ def test_no_examples_gives_nan_not_a_crash() -> None:
 
 
 def _loaders(path, tokenizer):
-    from finetune_trainer.data import make_collator
+    from finetune_trainer.tasks.text_classification import make_collator
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(path)
