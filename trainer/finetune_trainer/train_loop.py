@@ -144,9 +144,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import torch
     from torch.utils.data import DataLoader
 
-    from finetune_trainer.tasks import text_classification as data_mod
     from finetune_trainer.evaluation import EarlyStopper, evaluate
-    from finetune_trainer.modeling import load_model_and_tokenizer
     from finetune_trainer.checkpointing import lineage, read_checkpoint, write_checkpoint
     from finetune_trainer.optim import (
         build_optimizer, build_scheduler, clip_gradients, rebuild_optimizer, restore_optimizer, total_optimizer_steps,
@@ -154,6 +152,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from finetune_trainer.search_space import with_overrides
     from finetune_trainer.sharding import rebalance
     from finetune_trainer.strategies import apply_strategy, unwrap
+    from finetune_trainer.tasks import get_task
     from finetune_trainer.telemetry import WorkerMetrics
 
     from finetune_trainer.quiet import configure_libraries
@@ -190,23 +189,18 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     # ------------------------------------------------------------ data + model
     reducer = _Reducer(world_size, device)
-    examples = data_mod.load_examples(config, rank=rank, world_size=world_size, shard_eval=True)
+    task = get_task(config)
+    examples = task.load_examples(config, rank=rank, world_size=world_size, shard_eval=True)
     if world_size > 1:  # hash shards are even only on average: move the surplus
         examples.train = rebalance(examples.train, rank, config.data.shuffleSeed, reducer.gather_objects)
     label_names = examples.label_names
     with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
-        model, tokenizer = load_model_and_tokenizer(config.model, len(label_names), label_names,
-                                                    training.dropout, output=config.output, cache_dir=cache)
-    controller = apply_strategy(model, config.strategy)
-    augmenter = None
-    if config.data.augmentation is not None:
-        from finetune_trainer.augment import Augmenter
-
-        augmenter = Augmenter(config.data.augmentation, training.seed)
-    max_len = config.data.maxSeqLength
-    train_set = data_mod.TextClassificationDataset(examples.train, tokenizer, max_len, augmenter)
-    validation_set = data_mod.TextClassificationDataset(examples.validation, tokenizer, max_len)
-    collate = data_mod.make_collator(tokenizer)
+        model, tokenizer = task.load_model(config.model, label_names, training.dropout, output=config.output,
+                                           cache_dir=cache)
+    controller = apply_strategy(model, config.strategy, task)
+    train_set = task.dataset(examples.train, tokenizer, config, train=True)
+    validation_set = task.dataset(examples.validation, tokenizer, config)
+    collate = task.collator(tokenizer)
 
     # Rebalanced shards differ by at most one row; every rank takes the smallest
     # shard's number of batches per epoch, so DDP's collective calls stay in step.
@@ -285,7 +279,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = wrap(core)
     controller.trainable_changed = False
 
-    metrics_sink = WorkerMetrics(job.name, trial_id) if rank == 0 else None
+    metrics_sink = WorkerMetrics(job.name, trial_id, task.eval_metrics) if rank == 0 else None
     metric_name, metric_mode = selection_metric(config)
     eval_every = training.evaluation
     ckpt_every = training.checkpoint
@@ -300,7 +294,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         started = time.perf_counter()
         loader = DataLoader(validation_set, batch_size=max(training.batchSize, 32), collate_fn=collate)
         # The unwrapped module: evaluation needs no DDP gradient hooks or buffer syncs.
-        scores = evaluate(core, loader, device=device, reduce=reducer, num_labels=len(label_names))
+        scores = evaluate(core, loader, device=device, reduce=reducer, task=task, label_names=label_names)
         window["eval_seconds"] += time.perf_counter() - started
         return scores
 
@@ -328,8 +322,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if resumed_from is not None:
             values["resumed_from_step"] = resumed_from
         values.update(last_eval)
-        history.append({k: values[k] for k in ("step", "loss", "eval_loss", "eval_accuracy", "eval_f1")
-                        if k in values})
+        history.append({k: values[k] for k in ("step", "loss", *task.eval_metrics) if k in values})
         rng_states = gather_rng() if with_checkpoint else None
         if metrics_sink is not None:
             metrics_sink.record(values, new_steps=int(window["steps"]), new_samples=int(samples))

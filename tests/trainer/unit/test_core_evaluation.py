@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 from finetune_trainer.config import EarlyStoppingSpec
-from finetune_trainer.evaluation import EarlyStopper, evaluate, evaluation_counts, metrics_from_counts
+from finetune_trainer.evaluation import EarlyStopper
+from finetune_trainer.tasks.text_classification import evaluate, evaluation_counts, metrics_from_counts
 from sklearn.metrics import accuracy_score, f1_score
 
 

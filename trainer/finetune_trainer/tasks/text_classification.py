@@ -11,15 +11,21 @@ tokenise them. Reading files is `sources`'; the seeded split/shard/dedupe is
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Hashable, Optional, Sequence
 
 from finetune_trainer import splitting
 from finetune_trainer.augment import Augmenter
 from finetune_trainer.config import DataSpec, ModelSpec, OutputSpec, TrainingConfig
-from finetune_trainer.errors import DataError
+from finetune_trainer.errors import DataError, ModelError
+from finetune_trainer.modeling import load_pretrained, modules_outside_base
 from finetune_trainer.sources import Columns
 from finetune_trainer.splitting import DataReport, Row
+from finetune_trainer.tasks._labels import (
+    CLASSIFICATION_METRICS, LabelCoder, as_id, evaluate, evaluation_counts, infer_label_names, metrics_from_counts,
+)
+from finetune_trainer.tasks.base import CardFacts, SplitExamples, Task
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -32,42 +38,6 @@ def required_columns(spec: DataSpec) -> Columns:
         columns.setdefault(spec.textPairColumn, "data.textPairColumn")
     columns[spec.labelColumn] = "data.labelColumn"
     return columns
-
-
-# ------------------------------------------------------------------------ labels
-
-
-def _as_id(value: Any) -> Optional[int]:
-    """The value as a class id when it is one (int, integral float, digit string)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
-
-
-class LabelCoder:
-    """Maps raw labels (class names or integer ids) to ids 0..n-1."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = list(names)
-        self._index = {name: i for i, name in enumerate(self.names)}
-
-    def allowed(self) -> str:
-        shown = ", ".join(repr(n) for n in self.names[:20]) + (" ..." if len(self.names) > 20 else "")
-        return f"{shown} (or ids 0-{len(self.names) - 1})"
-
-    def encode(self, value: Any, where: str) -> int:
-        if isinstance(value, str) and value.strip() in self._index:
-            return self._index[value.strip()]
-        ident = _as_id(value)
-        if ident is not None and 0 <= ident < len(self.names):
-            return ident
-        raise DataError(f"{where}: unknown label {value!r}; allowed: {self.allowed()}")
 
 
 # ---------------------------------------------------------------------- rows
@@ -164,14 +134,14 @@ class _Rows:
         if self.known is not None:
             self.known.encode(label, cell)  # fails on every rank alike
         else:
-            ident = _as_id(label)
+            ident = as_id(label)
             if isinstance(label, (float, bool)) and ident is None or isinstance(label, (list, dict)):
                 raise DataError(f"{cell}: label {label!r} is neither a class name nor an integer id")
             num_labels = self.num_labels
             if ident is not None and (ident < 0 or (num_labels is not None and ident >= num_labels)):
                 upper = f"0-{num_labels - 1}" if num_labels else "0 or more"
                 raise DataError(f"{cell}: label id {ident} is out of range (allowed: {upper})")
-        self.seen.setdefault(label if _as_id(label) is None else _as_id(label), None)
+        self.seen.setdefault(label if as_id(label) is None else as_id(label), None)
 
     def fit(self, where: str) -> None:
         assert self.model is not None
@@ -188,35 +158,6 @@ class _Rows:
         return (values["text"], values["pair"], self.coder.encode(values["label"], self._train_where))
 
 
-def infer_label_names(model: ModelSpec, seen: Sequence[Any], where: str) -> list[str]:
-    """Class names: `model.labels`, else the sorted names found, else ids 0..n-1."""
-    if model.labels:
-        return list(model.labels)
-    names = sorted({v for v in seen if isinstance(v, str)})
-    ids = [v for v in seen if isinstance(v, int)]
-    if names and ids:
-        raise DataError(
-            f"{where}: column mixes class names ({', '.join(map(repr, names[:5]))}) and integer ids "
-            f"({', '.join(map(str, sorted(ids)[:5]))}); use one kind, or list the names in model.labels"
-        )
-    if names:
-        if model.numLabels is not None and len(names) != model.numLabels:
-            raise DataError(
-                f"{where}: found {len(names)} distinct labels ({', '.join(map(repr, names[:20]))}) but "
-                f"model.numLabels is {model.numLabels}"
-            )
-        result = names
-    else:
-        count = model.numLabels or (max(ids) + 1 if ids else 0)
-        result = [str(i) for i in range(count)]
-    if len(result) < 2:
-        raise DataError(
-            f"{where}: found only {len(result)} label(s); a classifier needs at least 2 "
-            f"(or list the classes in model.labels)"
-        )
-    return result
-
-
 def _to_examples(rows: list[Row], coder: LabelCoder, field_name: str, with_pairs: bool) -> Examples:
     out = Examples(pairs=[] if with_pairs else None)
     for row in rows:
@@ -226,17 +167,6 @@ def _to_examples(rows: list[Row], coder: LabelCoder, field_name: str, with_pairs
         out.labels.append(coder.encode(row.values["label"], f"{field_name} ({row.file}): row {row.row}"))
         out.rows.append(row.position)
     return out
-
-
-@dataclass
-class SplitExamples:
-    """The examples of every split on one rank, before tokenisation."""
-
-    train: Examples
-    validation: Examples
-    test: Optional[Examples]
-    label_names: list[str]
-    report: DataReport
 
 
 def load_examples(
@@ -289,6 +219,7 @@ def read_table(
     columns["label"] = [str(r.values["label"]) for r in rows]
     return pa.table(columns)
 
+
 # ----------------------------------------------------------------- torch datasets
 
 
@@ -328,6 +259,15 @@ class TextClassificationDataset:
         return item
 
 
+def make_dataset(examples: Examples, tokenizer, config: TrainingConfig, *, train: bool = False
+                 ) -> TextClassificationDataset:
+    """One split's dataset; the training split augments when `data.augmentation` is set
+    (seeded by `training.seed`)."""
+    augmentation = config.data.augmentation if train else None
+    augmenter = Augmenter(augmentation, config.training.seed) if augmentation is not None else None
+    return TextClassificationDataset(examples, tokenizer, config.data.maxSeqLength, augmenter)
+
+
 def make_collator(tokenizer):
     """Pads a list of dataset items to the longest in the batch, as torch tensors."""
     from transformers import DataCollatorWithPadding
@@ -354,21 +294,104 @@ def prepare_datasets(
     Augmentation (if configured) applies to the training split only, seeded by
     `training.seed`; call `prepared.train.set_epoch(epoch)` every epoch."""
     examples = load_examples(config, rank=rank, world_size=world_size, shard_eval=shard_eval)
-    spec = config.data
-    augmenter = Augmenter(spec.augmentation, config.training.seed) if spec.augmentation else None
-    train = TextClassificationDataset(examples.train, tokenizer, spec.maxSeqLength, augmenter)
-    validation = TextClassificationDataset(examples.validation, tokenizer, spec.maxSeqLength)
-    test = (
-        TextClassificationDataset(examples.test, tokenizer, spec.maxSeqLength)
-        if examples.test is not None
-        else None
-    )
+    train = make_dataset(examples.train, tokenizer, config, train=True)
+    validation = make_dataset(examples.validation, tokenizer, config)
+    test = make_dataset(examples.test, tokenizer, config) if examples.test is not None else None
     return PreparedData(train, validation, test, examples.label_names, examples.report)
 
+
+# --------------------------------------------------------------------- model
+
+
+def load_model_and_tokenizer(
+    model_spec: ModelSpec,
+    num_labels: int,
+    label_names: Sequence[str],
+    dropout: Optional[float] = None,
+    *,
+    output: Optional[OutputSpec] = None,
+    cache_dir: Optional[str | os.PathLike] = None,
+):
+    """A sequence-classification model with `num_labels` outputs named `label_names`,
+    and its tokenizer. A new classification head is initialised when the checkpoint
+    has none (or one of another size)."""
+    from transformers import AutoModelForSequenceClassification
+
+    if len(label_names) != num_labels:
+        raise ModelError(f"{len(label_names)} label names for {num_labels} labels")
+    config_kwargs = {
+        "num_labels": num_labels,
+        "id2label": {i: name for i, name in enumerate(label_names)},
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    return load_pretrained(model_spec, AutoModelForSequenceClassification, purpose="sequence classification",
+                           head="classification head", config_kwargs=config_kwargs, dropout=dropout,
+                           output=output, cache_dir=cache_dir)
+
+
+# ---------------------------------------------------------------------- task
+
+
+class TextClassification(Task):
+    """`model.task: sequence-classification`: one class for a text (or text pair)."""
+
+    name = "sequence-classification"
+    peft_task_type = "SEQ_CLS"
+    eval_metrics = CLASSIFICATION_METRICS
+    default_metric = "eval_accuracy"
+
+    def columns(self, data: DataSpec) -> Columns:
+        return required_columns(data)
+
+    def load_examples(self, config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
+                      shard_eval: bool = True) -> SplitExamples:
+        return load_examples(config, rank=rank, world_size=world_size, shard_eval=shard_eval)
+
+    def dataset(self, examples: Examples, processor: Any, config: TrainingConfig, *,
+                train: bool = False) -> TextClassificationDataset:
+        return make_dataset(examples, processor, config, train=train)
+
+    def collator(self, processor: Any) -> Any:
+        return make_collator(processor)
+
+    def load_model(self, model: ModelSpec, label_names: Sequence[str], dropout: Optional[float] = None, *,
+                   output: Optional[OutputSpec] = None,
+                   cache_dir: Optional[str | os.PathLike] = None) -> tuple[Any, Any]:
+        return load_model_and_tokenizer(model, len(label_names), label_names, dropout, output=output,
+                                        cache_dir=cache_dir)
+
+    def head_modules(self, model: Any) -> list[str]:
+        return modules_outside_base(model)
+
+    def evaluation_counts(self, model: Any, dataloader: Any, device: Any, label_names: Sequence[str]) -> tuple:
+        return evaluation_counts(model, dataloader, device, num_labels=len(label_names))
+
+    def metrics_from_counts(self, counts: tuple) -> dict[str, float]:
+        stats, confusion = counts
+        return metrics_from_counts(float(stats[0]), int(stats[1]), confusion)
+
+    def card(self, config: TrainingConfig, label_names: Sequence[str]) -> CardFacts:
+        data = config.data
+        columns = (
+            f"- columns: text `{data.textColumn}`"
+            + (f", pair `{data.textPairColumn}`" if data.textPairColumn else "")
+            + f", label `{data.labelColumn}`; max sequence length {data.maxSeqLength}"
+        )
+        return CardFacts(
+            pipeline_tag="text-classification",
+            summary=f"for sequence classification with {len(label_names)} classes: "
+            f"{', '.join(f'`{n}`' for n in label_names)}.",
+            data_lines=(columns,),
+        )
 
 
 __all__ = [
     "Examples",
+    "TextClassification",
+    "evaluate",
+    "evaluation_counts",
+    "load_model_and_tokenizer",
+    "metrics_from_counts",
     "LabelCoder",
     "PreparedData",
     "SplitExamples",
@@ -376,6 +399,7 @@ __all__ = [
     "infer_label_names",
     "load_examples",
     "make_collator",
+    "make_dataset",
     "prepare_datasets",
     "read_table",
     "required_columns",
