@@ -392,7 +392,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                     loss.backward()
             window["loss_sum"] += float(outputs.loss.detach()) * batch["labels"].numel()
             window["loss_count"] += batch["labels"].numel()
-            window["samples"] += batch["labels"].numel()
+            window["samples"] += task.batch_samples(batch)
             if "attention_mask" in batch:
                 window["tokens"] += int(batch["attention_mask"].sum())
             if not sync:
