@@ -29,11 +29,10 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
     from ray.train import Checkpoint
     from torch.utils.data import DataLoader
 
-    from finetune_trainer import data as data_mod
-    from finetune_trainer.evaluation import evaluate
-    from finetune_trainer.modeling import load_model_and_tokenizer
     from finetune_trainer.config import with_overrides
+    from finetune_trainer.evaluation import evaluate
     from finetune_trainer.strategies import apply_strategy, export_model
+    from finetune_trainer.tasks import get_task
 
     config = with_overrides(job.config, outcome.overrides) if outcome.overrides else job.config
     local = work / "checkpoint"
@@ -45,17 +44,18 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
         raise StorageError(f"cannot read the best checkpoint {outcome.checkpoint_path}: {err}") from err
     meta = json.loads((local / STATE_JSON).read_text())
     label_names = meta["label_names"]
+    task = get_task(config)
     with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
-        model, tokenizer = load_model_and_tokenizer(config.model, len(label_names), label_names,
-                                                    config.training.dropout, output=config.output, cache_dir=cache)
-    controller = apply_strategy(model, config.strategy)
+        model, tokenizer = task.load_model(config.model, label_names, config.training.dropout,
+                                           output=config.output, cache_dir=cache)
+    controller = apply_strategy(model, config.strategy, task)
     controller.model.load_state_dict(torch.load(local / MODEL_STATE, map_location="cpu", weights_only=True))
-    examples = data_mod.load_examples(config, rank=0, world_size=1, shard_eval=False)
+    examples = task.load_examples(config, rank=0, world_size=1, shard_eval=False)
     test_metrics: dict[str, Any] = {}
     if examples.test is not None and len(examples.test):
-        dataset = data_mod.TextClassificationDataset(examples.test, tokenizer, config.data.maxSeqLength)
-        loader = DataLoader(dataset, batch_size=64, collate_fn=data_mod.make_collator(tokenizer))
-        scored = evaluate(controller.model, loader, num_labels=len(label_names))
+        dataset = task.dataset(examples.test, tokenizer, config)
+        loader = DataLoader(dataset, batch_size=64, collate_fn=task.collator(tokenizer))
+        scored = evaluate(controller.model, loader, task=task, label_names=label_names)
         test_metrics = {k.replace("eval_", "test_"): v for k, v in scored.items()}
     export_model(controller.model, config.strategy, work / "out" / MODEL_DIR, tokenizer)
     (work / "out" / MODEL_DIR / "labels.json").write_text(json.dumps(label_names))
@@ -69,6 +69,7 @@ def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], trac
     `meta_dir`; returns the metrics."""
     from finetune_trainer import artifacts
     from finetune_trainer.config import with_overrides
+    from finetune_trainer.tasks import get_task
 
     trained = with_overrides(job.config, outcome.overrides) if outcome.overrides else job.config
     search = _search_record(job, outcome)
@@ -82,9 +83,7 @@ def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], trac
         "train_runtime_seconds": runtime,
         "train_samples": samples,
         "steps": best.get("step"),
-        "eval_loss": best.get("eval_loss"),
-        "eval_accuracy": best.get("eval_accuracy"),
-        "eval_f1": best.get("eval_f1"),
+        **{name: best.get(name) for name in get_task(job.config).eval_metrics},
         "best_trial": outcome.best_trial,
         "best_step": best.get("step"),
         "data": {k: report[k] for k in ("rows_read", "dropped_missing", "dropped_duplicates", "train", "validation",
@@ -101,7 +100,7 @@ def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], trac
     histories = {trial_id: state.history for trial_id, state in tracker.trials.items() if state.history}
     if not histories:
         histories = {outcome.best_trial or SINGLE_TRIAL_ID: scored["history"]}
-    metric = job.config.tune.metric if job.config.tune else "eval_accuracy"
+    metric = job.config.tune.metric if job.config.tune else get_task(job.config).default_metric
     artifacts.plot_curves(histories, meta_dir / artifacts.CURVES_FILE, metric=metric)
     card_metrics = {k: v for k, v in metrics.items() if finite(v)}
     artifacts.write_model_card(meta_dir, trained, card_metrics, scored["labels"],

@@ -84,7 +84,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if ctx.rank == 0:
         from finetune_trainer.telemetry import WorkerMetrics
 
-        ctx.metrics_sink = WorkerMetrics(ctx.job.name, ctx.trial_id)
+        ctx.metrics_sink = WorkerMetrics(ctx.job.name, ctx.trial_id, ctx.task.eval_metrics)
     state.window.started = time.perf_counter()
     done = state.step >= ctx.plan.total_steps
     parts.model.train()
@@ -119,8 +119,8 @@ def _set_up(loop_config: dict[str, Any]):
     autocast_dtype, scaler = _precision(training, device, rank)
     reducer = Reducer(world_size, device)
     data = _data_and_model(config, rank, world_size, reducer)
-    train_set, validation_set, collate, label_names, controller = data
-    ctx = WorkerContext(
+    train_set, validation_set, collate, label_names, controller, task = data
+    ctx = WorkerContext(task=task,
         job=job, config=config, trial_id=str(loop_config.get("trial") or "run"), rank=rank, world_size=world_size,
         device=device, reducer=reducer, autocast_dtype=autocast_dtype, train_set=train_set,
         validation_set=validation_set, collate=collate, label_names=label_names,
@@ -148,32 +148,26 @@ def _precision(training: Any, device: Any, rank: int) -> tuple[Any, Any]:
 
 
 def _data_and_model(config: TrainingConfig, rank: int, world_size: int, reducer: Reducer):
-    """(train set, validation set, collator, label names, strategy controller): this
+    """(train set, validation set, collator, label names, strategy controller, task): this
     rank's shard (sharded before tokenisation, rebalanced across ranks) and the model
     with the fine-tuning strategy applied."""
-    from finetune_trainer import data as data_mod
-    from finetune_trainer.modeling import load_model_and_tokenizer
     from finetune_trainer.sharding import rebalance
     from finetune_trainer.strategies import apply_strategy
+    from finetune_trainer.tasks import get_task
 
     training = config.training
-    examples = data_mod.load_examples(config, rank=rank, world_size=world_size, shard_eval=True)
+    task = get_task(config)
+    examples = task.load_examples(config, rank=rank, world_size=world_size, shard_eval=True)
     if world_size > 1:  # hash shards are even only on average: move the surplus
         examples.train = rebalance(examples.train, rank, config.data.shuffleSeed, reducer.gather_objects)
     label_names = examples.label_names
     with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
-        model, tokenizer = load_model_and_tokenizer(config.model, len(label_names), label_names,
-                                                    training.dropout, output=config.output, cache_dir=cache)
-    controller = apply_strategy(model, config.strategy)
-    augmenter = None
-    if config.data.augmentation is not None:
-        from finetune_trainer.augment import Augmenter
-
-        augmenter = Augmenter(config.data.augmentation, training.seed)
-    max_len = config.data.maxSeqLength
-    train_set = data_mod.TextClassificationDataset(examples.train, tokenizer, max_len, augmenter)
-    validation_set = data_mod.TextClassificationDataset(examples.validation, tokenizer, max_len)
-    return train_set, validation_set, data_mod.make_collator(tokenizer), label_names, controller
+        model, tokenizer = task.load_model(config.model, label_names, training.dropout, output=config.output,
+                                           cache_dir=cache)
+    controller = apply_strategy(model, config.strategy, task)
+    train_set = task.dataset(examples.train, tokenizer, config, train=True)
+    validation_set = task.dataset(examples.validation, tokenizer, config)
+    return train_set, validation_set, task.collator(tokenizer), label_names, controller, task
 
 
 def _plan(training: Any, train_size: int, reducer: Reducer) -> Plan:

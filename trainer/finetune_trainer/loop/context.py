@@ -35,6 +35,8 @@ class WorkerContext:
     stopper: Any
     """The EarlyStopper, when early stopping is configured."""
     hooks: LoopHooks
+    task: Any = None
+    """The task (finetune_trainer.tasks): what the examples, model and metrics are."""
     metrics_sink: Any = None
     """WorkerMetrics on rank 0, else None."""
 

@@ -14,7 +14,6 @@ from finetune_trainer.loop.checkpointer import Checkpointer
 from finetune_trainer.loop.context import TrainingParts, WorkerContext
 from finetune_trainer.loop.state import LoopState, due
 
-_HISTORY_KEYS = ("step", "loss", "eval_loss", "eval_accuracy", "eval_f1")
 
 
 def evaluate(ctx: WorkerContext, parts: TrainingParts, state: LoopState) -> dict[str, float]:
@@ -29,7 +28,8 @@ def evaluate(ctx: WorkerContext, parts: TrainingParts, state: LoopState) -> dict
     loader = DataLoader(ctx.validation_set, batch_size=max(ctx.config.training.batchSize, 32),
                         collate_fn=ctx.collate, generator=torch.Generator().manual_seed(ctx.config.training.seed))
     # The unwrapped module: evaluation needs no DDP gradient hooks or buffer syncs.
-    scores = score(parts.core, loader, device=ctx.device, reduce=ctx.reducer, num_labels=len(ctx.label_names))
+    scores = score(parts.core, loader, device=ctx.device, reduce=ctx.reducer, task=ctx.task,
+                   label_names=ctx.label_names)
     state.window.eval_seconds += time.perf_counter() - started
     return scores
 
@@ -58,7 +58,7 @@ def report(ctx: WorkerContext, parts: TrainingParts, state: LoopState, checkpoin
     Train, with a checkpoint when asked, and start a new window."""
     window = state.window
     values, samples = _metrics(ctx, parts, state, final)
-    state.history.append({k: values[k] for k in _HISTORY_KEYS if k in values})
+    state.history.append({k: values[k] for k in ("step", "loss", *ctx.task.eval_metrics) if k in values})
     if ctx.metrics_sink is not None:
         ctx.metrics_sink.record(values, new_steps=int(window.steps), new_samples=int(samples))
     values["evaluation_seconds"] = window.eval_seconds
