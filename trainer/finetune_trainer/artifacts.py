@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from finetune_trainer.config import TrainingConfig
+from finetune_trainer.tasks import get_task
 
 METRICS_FILE = "metrics.json"
 TRIALS_FILE = "trials.json"
@@ -153,20 +154,19 @@ def write_model_card(
     `config` is the configuration the exported model was trained with (for a sweep,
     the chosen trial's, overrides applied); `search` (see `search_record`) says what a
     sweep searched and what it chose."""
-    training = config.training
+    facts = get_task(config).card(config, label_names)
     strategy = config.strategy.resolved()
     title = name or "Fine-tuned model"
     lines = [
         "---",
         f"base_model: {config.model.source}",
-        "pipeline_tag: text-classification",
-        "tags: [finetune-operator, text-classification]",
+        f"pipeline_tag: {facts.pipeline_tag}",
+        f"tags: [finetune-operator, {facts.pipeline_tag}]",
         "---",
         "",
         f"# {title}",
         "",
-        f"Fine-tuned from `{config.model.source}` for sequence classification with "
-        f"{len(label_names)} classes: {', '.join(f'`{n}`' for n in label_names)}.",
+        f"Fine-tuned from `{config.model.source}` {facts.summary}",
         "",
         "## Data",
         "",
@@ -178,11 +178,7 @@ def write_model_card(
     ]
     if config.data.test:
         lines.append(f"- test: `{config.data.test}`")
-    lines.append(
-        f"- columns: text `{config.data.textColumn}`"
-        + (f", pair `{config.data.textPairColumn}`" if config.data.textPairColumn else "")
-        + f", label `{config.data.labelColumn}`; max sequence length {config.data.maxSeqLength}"
-    )
+    lines += facts.data_lines
     if data_report:
         lines.append(
             "- "

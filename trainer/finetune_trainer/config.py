@@ -16,6 +16,8 @@ from typing import Annotated, Any, ClassVar, Literal, Optional
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from finetune_trainer.search_space import check_tunable_path, set_path
+
 # Metrics the trainer computes on the validation split; the only names a metric field
 # may take.
 EVAL_METRICS = ("eval_loss", "eval_accuracy", "eval_f1")
@@ -439,9 +441,7 @@ DimensionType = Literal["choice", "grid", "uniform", "loguniform", "randint"]
 
 
 def _tunable_path(path: str) -> str:
-    from finetune_trainer.search_space import check_tunable_path
-
-    check_tunable_path(path)
+    check_tunable_path(path, TrainingConfig)
     return path
 
 
@@ -647,6 +647,15 @@ class TrainingConfig(Spec):
                             f"('{path}' tunes {block}, but strategy.type is {self.strategy.type})"
                         )
         return self
+
+
+def with_overrides(config: TrainingConfig, overrides: dict[str, Any]) -> TrainingConfig:
+    """A validated copy of `config` with dotted-path overrides (a Tune trial's
+    hyperparameters) applied."""
+    document = config.to_dict()
+    for path, value in overrides.items():
+        set_path(document, path, value)
+    return TrainingConfig.model_validate(document)
 
 
 class ScalingSpec(Spec):

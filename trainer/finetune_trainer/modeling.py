@@ -1,4 +1,7 @@
-"""Loading the pre-trained model and tokenizer for sequence classification.
+"""Loading a pre-trained model and its tokenizer, and finding its parts.
+
+Which model class to load, and with which config settings, is the task's
+(`Task.load_model`); this module resolves the source and loads it.
 
 The trainer runs offline by default: nothing is fetched from the Hugging Face hub
 unless FINETUNE_ALLOW_DOWNLOADS=1, so a job behaves the same on an air-gapped
@@ -12,11 +15,11 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from finetune_trainer import storage
 from finetune_trainer.config import ModelSpec, OutputSpec
-from finetune_trainer.errors import ModelError, StorageError
+from finetune_trainer.errors import ModelError, StorageError, TrainerError
 from finetune_trainer.quiet import quiet_loading
 
 log = logging.getLogger(__name__)
@@ -92,14 +95,14 @@ def apply_dropout(config: Any, dropout: float) -> list[str]:
     return names
 
 
-def announce_new_head(loading: dict[str, Any]) -> None:
+def announce_new_head(loading: dict[str, Any], what: str = "head") -> None:
     """One line, in place of transformers' LOAD REPORT, naming the weights that were
     newly initialised (expected: the checkpoint has no head for our labels)."""
     mismatched = [entry[0] if isinstance(entry, (tuple, list)) else entry
                   for entry in loading.get("mismatched_keys") or ()]
     fresh = sorted(set(loading.get("missing_keys") or ()) | set(mismatched))
     if fresh:
-        log.info("new classification head initialised: %s", ", ".join(fresh))
+        log.info("new %s initialised: %s", what, ", ".join(fresh))
 
 
 def weights_dtype(model_spec: ModelSpec) -> Any:
@@ -127,46 +130,42 @@ def ensure_pad_token(tokenizer: Any, config: Any) -> None:
         config.pad_token_id = tokenizer.pad_token_id
 
 
-def load_model_and_tokenizer(
+def load_pretrained(
     model_spec: ModelSpec,
-    num_labels: int,
-    label_names: Sequence[str],
-    dropout: Optional[float] = None,
+    model_class: Any,
     *,
+    purpose: str,
+    head: str = "head",
+    config_kwargs: Optional[dict[str, Any]] = None,
+    dropout: Optional[float] = None,
     output: Optional[OutputSpec] = None,
     cache_dir: Optional[str | os.PathLike] = None,
 ):
-    """A sequence-classification model with `num_labels` outputs named `label_names`,
-    and its tokenizer. A new classification head is initialised when the checkpoint
-    has none (or one of another size)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    """`model_class` (a transformers Auto class a task names) loaded from
+    `model.source` with `config_kwargs` applied to its config, and its tokenizer.
+    Weights the checkpoint lacks (or has in another shape, such as a `head` for other
+    labels) are initialised anew. `purpose` completes "cannot be loaded for ..." in
+    the error for a checkpoint that does not fit the class."""
+    from transformers import AutoConfig, AutoTokenizer
 
-    if len(label_names) != num_labels:
-        raise ModelError(f"{len(label_names)} label names for {num_labels} labels")
     source, from_hub = resolve_model_source(model_spec, output, cache_dir)
     offline = from_hub and not downloads_allowed()
     common: dict[str, Any] = {"local_files_only": offline}
     if from_hub and model_spec.revision:
         common["revision"] = model_spec.revision
     try:
-        config = AutoConfig.from_pretrained(
-            source,
-            num_labels=num_labels,
-            id2label={i: name for i, name in enumerate(label_names)},
-            label2id={name: i for i, name in enumerate(label_names)},
-            **common,
-        )
+        config = AutoConfig.from_pretrained(source, **(config_kwargs or {}), **common)
         if dropout is not None:
             changed = apply_dropout(config, dropout)
             log.info("dropout %.3f set on %s", dropout, ", ".join(changed) or "nothing (no dropout settings)")
         with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(source, **common)
             ensure_pad_token(tokenizer, config)
-            model, loading = AutoModelForSequenceClassification.from_pretrained(
+            model, loading = model_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
                 dtype=weights_dtype(model_spec), **common
             )
-        announce_new_head(loading)
+        announce_new_head(loading, head)
     except OSError as err:
         if offline:
             raise ModelError(
@@ -177,9 +176,40 @@ def load_model_and_tokenizer(
         raise ModelError(f"model.source: cannot load {model_spec.source!r}: {err}") from err
     except ValueError as err:
         raise ModelError(
-            f"model.source: {model_spec.source!r} cannot be loaded for sequence classification: {err}"
+            f"model.source: {model_spec.source!r} cannot be loaded for {purpose}: {err}"
         ) from err
     return model, tokenizer
+
+
+# ------------------------------------------------------------- model anatomy
+
+
+def unwrap(model: Any) -> Any:
+    """The model inside a DDP/FSDP-style wrapper (`.module`), else the model."""
+    while hasattr(model, "module") and not hasattr(model, "config"):
+        model = model.module
+    return model
+
+
+def base_prefix(model: Any) -> str:
+    """Attribute name of the base model inside a task model, e.g. `bert`."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    if prefix and hasattr(model, prefix):
+        return prefix
+    raise TrainerError(
+        f"cannot find the base model inside {type(model).__name__}; strategies other than full "
+        f"need a transformers task model (a head around a base model, such as *ForSequenceClassification)"
+    )
+
+
+def modules_outside_base(model: Any) -> list[str]:
+    """Top-level modules outside the base model that hold parameters (a task head)."""
+    prefix = base_prefix(model)
+    return [
+        name
+        for name, child in model.named_children()
+        if name != prefix and any(True for _ in child.parameters())
+    ]
 
 
 __all__ = [
@@ -188,9 +218,12 @@ __all__ = [
     "apply_dropout",
     "downloads_allowed",
     "dropout_attributes",
+    "base_prefix",
     "ensure_pad_token",
-    "load_model_and_tokenizer",
+    "load_pretrained",
     "minilm_path",
+    "modules_outside_base",
     "resolve_model_source",
+    "unwrap",
     "weights_dtype",
 ]

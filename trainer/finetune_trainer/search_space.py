@@ -3,7 +3,9 @@
 
 A path names a field by its YAML (camelCase) spelling, for example
 `training.learningRate` or `strategy.lora.r`. Paths are checked against the model
-classes, so a typo is caught before anything runs.
+classes, so a typo is caught before anything runs. This module knows no model of its
+own: the configuration (`finetune_trainer.config`) hands it its `TrainingConfig`,
+and applying overrides to a config (`config.with_overrides`) lives beside the models.
 """
 
 from __future__ import annotations
@@ -52,17 +54,17 @@ def _walk(model: type[BaseModel], prefix: str) -> Iterator[str]:
                 yield path
 
 
-def tunable_paths() -> list[str]:
-    """Every scalar field a sweep or `--set` may change."""
-    from finetune_trainer.config import TrainingConfig
-
-    fields = TrainingConfig.model_fields
+def tunable_paths(model: type[BaseModel]) -> list[str]:
+    """Every scalar field of `model` (the training configuration's class) under
+    TUNABLE_ROOTS: what a sweep or `--set` may change."""
+    fields = model.model_fields
     return [p for root in TUNABLE_ROOTS for p in _walk(_unwrap(fields[root].annotation)[0], root)]
 
 
-def check_tunable_path(path: str) -> None:
-    """Raise ValueError naming the closest tunable path when `path` is not one."""
-    allowed = tunable_paths()
+def check_tunable_path(path: str, model: type[BaseModel]) -> None:
+    """Raise ValueError naming the closest tunable path of `model` when `path` is not
+    one."""
+    allowed = tunable_paths(model)
     if path in allowed:
         return
     close = difflib.get_close_matches(path, allowed, n=1, cutoff=0.6)
@@ -82,13 +84,3 @@ def set_path(document: dict[str, Any], path: str, value: Any) -> None:
             raise ValueError(f"{path}: '{key}' is not an object")
         node = child
     node[leaf] = value
-
-
-def with_overrides(config: "TrainingConfig", overrides: dict[str, Any]) -> "TrainingConfig":  # noqa: F821
-    """A validated copy of `config` with the dotted-path overrides applied."""
-    from finetune_trainer.config import TrainingConfig
-
-    document = config.to_dict()
-    for path, value in overrides.items():
-        set_path(document, path, value)
-    return TrainingConfig.model_validate(document)

@@ -1,6 +1,6 @@
 """Even training shards across data-parallel ranks.
 
-A row's rank is decided by a seeded hash of its text (data.py), so every worker can
+A row's rank is decided by a seeded hash of its row key (splitting.py), so every worker can
 stream the sources and keep only its own rows. Hash shards are even only on average:
 1,000 rows each for 2 ranks come out as roughly 980 and 1,020. Each rank takes the
 same number of batches per epoch, so a larger shard's tail would be left out of every
@@ -13,9 +13,23 @@ Only the surplus travels, about the square root of the rows, never the whole dat
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
-from finetune_trainer.data import Examples
+
+class Shard(Protocol):
+    """A task's examples on one rank, as far as rebalancing needs them."""
+
+    def __len__(self) -> int: ...
+
+    def row_key(self, index: int) -> str:
+        """The key the seeded split hash is taken of."""
+
+    def subset(self, indexes: Sequence[int]) -> "Shard": ...
+
+    def extend(self, more: "Shard") -> None: ...
+
+
+ShardT = TypeVar("ShardT", bound=Shard)
 
 
 def fair_sizes(sizes: Sequence[int]) -> list[int]:
@@ -24,39 +38,20 @@ def fair_sizes(sizes: Sequence[int]) -> list[int]:
     return [total // world + (1 if rank < total % world else 0) for rank in range(world)]
 
 
-def _surplus_order(examples: Examples, seed: int) -> list[int]:
+def _surplus_order(examples: ShardT, seed: int) -> list[int]:
     """Indexes of this rank's rows, the ones to hand over first at the front."""
     def key(index: int) -> bytes:
-        pair = examples.pairs[index] if examples.pairs is not None else ""
-        text = f"{seed}\x01{examples.texts[index]}\x00{pair}".encode()
-        return hashlib.blake2b(text, digest_size=8).digest()
+        return hashlib.blake2b(f"{seed}\x01{examples.row_key(index)}".encode(), digest_size=8).digest()
 
     return sorted(range(len(examples)), key=key)
 
 
-def _subset(examples: Examples, indexes: Sequence[int]) -> Examples:
-    return Examples(
-        texts=[examples.texts[i] for i in indexes],
-        pairs=[examples.pairs[i] for i in indexes] if examples.pairs is not None else None,
-        labels=[examples.labels[i] for i in indexes],
-        rows=[examples.rows[i] for i in indexes],
-    )
-
-
-def _extend(examples: Examples, more: Examples) -> None:
-    examples.texts.extend(more.texts)
-    if examples.pairs is not None:
-        examples.pairs.extend(more.pairs or [""] * len(more))
-    examples.labels.extend(more.labels)
-    examples.rows.extend(more.rows)
-
-
 def rebalance(
-    examples: Examples,
+    examples: ShardT,
     rank: int,
     seed: int,
     all_gather: Callable[[Any], list[Any]],
-) -> Examples:
+) -> ShardT:
     """This rank's training rows after evening out the shards.
 
     `all_gather(obj)` returns every rank's `obj` in rank order (for example
@@ -68,15 +63,15 @@ def rebalance(
     give = max(0, sizes[rank] - targets[rank])
     order = _surplus_order(examples, seed)
     handed, kept = order[:give], sorted(order[give:])
-    pool: list[Examples] = all_gather(_subset(examples, handed))
+    pool: list[ShardT] = all_gather(examples.subset(handed))
     # The handed-over rows in rank order; ranks under their share take consecutive runs.
     queue = [(source, index) for source, part in enumerate(pool) for index in range(len(part))]
     start = sum(max(0, targets[r] - sizes[r]) for r in range(rank))
     take = max(0, targets[rank] - sizes[rank])
-    result = _subset(examples, kept)
+    result = examples.subset(kept)
     for source, index in queue[start:start + take]:
-        _extend(result, _subset(pool[source], [index]))
+        result.extend(pool[source].subset([index]))
     return result
 
 
-__all__ = ["fair_sizes", "rebalance"]
+__all__ = ["Shard", "fair_sizes", "rebalance"]

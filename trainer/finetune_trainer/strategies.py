@@ -1,10 +1,11 @@
 """Fine-tuning strategies: which parameters train, and when that changes.
 
-Works on any transformers encoder classifier by introspection: the layer stack is the
-longest `ModuleList` named `layer`/`layers`/`h`/`block(s)`, the embeddings are the
-base model's `*embeddings`/`embed_tokens`/`wte`/`wpe` modules, and the classification
-head is whatever lies outside the base model (`classifier`, `score`,
-`pre_classifier`, ...).
+Works on any transformers task model (a head around a base model) by introspection:
+the layer stack is the longest `ModuleList` named `layer`/`layers`/`h`/`block(s)`, the
+embeddings are the base model's `*embeddings`/`embed_tokens`/`wte`/`wpe` modules, and
+the head's parameters are whatever lies outside the base model (`classifier`, `score`,
+`pre_classifier`, ...). What LoRA trains in full beside its adapters, and peft's task
+type, are the task's (`Task.head_modules`, `Task.peft_task_type`).
 
 Gradual unfreezing changes the trainable set during training. `on_epoch_end` /
 `on_step_end` return True and set `trainable_changed` when that happens; a DDP loop
@@ -24,6 +25,8 @@ from typing import Any, Optional
 
 from finetune_trainer.config import StrategySpec
 from finetune_trainer.errors import TrainerError
+from finetune_trainer.modeling import base_prefix, modules_outside_base, unwrap
+from finetune_trainer.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
@@ -31,32 +34,8 @@ _LAYER_LIST_NAMES = ("layer", "layers", "h", "block", "blocks")
 _EMBEDDING_NAMES = ("embeddings", "embed_tokens", "embed_positions", "wte", "wpe", "word_embeddings")
 
 
-def unwrap(model: Any) -> Any:
-    """The model inside a DDP/FSDP-style wrapper (`.module`), else the model."""
-    while hasattr(model, "module") and not hasattr(model, "config"):
-        model = model.module
-    return model
-
-
-def base_prefix(model: Any) -> str:
-    """Attribute name of the base (encoder) model inside a task model, e.g. `bert`."""
-    prefix = getattr(model, "base_model_prefix", "") or ""
-    if prefix and hasattr(model, prefix):
-        return prefix
-    raise TrainerError(
-        f"cannot find the base model inside {type(model).__name__}; strategies other than full "
-        f"need a transformers *ForSequenceClassification model"
-    )
-
-
-def head_module_names(model: Any) -> list[str]:
-    """Top-level modules outside the base model that hold parameters (the head)."""
-    prefix = base_prefix(model)
-    return [
-        name
-        for name, child in model.named_children()
-        if name != prefix and any(True for _ in child.parameters())
-    ]
+head_module_names = modules_outside_base
+"""Top-level modules outside the base model that hold parameters (see `modeling`)."""
 
 
 def find_layer_list(model: Any) -> tuple[str, Any]:
@@ -78,7 +57,7 @@ def find_layer_list(model: Any) -> tuple[str, Any]:
 
 @dataclass
 class ParameterGroups:
-    """Parameter names of a classifier split into head, layers (bottom to top),
+    """Parameter names of a task model split into head, layers (bottom to top),
     embeddings and the rest of the base model (pooler, final norms)."""
 
     head: list[str]
@@ -113,7 +92,7 @@ def parameter_groups(model: Any) -> ParameterGroups:
             else:
                 groups.other.append(name)
     if not groups.head:
-        raise TrainerError(f"cannot find a classification head outside {type(model).__name__}.{prefix}")
+        raise TrainerError(f"cannot find a task head outside {type(model).__name__}.{prefix}")
     return groups
 
 
@@ -262,14 +241,14 @@ def _apply_partial(model: Any, spec: StrategySpec) -> ParameterGroups:
     return groups
 
 
-def _apply_lora(model: Any, spec: StrategySpec) -> Any:
+def _apply_lora(model: Any, spec: StrategySpec, task: Task) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
     from torch import nn
 
     settings = spec.lora
     assert settings is not None
     linear = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
-    head = head_module_names(model)
+    head = task.head_modules(model)
     matches = [
         n
         for n in linear
@@ -283,7 +262,7 @@ def _apply_lora(model: Any, spec: StrategySpec) -> Any:
             f"{type(model).__name__}; available: {', '.join(available)}"
         )
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=TaskType(task.peft_task_type),
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
@@ -295,8 +274,10 @@ def _apply_lora(model: Any, spec: StrategySpec) -> Any:
     return wrapped
 
 
-def apply_strategy(model: Any, strategy: StrategySpec) -> StrategyController:
-    """Freeze/wrap `model` as `strategy` says; train `controller.model` afterwards."""
+def apply_strategy(model: Any, strategy: StrategySpec, task: Optional[Task] = None) -> StrategyController:
+    """Freeze/wrap `model` (a model of `task`, by default the default `model.task`'s)
+    as `strategy` says; train `controller.model` afterwards."""
+    task = task or get_task()
     spec = strategy.resolved()
     if spec.type == "full":
         for parameter in model.parameters():
@@ -307,7 +288,7 @@ def apply_strategy(model: Any, strategy: StrategySpec) -> StrategyController:
     if spec.type == "featureExtraction":
         groups = parameter_groups(model)
         set_trainable(model, set(groups.head))
-        log.info("feature extraction: only the head (%s) is trainable", ", ".join(head_module_names(model)))
+        log.info("feature extraction: only the head (%s) is trainable", ", ".join(task.head_modules(model)))
         return StrategyController(model, spec, groups=groups)
     if spec.type == "gradualUnfreezing":
         groups = parameter_groups(model)
@@ -325,7 +306,7 @@ def apply_strategy(model: Any, strategy: StrategySpec) -> StrategyController:
         log.info("gradual unfreezing: only the head is trainable; %d layers to unfreeze", len(groups.layers))
         return controller
     if spec.type == "lora":
-        return StrategyController(_apply_lora(model, spec), spec)
+        return StrategyController(_apply_lora(model, spec, task), spec)
     raise TrainerError(f"strategy.type: unknown strategy {spec.type!r}")  # pragma: no cover
 
 

@@ -19,16 +19,22 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from finetune_trainer import storage
 from finetune_trainer.config import OutputSpec
 from finetune_trainer.progress import ProgressReport, TrialSummary
+from finetune_trainer.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
 PROGRESS_FILE = "progress.json"
 SINGLE_TRIAL_ID = "run"
+
+
+def _every_eval_metric() -> dict[str, str]:
+    """The evaluation metrics of every task, with their descriptions."""
+    return {name: text for task in TASKS.values() for name, text in task.eval_metrics.items()}
 
 
 # ------------------------------------------------------------------ worker side
@@ -39,9 +45,6 @@ class WorkerMetrics:
 
     _GAUGES = {
         "loss": "Mean training loss since the previous report",
-        "eval_loss": "Validation loss",
-        "eval_accuracy": "Validation accuracy",
-        "eval_f1": "Validation macro F1",
         "samples_per_second": "Training samples per second, all workers together",
         "tokens_per_second": "Training tokens (non-padding) per second, all workers together",
         "step": "Optimizer steps completed",
@@ -49,14 +52,18 @@ class WorkerMetrics:
         "learning_rate": "Current learning rate",
     }
 
-    def __init__(self, job: str, trial: str) -> None:
+    def __init__(self, job: str, trial: str, eval_metrics: Optional[Mapping[str, str]] = None) -> None:
+        """`eval_metrics`: the task's evaluation metrics with their descriptions
+        (`Task.eval_metrics`); by default those of every task, as the dashboard shows."""
         from ray.util import metrics
 
+        if eval_metrics is None:
+            eval_metrics = _every_eval_metric()
         self.tags = {"job": job, "trial": trial}
         keys = ("job", "trial")
         self.gauges = {
             name: metrics.Gauge(f"finetune_train_{name}", description=text, tag_keys=keys)
-            for name, text in self._GAUGES.items()
+            for name, text in {**self._GAUGES, **eval_metrics}.items()
         }
         self.steps = metrics.Counter("finetune_train_steps_total", description="Optimizer steps taken",
                                      tag_keys=keys)
@@ -231,7 +238,7 @@ class ProgressTracker:
         if self.trials:
             newest = max(self.trials.values(), key=lambda s: len(s.history))
             latest = {k: float(v) for k, v in newest.latest.items()
-                      if k in ("loss", "eval_loss", "eval_accuracy", "eval_f1", "samples_per_second",
+                      if k in ("loss", *_every_eval_metric(), "samples_per_second",
                                "tokens_per_second", "learning_rate") and math.isfinite(v)}
         return ProgressReport(
             state=state, step=step, totalSteps=total, epoch=float(max(epochs) if epochs else 0.0),

@@ -117,7 +117,7 @@ def test_one_ray_train_worker_per_gpu(make_job, pods, gpus, cpu, workers, cpus_e
     # What each pod holds fits the workers Ray packs onto it.
     per_pod = max(gpus, 1)
     assert per_pod * config.scaling.cpusPerWorker <= parse_quantity(cpu)
-    from finetune_trainer.runner import _scaling_config
+    from finetune_trainer.ray_train import _scaling_config
 
     scaling = _scaling_config(config)
     assert scaling.num_workers == workers

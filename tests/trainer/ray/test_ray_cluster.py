@@ -44,7 +44,7 @@ def test_workers_that_cannot_be_placed_fail_the_run(ray_local, tiny_model, inten
 
 def test_a_bad_limit_is_a_clear_error(monkeypatch):
     from finetune_trainer.errors import TrainerError
-    from finetune_trainer.runner import CONTROLLER_FAILURE_LIMIT_ENV, _max_failures
+    from finetune_trainer.ray_train import CONTROLLER_FAILURE_LIMIT_ENV, max_failures as _max_failures
 
     monkeypatch.setenv(CONTROLLER_FAILURE_LIMIT_ENV, "three")
     with pytest.raises(TrainerError, match=CONTROLLER_FAILURE_LIMIT_ENV):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.trainer.ray.conftest import INTENTS, make_job
+from tests.trainer.ray.faults import ExitOnceAfterStep
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +141,7 @@ def test_two_trial_sweep_keeps_every_trial_and_picks_the_best(ray_local, tiny_mo
         marker.unlink()
     assert (root / "ray" / "sweep").is_dir()
     reports = Reports()
-    with caplog.at_level("INFO", logger="finetune_trainer.runner"):
+    with caplog.at_level("INFO", logger="finetune_trainer.sweeps"):
         again = run_job(job, progress_callback=reports)
     assert f"resuming the sweep recorded at {root / 'ray' / 'sweep'}" in caplog.text
     assert not again.already_finished and (root / "_SUCCESS").is_file()
@@ -167,12 +168,10 @@ def test_worker_killed_mid_run_resumes_from_its_checkpoint(ray_local, tiny_model
     from finetune_trainer.runner import run_job
 
     marker = tmp_path / "fault-happened"
-    monkeypatch.setenv("FINETUNE_FAULT_EXIT_AT_STEP", "6")
-    monkeypatch.setenv("FINETUNE_FAULT_MARKER", str(marker))
-    monkeypatch.setenv("FINETUNE_FAULT_AFTER_FILE", str(tmp_path / "checkpoint-seen"))
+    fault = ExitOnceAfterStep(step=6, marker=str(marker), after_file=str(tmp_path / "checkpoint-seen"))
     reports = Reports(tmp_path / "checkpoint-seen")
     job = make_job("fault", tiny_model, intent_data, str(tmp_path / "out"))
-    result = run_job(job, progress_callback=reports)
+    result = run_job(job, progress_callback=reports, loop_hooks=fault)
 
     assert marker.is_file(), "the injected fault did not happen"
     history = reports.history()
@@ -190,15 +189,14 @@ def test_interrupted_job_resumes_when_started_again(ray_local, tiny_model, inten
     from finetune_trainer.runner import run_job
 
     job = make_job("interrupted", tiny_model, intent_data, str(tmp_path / "out"))
-    monkeypatch.setenv("FINETUNE_FAULT_EXIT_AT_STEP", "6")
-    monkeypatch.setenv("FINETUNE_FAULT_MARKER", str(tmp_path / "fault"))
-    monkeypatch.setenv("FINETUNE_FAULT_AFTER_FILE", str(tmp_path / "checkpoint-seen"))
+    fault = ExitOnceAfterStep(step=6, marker=str(tmp_path / "fault"), after_file=str(tmp_path / "checkpoint-seen"))
     monkeypatch.setenv("FINETUNE_MAX_FAILURES", "0")
     with pytest.raises(TrainerError, match="training failed"):
-        run_job(job, progress_callback=Reports(tmp_path / "checkpoint-seen"))
+        run_job(job, progress_callback=Reports(tmp_path / "checkpoint-seen"), loop_hooks=fault)
+    assert (tmp_path / "fault").is_file(), "the injected fault did not happen"
     assert not (tmp_path / "out" / "interrupted" / "_SUCCESS").exists()
 
-    monkeypatch.delenv("FINETUNE_FAULT_EXIT_AT_STEP")
+    # Started again without the fault: the run continues from its step-4 checkpoint.
     reports = Reports()
     result = run_job(job, progress_callback=reports)
     history = reports.history()

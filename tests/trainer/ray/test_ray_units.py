@@ -94,7 +94,7 @@ def test_concurrent_trials_fit_resources_and_respect_the_spec():
 
 
 def test_failure_explanations_name_the_real_cause():
-    from finetune_trainer.runner import _explain
+    from finetune_trainer.ray_errors import explain as _explain
 
     class WorkerGroupError(Exception):
         def __init__(self, failures):
@@ -175,7 +175,7 @@ def test_sweep_settings_map_to_ray_tune_objects():
     from ray.tune.search.sample import Categorical, Float, Integer
 
     from finetune_trainer.config import JobConfig
-    from finetune_trainer.runner import _domain, _scheduler, _search_alg, trial_count
+    from finetune_trainer.sweeps import _domain, _scheduler, _search_alg, trial_count
 
     def job(algorithm: str, scheduler: str, space: dict):
         return JobConfig.model_validate({"name": "j", "config": {
@@ -217,7 +217,7 @@ def test_searches_are_seeded_and_capped(ray_local, tmp_path):
     from ray import tune
 
     from finetune_trainer.config import JobConfig
-    from finetune_trainer.runner import _domain, _search_alg
+    from finetune_trainer.sweeps import _domain, _search_alg
 
     def sampled(seed: int, run: str, concurrency: int, algorithm: str = "random") -> list[float]:
         spans = tmp_path / run / "spans"

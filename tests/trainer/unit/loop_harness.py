@@ -83,14 +83,16 @@ class LoopHarness(LocalTrainFnUtils):
 
 
 def run_loop(job, keep: Path, start: Optional[Path] = None, upload_gate: Optional[threading.Event] = None,
-             overrides: Optional[dict[str, Any]] = None) -> LoopHarness:
-    """Run `train_loop_per_worker` for `job` (a JobConfig) as a 1-worker group."""
+             overrides: Optional[dict[str, Any]] = None, hooks: Any = None) -> LoopHarness:
+    """Run `train_loop_per_worker` for `job` (a JobConfig) as a 1-worker group, with
+    `hooks` (a LoopHooks) as the loop's test seam."""
     from finetune_trainer.train_loop import train_loop_per_worker
 
     harness = LoopHarness(keep, start, upload_gate)
     set_train_fn_utils(harness)
     try:
-        train_loop_per_worker({"job": job.to_dict(), "overrides": overrides or {}, "trial": "harness"})
+        train_loop_per_worker({"job": job.to_dict(), "overrides": overrides or {}, "trial": "harness",
+                               "hooks": hooks})
     finally:
         set_train_fn_utils(None)
     if upload_gate is None:

@@ -67,7 +67,7 @@ def test_model_card_names_model_data_strategy_hyperparameters_metrics(tmp_path: 
 
 def test_model_card_shows_the_chosen_trials_values_and_the_search_apart(tmp_path: Path) -> None:
     from finetune_trainer.artifacts import search_record, trained_hyperparameters
-    from finetune_trainer.search_space import with_overrides
+    from finetune_trainer.config import with_overrides
 
     spec = training_config("train.csv", "out", training={"learningRate": 1e-4, "scheduler": {"warmupRatio": 0.1}})
     trained = with_overrides(spec, {"training.learningRate": 2e-4, "training.scheduler.warmupRatio": 0.2})

@@ -1,4 +1,4 @@
-"""Reading, checking, splitting and sharding data (finetune_trainer.data)."""
+"""Reading, checking, splitting and sharding data (finetune_trainer.sources, .splitting, .tasks.text_classification)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from core_helpers import sentiment_rows, training_config, write_rows
-from finetune_trainer.data import load_examples, make_collator, prepare_datasets, read_table
+from finetune_trainer.tasks.text_classification import load_examples, make_collator, prepare_datasets, read_table
 from finetune_trainer.errors import DataError
 
 FORMATS = ["csv", "tsv", "jsonl", "parquet"]

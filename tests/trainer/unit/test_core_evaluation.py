@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 from finetune_trainer.config import EarlyStoppingSpec
-from finetune_trainer.evaluation import EarlyStopper, evaluate, evaluation_counts, metrics_from_counts
+from finetune_trainer.evaluation import EarlyStopper
+from finetune_trainer.tasks.text_classification import evaluate, evaluation_counts, metrics_from_counts
 from sklearn.metrics import accuracy_score, f1_score
 
 
@@ -32,7 +33,7 @@ def test_no_examples_gives_nan_not_a_crash() -> None:
 
 
 def _loaders(path, tokenizer):
-    from finetune_trainer.data import make_collator
+    from finetune_trainer.tasks.text_classification import make_collator
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(path)

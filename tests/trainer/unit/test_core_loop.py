@@ -1,6 +1,7 @@
 """The per-worker training loop run in-process (loop_harness): resume after gradual
 unfreezing, the short accumulation window at an epoch's end, throughput totals across
-a resume, random-number states and asynchronous checkpoint uploads."""
+a resume, random-number states, asynchronous checkpoint uploads and the loop's test
+hooks."""
 
 from __future__ import annotations
 
@@ -102,6 +103,27 @@ def test_checkpoint_upload_does_not_hold_the_training_thread(tmp_path, files):
     assert {p.name for p in harness.checkpoints[6].iterdir()} == {"model.pt", "trainer_state.pt", "state.json"}
     resumed = run_loop(job, tmp_path / "resumed", start=harness.checkpoints[6])
     assert [r["step"] for r in resumed.reports] == [9, 12]
+
+
+class _RecordSteps:
+    """A LoopHooks that records every call of its `after_step` seam."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, int]] = []
+
+    def after_step(self, step: int, *, rank: int, world_size: int) -> None:
+        self.calls.append((step, rank, world_size))
+
+
+def test_the_loop_calls_its_hooks_after_every_optimizer_step(tmp_path, files):
+    """The test seam: `hooks` in the loop config is called after each optimizer step,
+    numbered over the whole run, so a resumed run goes on from its checkpoint's step."""
+    job = _job(tmp_path, files)
+    whole_hooks, resumed_hooks = _RecordSteps(), _RecordSteps()
+    whole = run_loop(job, tmp_path / "whole", hooks=whole_hooks)
+    assert whole_hooks.calls == [(step, 0, 1) for step in range(1, 13)]
+    run_loop(job, tmp_path / "resumed", start=whole.checkpoints[6], hooks=resumed_hooks)
+    assert [step for step, _, _ in resumed_hooks.calls] == list(range(7, 13))
 
 
 def _draws() -> list:

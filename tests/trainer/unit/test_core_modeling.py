@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from finetune_trainer.config import ModelSpec
 from finetune_trainer.errors import ModelError
-from finetune_trainer.modeling import dropout_attributes, load_model_and_tokenizer, minilm_path
+from finetune_trainer.modeling import dropout_attributes, minilm_path
+from finetune_trainer.tasks.text_classification import load_model_and_tokenizer
 
 
 def test_local_folder_with_labels_and_dropout_override(tiny_model_path: Path) -> None:

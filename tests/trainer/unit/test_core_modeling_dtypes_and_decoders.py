@@ -9,7 +9,7 @@ import pytest
 import torch
 from core_helpers import VOCAB, make_tiny_model_dir, training_config
 from finetune_trainer.config import ModelSpec
-from finetune_trainer.modeling import load_model_and_tokenizer
+from finetune_trainer.tasks.text_classification import load_model_and_tokenizer
 from pydantic import ValidationError
 
 EOS = "<|endoftext|>"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from finetune_trainer import quiet
 from finetune_trainer.config import ModelSpec
-from finetune_trainer.modeling import load_model_and_tokenizer
+from finetune_trainer.tasks.text_classification import load_model_and_tokenizer
 
 LIBRARY_ENV = ("FINETUNE_VERBOSE", "TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS",
                "HF_DATASETS_DISABLE_PROGRESS_BARS")

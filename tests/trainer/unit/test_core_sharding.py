@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from core_helpers import training_config
-from finetune_trainer.data import Examples, load_examples
+from finetune_trainer.tasks.text_classification import Examples, load_examples
 from finetune_trainer.sharding import fair_sizes, rebalance
 
 

@@ -12,7 +12,7 @@ import pytest
 from finetune_trainer import staging, storage
 from finetune_trainer.config import JobConfig
 from finetune_trainer.errors import ModelError
-from finetune_trainer.modeling import load_model_and_tokenizer
+from finetune_trainer.tasks.text_classification import load_model_and_tokenizer
 
 HUB_ID = "acme/tiny-classifier"
 

@@ -10,9 +10,8 @@ import pytest
 from core_helpers import make_tiny_model_dir, sentiment_rows, training_config, write_rows
 from finetune_trainer import storage
 from finetune_trainer.config import ModelSpec, OutputSpec
-from finetune_trainer.data import load_examples
 from finetune_trainer.errors import StorageError
-from finetune_trainer.modeling import load_model_and_tokenizer
+from finetune_trainer.tasks.text_classification import load_examples, load_model_and_tokenizer
 
 from tests.support.s3 import s3_bucket, s3_store  # noqa: F401  (pytest fixtures)
 
