@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Mapping, Union
 
 from pydantic import BaseModel
 
@@ -54,17 +54,15 @@ def _walk(model: type[BaseModel], prefix: str) -> Iterator[str]:
                 yield path
 
 
-def tunable_paths(model: type[BaseModel]) -> list[str]:
-    """Every scalar field of `model` (the training configuration's class) under
-    TUNABLE_ROOTS: what a sweep or `--set` may change."""
-    fields = model.model_fields
-    return [p for root in TUNABLE_ROOTS for p in _walk(_unwrap(fields[root].annotation)[0], root)]
+def tunable_paths(blocks: Mapping[str, type[BaseModel]]) -> list[str]:
+    """Every scalar field under TUNABLE_ROOTS, given each root's model class (`blocks`,
+    keyed by root name): what a sweep or `--set` may change."""
+    return [p for root in TUNABLE_ROOTS for p in _walk(blocks[root], root)]
 
 
-def check_tunable_path(path: str, model: type[BaseModel]) -> None:
-    """Raise ValueError naming the closest tunable path of `model` when `path` is not
-    one."""
-    allowed = tunable_paths(model)
+def check_tunable_path(path: str, blocks: Mapping[str, type[BaseModel]]) -> None:
+    """Raise ValueError naming the closest tunable path when `path` is not one."""
+    allowed = tunable_paths(blocks)
     if path in allowed:
         return
     close = difflib.get_close_matches(path, allowed, n=1, cutoff=0.6)

@@ -1,0 +1,79 @@
+"""`data`: where the training, validation and test data live and how to read them."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from finetune_trainer.config.base import Spec
+
+DataFormat = Literal["csv", "tsv", "jsonl", "parquet"]
+
+
+class AugmentationSpec(Spec):
+    """Random text augmentation applied to training examples only."""
+
+    wordDropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Probability of dropping each word of a training example."""
+
+    wordSwap: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Probability of swapping each word with its right neighbour."""
+
+    CEL_RULES = (
+        ("self.wordDropout > 0.0 || self.wordSwap > 0.0",
+         "set wordDropout or wordSwap above 0, or leave augmentation out"),
+    )
+
+    @model_validator(mode="after")
+    def _something_enabled(self) -> "AugmentationSpec":
+        if self.wordDropout == 0.0 and self.wordSwap == 0.0:
+            raise ValueError("set wordDropout or wordSwap above 0, or leave augmentation out")
+        return self
+
+
+class DataSpec(Spec):
+    """The labelled text data: where it lives and how to read it."""
+
+    train: str = Field(min_length=1)
+    """Training data: a local path, an `s3://` URI, or `hf://<dataset>[@<split>]` for
+    a Hugging Face hub dataset."""
+
+    validation: Optional[str] = None
+    """Validation data, as `train`. When absent, `validationFraction` of the training
+    data is split off."""
+
+    test: Optional[str] = None
+    """Test data, as `train`; scored once at the end with the best checkpoint."""
+
+    format: Optional[DataFormat] = None
+    """File format. Inferred from the file extension when absent."""
+
+    textColumn: str = Field(default="text", min_length=1)
+    """Column with the input text."""
+
+    textPairColumn: Optional[str] = None
+    """Optional second text column, for sentence-pair tasks."""
+
+    labelColumn: str = Field(default="label", min_length=1)
+    """Column with the label: a class name or an integer id."""
+
+    validationFraction: float = Field(default=0.1, gt=0.0, le=0.5)
+    """Share of the training data held out for validation when no `validation` source
+    is given."""
+
+    maxSeqLength: int = Field(default=128, ge=8, le=8192)
+    """Token sequences are truncated to this length."""
+
+    maxSamples: Optional[int] = Field(default=None, ge=1)
+    """Use at most this many training examples (after shuffling)."""
+
+    shuffleSeed: int = Field(default=42, ge=0)
+    """Seed for shuffling and for the validation split."""
+
+    strict: bool = False
+    """Fail on rows with a missing value and on duplicate training rows, instead of
+    dropping them and reporting the counts."""
+
+    augmentation: Optional[AugmentationSpec] = None
+    """Optional random augmentation of training texts."""

@@ -1,0 +1,117 @@
+"""`strategy`: which parameters are fine-tuned."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from finetune_trainer.config.base import Spec
+
+StrategyType = Literal["full", "partial", "featureExtraction", "gradualUnfreezing", "lora"]
+
+
+class PartialSpec(Spec):
+    """What `partial` fine-tuning freezes."""
+
+    freezeEmbeddings: bool = True
+    """Freeze the embedding layer."""
+
+    freezeLayers: int = Field(default=0, ge=0, le=1000)
+    """Freeze the lowest N transformer layers."""
+
+    freezePatterns: list[str] = Field(default_factory=list, max_length=64)
+    """Also freeze parameters whose name matches any of these regular expressions."""
+
+    CEL_RULES = (
+        ("self.freezeEmbeddings || self.freezeLayers > 0"
+         " || (has(self.freezePatterns) && size(self.freezePatterns) > 0)",
+         "partial must freeze something: freezeEmbeddings, freezeLayers or freezePatterns"),
+    )
+
+    @model_validator(mode="after")
+    def _freezes_something(self) -> "PartialSpec":
+        if not (self.freezeEmbeddings or self.freezeLayers or self.freezePatterns):
+            raise ValueError(
+                "partial must freeze something: freezeEmbeddings, freezeLayers or freezePatterns"
+            )
+        import re
+
+        for pattern in self.freezePatterns:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"freezePatterns: {pattern!r} is not a valid regular expression: {err}")
+        return self
+
+
+class GradualUnfreezingSpec(Spec):
+    """Start with only the head trainable, then unfreeze one more layer from the top
+    every `every` units."""
+
+    every: int = Field(default=1, ge=1)
+    """How many units between two unfreezing steps."""
+
+    unit: Literal["epoch", "step"] = "epoch"
+    """Whether `every` counts epochs or optimizer steps."""
+
+    unfreezeEmbeddings: bool = False
+    """Unfreeze the embeddings too once every layer is unfrozen."""
+
+
+class LoraSpec(Spec):
+    """Low-rank adapters (peft LoRA)."""
+
+    r: int = Field(default=8, ge=1, le=1024)
+    """Rank of the adapter matrices."""
+
+    alpha: float = Field(default=16.0, gt=0)
+    """Scaling numerator; the update is scaled by alpha / r."""
+
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    """Dropout on the adapter input."""
+
+    targetModules: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1, max_length=64)
+    """Names (suffixes) of the linear modules that get adapters."""
+
+    mergeOnExport: bool = True
+    """Export the merged model (true) or only the adapter (false)."""
+
+
+class StrategySpec(Spec):
+    """Which parameters are fine-tuned."""
+
+    type: StrategyType = "full"
+    """`full`, `partial`, `featureExtraction`, `gradualUnfreezing` or `lora`."""
+
+    partial: Optional[PartialSpec] = None
+    """Settings for `partial`."""
+
+    gradualUnfreezing: Optional[GradualUnfreezingSpec] = None
+    """Settings for `gradualUnfreezing`."""
+
+    lora: Optional[LoraSpec] = None
+    """Settings for `lora`."""
+
+    CEL_RULES = (
+        ("!has(self.partial) || self.type == 'partial'",
+         "partial settings are allowed only with type partial"),
+        ("!has(self.gradualUnfreezing) || self.type == 'gradualUnfreezing'",
+         "gradualUnfreezing settings are allowed only with type gradualUnfreezing"),
+        ("!has(self.lora) || self.type == 'lora'",
+         "lora settings are allowed only with type lora"),
+    )
+
+    @model_validator(mode="after")
+    def _settings_match_type(self) -> "StrategySpec":
+        for name in ("partial", "gradualUnfreezing", "lora"):
+            if getattr(self, name) is not None and self.type != name:
+                raise ValueError(f"{name} settings are allowed only with type {name} (type is {self.type})")
+        return self
+
+    def resolved(self) -> "StrategySpec":
+        """A copy whose settings block for `type` is filled with its defaults."""
+        defaults = {"partial": PartialSpec, "gradualUnfreezing": GradualUnfreezingSpec, "lora": LoraSpec}
+        if self.type in defaults and getattr(self, self.type) is None:
+            return self.model_copy(update={self.type: defaults[self.type]()})
+        return self
