@@ -2,7 +2,9 @@
 
 transformers prints a LOAD REPORT table for every model whose new head it
 initialises, and transformers / huggingface_hub / datasets draw a progress bar for
-every load and save. In a fine-tuning job both are expected and say nothing: the
+every load and save. Ray Tune's newer console output prints a configuration table and
+result paths at the start of every sweep even at verbose=0; its older output, chosen
+with RAY_AIR_NEW_OUTPUT=0, honours verbose=0. In a fine-tuning job both are expected and say nothing: the
 trainer reports a new head once in its own words instead. With FINETUNE_VERBOSE=1
 (`finetune -v run`) the libraries speak as they normally would.
 
@@ -32,7 +34,7 @@ def library_env(is_verbose: bool | None = None) -> dict[str, str]:
         return {VERBOSE_ENV: "1", "TRANSFORMERS_VERBOSITY": "info", "HF_HUB_DISABLE_PROGRESS_BARS": "0",
                 "HF_DATASETS_DISABLE_PROGRESS_BARS": "0"}
     return {VERBOSE_ENV: "0", "TRANSFORMERS_VERBOSITY": "warning", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
 
 
 def set_verbose(is_verbose: bool) -> None:

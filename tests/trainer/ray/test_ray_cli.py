@@ -59,6 +59,26 @@ def test_finetune_run_trains_and_summarises(tiny_model, intent_data, tmp_path):
     assert "Writing model shards" not in printed
 
 
+def test_finetune_run_of_a_sweep_prints_no_ray_chatter(tiny_model, intent_data, tmp_path):
+    """Ray Tune's start-of-sweep table and result paths, and Ray's notice that it chose
+    token authentication, are library chatter: a sweep's output is our own lines."""
+    tune = {"searchSpace": {"training.learningRate": {"type": "grid", "values": [1e-4, 1e-2]}},
+            "searchAlgorithm": "grid", "numTrials": 1, "metric": "eval_accuracy", "mode": "max"}
+    manifest = _manifest(tmp_path / "job.yaml", tiny_model, intent_data, tune=tune)
+    done = subprocess.run([FINETUNE, "run", str(manifest), "--plain", "--cpus", "4"],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    for chatter in ("Configuration for experiment", "View detailed results here", "tensorboard --logdir",
+                    "Token authentication is enabled"):
+        assert chatter not in printed, printed[-3000:]
+    metrics = json.loads((tmp_path / "outputs" / "cli-job" / "metrics.json").read_text())
+    chosen = metrics["hyperparameters"]["training.learningRate"]
+    assert chosen in (1e-4, 1e-2)
+    assert metrics["search"]["chosen"]["training.learningRate"] == chosen
+    assert "trained with training.learningRate" in done.stdout and f"{chosen:g}" in done.stdout
+
+
 def test_finetune_run_reports_bad_data_without_a_traceback(tiny_model, intent_data, tmp_path):
     manifest = _manifest(tmp_path / "job.yaml", tiny_model, intent_data)
     done = subprocess.run([FINETUNE, "run", str(manifest), "--plain", "--cpus", "4",
