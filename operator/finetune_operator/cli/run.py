@@ -222,7 +222,7 @@ def summary_table(result, elapsed: float):
     from rich.table import Table
 
     table = Table(title=f"finetune run: {result.name}", show_header=False)
-    table.add_column("what", style="bold")
+    table.add_column("what", style="bold", no_wrap=True)
     table.add_column("value")
     metrics = result.metrics
     if result.already_finished:
