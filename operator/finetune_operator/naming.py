@@ -76,6 +76,7 @@ COMPONENT_CLEANUP = "cleanup"
 # KubeRay derives the RayCluster name as `<rayjob>-<5 random chars>` and rejects RayJob
 # names longer than 47 characters or that are not DNS-1035 labels (ValidateRayJobMetadata).
 MAX_RAYJOB_NAME = 47
+MAX_CLEANUP_JOB_NAME = 48
 MAX_LABEL_NAME = 63
 MAX_RUN_NAME = 253
 _HASH_CHARS = 8
@@ -124,9 +125,13 @@ def configmap_name(job_name: str) -> str:
 
 
 def cleanup_job_name(job_name: str) -> str:
-    """The output-cleanup Job: `<rayjob name, cut to 40>-cleanup`, at most 48
-    characters, so the pods the Job controller names after it stay valid too."""
-    return f"{rayjob_name(job_name)[:40]}-cleanup"
+    """The output-cleanup Job: `<rayjob name>-cleanup`, at most 48 characters, so the
+    pods the Job controller names after it stay valid too. A RayJob name too long for
+    that is cut and ends in a hash of the job name, so two jobs never share a cleanup
+    Job."""
+    suffix = "-cleanup"
+    head = _bounded(rayjob_name(job_name), job_name, MAX_CLEANUP_JOB_NAME - len(suffix), must_start_with_letter=True)
+    return head + suffix
 
 
 def run_name(namespace: str, name: str) -> str:

@@ -42,6 +42,17 @@ def test_cleanup_job_for_a_job_with_a_secret():
 
 def test_cleanup_job_name_fits_a_label_and_ends_in_cleanup():
     name = naming.cleanup_job_name("x" * 253)
-    assert name == "x" * 38 + "-1-cleanup"  # the RayJob's name (38 x, a hash) cut to 40
+    assert name.startswith("x" * 30) and name.endswith(f"-{naming.short_hash('x' * 253)}-cleanup")
     assert len(name) <= 48 and naming.is_dns1123_label(name)
     assert naming.cleanup_job_name("scratch") == "scratch-cleanup"
+
+
+def test_long_job_names_get_distinct_cleanup_jobs():
+    # Names that agree on their first 60 characters: cutting the RayJob name (whose
+    # hash is at its end) used to leave one hash character, so about one pair in 16
+    # collided.
+    names = [f"{'tenant-training-run-' * 3}{i}" for i in range(500)]
+    cleanup = {naming.cleanup_job_name(name) for name in names}
+    assert len(cleanup) == len(names)
+    assert all(len(name) <= 48 and name.endswith(f"-{naming.short_hash(job)}-cleanup") for name, job in
+               zip(map(naming.cleanup_job_name, names), names))
