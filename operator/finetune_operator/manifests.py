@@ -12,6 +12,7 @@ import difflib
 import functools
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -284,10 +285,15 @@ def _huge_integers(document: Any) -> list[tuple[tuple[Any, ...], int]]:
     return sorted(found, key=lambda item: format_path(item[0]))
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def format_path(loc: Iterable[Any]) -> str:
     """`('spec', 'resources', 'tolerations', 0, 'effect')` -> `spec.resources.tolerations[0].effect`.
 
-    Map keys that contain a dot (search-space paths) are quoted in brackets.
+    Map keys other than plain names (search-space paths with dots, empty keys, spaces,
+    control characters) are quoted in brackets, escaped, so the path stays one line
+    and says exactly which key was meant.
     """
     text = ""
     for part in loc:
@@ -297,7 +303,7 @@ def format_path(loc: Iterable[Any]) -> str:
             continue
         if isinstance(part, int):
             text += f"[{part}]"
-        elif "." in str(part):
+        elif not _PLAIN_KEY.match(str(part)):
             text += f"[{str(part)!r}]"
         else:
             text += f".{part}" if text else str(part)

@@ -158,9 +158,9 @@ resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a runaway expansio
 from finetune_operator.cli import main
 import finetune_operator.manifests  # the models are built before the clock starts
 tracemalloc.start()
-started = time.monotonic()
+started = time.process_time()  # CPU seconds: a busy machine does not stretch them
 code = main(["validate", sys.argv[1]])
-print("SECONDS", time.monotonic() - started, "PEAK", tracemalloc.get_traced_memory()[1])
+print("SECONDS", time.process_time() - started, "PEAK", tracemalloc.get_traced_memory()[1])
 sys.exit(code)
 """
 
