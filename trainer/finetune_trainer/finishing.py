@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 from finetune_trainer.checkpointing import MODEL_STATE, STATE_JSON
 from finetune_trainer.config import JobConfig, ScalingSpec, SearchDimension
-from finetune_trainer.errors import StorageError
+from finetune_trainer.errors import StorageError, TrainerError
 from finetune_trainer.ray_train import Outcome, finite
 from finetune_trainer.telemetry import SINGLE_TRIAL_ID, ProgressTracker
 
@@ -66,9 +66,16 @@ def finish_on_worker(job: JobConfig, outcome: Outcome, filesystem, model_uri: st
     the model to `model_uri`. Returns what `score_and_export` returns, plus `ran_on`
     (the task's node, process and assigned resources, for the log and the tests)."""
     import ray
+    from ray.exceptions import RayTaskError
 
     task = ray.remote(_finish_task).options(**scoring_task_options(job.scaling))
-    scored = ray.get(task.remote(job, outcome, filesystem, model_uri))
+    try:
+        scored = ray.get(task.remote(job, outcome, filesystem, model_uri))
+    except RayTaskError as err:  # our own error inside: its message, not Ray's traceback
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, TrainerError):
+            raise cause from None
+        raise
     log.info("scored and exported on node %s with %s", scored["ran_on"]["node_id"], scored["ran_on"]["resources"])
     return scored
 

@@ -35,3 +35,17 @@ def test_scoring_and_export_run_in_a_task_sized_like_a_worker(ray_local, tiny_mo
     assert (Path(model_uri) / "_SUCCESS").is_file()
     model = AutoModelForSequenceClassification.from_pretrained(model_uri)
     assert [model.config.id2label[i] for i in range(3)] == INTENTS
+
+
+def test_an_error_in_the_finishing_task_arrives_as_its_own_message(ray_local, tiny_model, intent_data, tmp_path):
+    from finetune_trainer.errors import StorageError
+    from finetune_trainer.finishing import finish_on_worker
+    from finetune_trainer.ray_train import Outcome
+
+    job = make_job("finish-missing", tiny_model, intent_data, str(tmp_path / "out"))
+    missing = tmp_path / "no-such-checkpoint"
+    with pytest.raises(StorageError) as caught:
+        finish_on_worker(job, Outcome(str(missing), {}, {}, None, [], {}), None, str(tmp_path / "model"))
+    message = str(caught.value)
+    assert message.startswith(f"cannot read model.pt of the best checkpoint {missing}")
+    assert "Traceback" not in message and "ray::" not in message
