@@ -93,7 +93,9 @@ def _finish_task(job: JobConfig, outcome: Outcome, filesystem, model_uri: str) -
     with tempfile.TemporaryDirectory(prefix="finetune-finish-") as scratch:
         work = Path(scratch)
         scored = score_and_export(job, outcome, work, filesystem)
-        storage.upload_dir(work / "out" / MODEL_DIR, model_uri, job.config.output)
+        # `filesystem` (Ray's storage, the same store as the outputs) was built on the
+        # driver with its credentials; a task process may not have them in its environment.
+        storage.upload_dir(work / "out" / MODEL_DIR, model_uri, job.config.output, filesystem=filesystem)
     context = ray.get_runtime_context()
     scored["ran_on"] = {"node_id": context.get_node_id(), "pid": os.getpid(),
                         "resources": context.get_assigned_resources()}
