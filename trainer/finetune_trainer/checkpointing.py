@@ -3,9 +3,10 @@
 A checkpoint is a folder of three files: the model's weights (`model.pt`), the
 trainer's state (`trainer_state.pt`: optimizer, schedule, gradient scaler and every
 rank's random-number states) and `state.json` (position, unfreezing stage, early
-stopping, throughput totals, loss history, and under PBT the trial whose weights
-these continue). That is all a resumed run needs, and
-nothing is kept twice.
+stopping, throughput totals, loss history, label names, the data report of all ranks
+and under PBT the trial whose weights these continue). That is all a resumed run
+needs, and nothing is kept twice. Finishing needs only `model.pt` and `state.json`:
+the data report is there so that it need not read the training data again.
 
 Rank 0 writes the folder and hands it to Ray Train with an asynchronous upload, so
 the other ranks are not held in their next collective while rank 0 uploads; Ray

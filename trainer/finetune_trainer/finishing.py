@@ -1,32 +1,131 @@
 """Finishing a trained job: load the best checkpoint, score the test split once,
 export the model (and tokenizer and labels) and write the job's records: metrics.json,
-trials.json for a sweep, curves.png and the model card. Everything is written into a
-local work folder; the runner uploads it.
+trials.json for a sweep, curves.png and the model card.
+
+Where it runs. Scoring and export need what one training worker needs (the model in
+memory, a GPU when training had one), so `finish_on_worker` runs them as a Ray task
+with one training worker's resources (`scoring_task_options`: its CPUs, GPUs and
+accelerator type), never on the driver. On KubeRay the driver is the head pod, which
+has a CPU and a few GiB and advertises no CPUs to Ray (`num-cpus: 0`), so the task
+lands on a worker node; with a local Ray (`finetune run`) it is a task of the same
+process tree, and the same code runs. The task writes the model into storage itself
+(`model/` with its `_SUCCESS`) and returns only a small dict: the model never travels
+through the object store. Ray Train V2 leaves no worker group behind after `fit`, and
+Tune's trials have ended when finishing starts, so the task finds a worker's room.
+
+What it reads.
+- From the checkpoint only `model.pt` and `state.json`; the trainer state
+  (optimizer, schedule, RNG: often twice the model's size) is never fetched.
+- From the data only `data.test`. The data report (rows read, dropped, split sizes,
+  label counts) was computed by the workers when training read the data and is
+  stored in every checkpoint's `state.json`; the test split is a source of its own
+  (it is never carved out of `data.train`), so without `data.test` no data is read.
+  Checkpoints written before the report was stored fall back to reading every source.
+
+Memory: one model, built from its config or staged weights, takes the checkpoint's
+weights (memory-mapped, dropped once loaded); it is scored under `torch.no_grad` and,
+for LoRA with `mergeOnExport`, merged in place rather than copied.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 from finetune_trainer.checkpointing import MODEL_STATE, STATE_JSON
-from finetune_trainer.config import JobConfig, SearchDimension
-from finetune_trainer.errors import StorageError
+from finetune_trainer.config import JobConfig, ScalingSpec, SearchDimension
+from finetune_trainer.errors import StorageError, TrainerError
 from finetune_trainer.ray_train import Outcome, finite
 from finetune_trainer.telemetry import SINGLE_TRIAL_ID, ProgressTracker
 
+log = logging.getLogger(__name__)
+
 MODEL_DIR = "model"
 """Sub-folder of the job's folder (and of the work folder's `out/`) for the model."""
+EXPORT_FILES = (MODEL_STATE, STATE_JSON)
+"""The checkpoint's files that finishing fetches (not the trainer state)."""
+SCORING_RETRIES = 1
+"""Retries of the finishing task when its worker dies (a lost node); a task that runs
+out of memory on a worker-sized node would only do so again."""
+
+
+def scoring_task_options(scaling: ScalingSpec) -> dict[str, Any]:
+    """`ray.remote` options that place the finishing task like one training worker."""
+    options: dict[str, Any] = {"num_cpus": scaling.cpusPerWorker, "num_gpus": scaling.gpusPerWorker,
+                               "max_retries": SCORING_RETRIES}
+    if scaling.acceleratorType:
+        options["accelerator_type"] = scaling.acceleratorType
+    return options
+
+
+def finish_on_worker(job: JobConfig, outcome: Outcome, filesystem, model_uri: str) -> dict[str, Any]:
+    """Score and export in a Ray task sized like one training worker; the task uploads
+    the model to `model_uri`. Returns what `score_and_export` returns, plus `ran_on`
+    (the task's node, process and assigned resources, for the log and the tests)."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    task = ray.remote(_finish_task).options(**scoring_task_options(job.scaling))
+    try:
+        scored = ray.get(task.remote(job, outcome, filesystem, model_uri))
+    except RayTaskError as err:  # our own error inside: its message, not Ray's traceback
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, TrainerError):
+            raise cause from None
+        raise
+    log.info("scored and exported on node %s with %s", scored["ran_on"]["node_id"], scored["ran_on"]["resources"])
+    return scored
+
+
+def _finish_task(job: JobConfig, outcome: Outcome, filesystem, model_uri: str) -> dict[str, Any]:
+    """The body of the finishing task: score, export, upload the model."""
+    import os
+
+    import ray
+
+    from finetune_trainer import storage
+    from finetune_trainer.quiet import configure_libraries
+
+    configure_libraries()
+    with tempfile.TemporaryDirectory(prefix="finetune-finish-") as scratch:
+        work = Path(scratch)
+        scored = score_and_export(job, outcome, work, filesystem)
+        # `filesystem` (Ray's storage, the same store as the outputs) was built on the
+        # driver with its credentials; a task process may not have them in its environment.
+        storage.upload_dir(work / "out" / MODEL_DIR, model_uri, job.config.output, filesystem=filesystem)
+    context = ray.get_runtime_context()
+    scored["ran_on"] = {"node_id": context.get_node_id(), "pid": os.getpid(),
+                        "resources": context.get_assigned_resources()}
+    return scored
+
+
+def fetch_for_export(checkpoint_path: str, filesystem, local: Path) -> Path:
+    """Copy `EXPORT_FILES` of the checkpoint at `checkpoint_path` (on `filesystem`, or
+    the path's own when None) into the folder `local`."""
+    from pyarrow import fs as pafs
+
+    if filesystem is None:
+        filesystem, checkpoint_path = pafs.FileSystem.from_uri(checkpoint_path) if "://" in checkpoint_path \
+            else (pafs.LocalFileSystem(), checkpoint_path)
+    local.mkdir(parents=True, exist_ok=True)
+    for name in EXPORT_FILES:
+        try:
+            pafs.copy_files(f"{checkpoint_path.rstrip('/')}/{name}", str(local / name),
+                            source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem())
+        except OSError as err:
+            raise StorageError(f"cannot read {name} of the best checkpoint {checkpoint_path}: {err}") from err
+    return local
 
 
 def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -> dict[str, Any]:
     """Load the best checkpoint, score the test split, export model and tokenizer into
     `work/out/model`; returns the test metrics, label names, data report and the best
-    checkpoint's loss history."""
+    checkpoint's loss history. Runs where it is called (`finish_on_worker` calls it on
+    a worker)."""
     import torch
-    from ray.train import Checkpoint
     from torch.utils.data import DataLoader
 
     from finetune_trainer.config import with_overrides
@@ -35,13 +134,7 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
     from finetune_trainer.tasks import get_task
 
     config = with_overrides(job.config, outcome.overrides) if outcome.overrides else job.config
-    local = work / "checkpoint"
-    checkpoint = Checkpoint(outcome.checkpoint_path, filesystem=filesystem) if filesystem is not None \
-        else Checkpoint(outcome.checkpoint_path)
-    try:
-        checkpoint.to_directory(str(local))
-    except OSError as err:
-        raise StorageError(f"cannot read the best checkpoint {outcome.checkpoint_path}: {err}") from err
+    local = fetch_for_export(outcome.checkpoint_path, filesystem, work / "checkpoint")
     meta = json.loads((local / STATE_JSON).read_text())
     label_names = meta["label_names"]
     task = get_task(config)
@@ -49,18 +142,31 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
         model, tokenizer = task.load_model(config.model, label_names, config.training.dropout,
                                            output=config.output, cache_dir=cache)
     controller = apply_strategy(model, config.strategy, task)
-    controller.model.load_state_dict(torch.load(local / MODEL_STATE, map_location="cpu", weights_only=True))
-    examples = task.load_examples(config, rank=0, world_size=1, shard_eval=False)
+    weights = torch.load(local / MODEL_STATE, map_location="cpu", weights_only=True, mmap=True)
+    controller.model.load_state_dict(weights)
+    del weights
+    (local / MODEL_STATE).unlink()
+    model = controller.model
+    model.eval()
+    report = meta.get("data_report")
+    if report is None:  # a checkpoint from before the report was stored with it
+        log.info("the checkpoint has no data report; reading the data again to make one")
+        examples = task.load_examples(config, rank=0, world_size=1, shard_eval=False)
+        report, test = examples.report.to_dict(), examples.test
+    else:
+        test = task.load_test(config, label_names)
     test_metrics: dict[str, Any] = {}
-    if examples.test is not None and len(examples.test):
-        dataset = task.dataset(examples.test, tokenizer, config)
+    if test is not None and len(test):
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device)
+        dataset = task.dataset(test, tokenizer, config)
         loader = DataLoader(dataset, batch_size=64, collate_fn=task.collator(tokenizer))
-        scored = evaluate(controller.model, loader, task=task, label_names=label_names)
+        with torch.no_grad():
+            scored = evaluate(model, loader, device, task=task, label_names=label_names)
         test_metrics = {k.replace("eval_", "test_"): v for k, v in scored.items()}
-    export_model(controller.model, config.strategy, work / "out" / MODEL_DIR, tokenizer)
+    export_model(model, config.strategy, work / "out" / MODEL_DIR, tokenizer, keep_model=False)
     (work / "out" / MODEL_DIR / "labels.json").write_text(json.dumps(label_names))
-    return {"test": test_metrics, "labels": label_names, "report": examples.report.to_dict(),
-            "history": meta.get("history", [])}
+    return {"test": test_metrics, "labels": label_names, "report": report, "history": meta.get("history", [])}
 
 
 def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], tracker: ProgressTracker,
@@ -127,4 +233,5 @@ def _search_record(job: JobConfig, outcome: Outcome) -> Optional[dict[str, Any]]
 
 
 
-__all__ = ["MODEL_DIR", "score_and_export", "write_outputs"]
+__all__ = ["EXPORT_FILES", "MODEL_DIR", "fetch_for_export", "finish_on_worker", "score_and_export",
+           "scoring_task_options", "write_outputs"]

@@ -2,11 +2,12 @@
 
 `run_job` starts one data-parallel `TorchTrainer` (or, with `tune`, a Ray Tune sweep
 whose trials each drive their own `TorchTrainer` with `TuneReportCallback`), follows
-progress, then takes the best checkpoint, scores the test split once, exports the
-model and writes metrics.json, trials.json, curves.png and a model card under
-`<output uri>/<job name>/` (the model in `model/`). Everything Ray Train and Tune keep
-for resume (checkpoints, experiment state) lives under `<output uri>/<job name>/ray/`,
-so the top of the job's folder holds only the documented outputs.
+progress, then takes the best checkpoint, scores the test split once and exports the
+model (in a Ray task sized like one training worker, see `finishing`), and writes
+metrics.json, trials.json, curves.png and a model card under `<output uri>/<job name>/`
+(the model in `model/`). Everything Ray Train and Tune keep for resume (checkpoints,
+experiment state) lives under `<output uri>/<job name>/ray/`, so the top of the job's
+folder holds only the documented outputs.
 
 Uploads finish with completion markers, written last: `model/_SUCCESS` when the model
 is whole, and `<job>/_SUCCESS` when every output is. A restart with the same name and
@@ -32,7 +33,7 @@ from typing import Any, Callable, Optional
 from finetune_trainer import staging, storage
 from finetune_trainer.config import JobConfig
 from finetune_trainer.errors import TrainerError
-from finetune_trainer.finishing import MODEL_DIR, score_and_export, write_outputs
+from finetune_trainer.finishing import MODEL_DIR, finish_on_worker, write_outputs
 from finetune_trainer.loop.hooks import LoopHooks
 from finetune_trainer.progress import ProgressReport
 from finetune_trainer.ray_errors import explain
@@ -165,14 +166,13 @@ def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = N
         finally:
             done.set()
             drainer.join(timeout=30)
+        model_uri = storage.join(root, MODEL_DIR)
+        # Scoring and export run on a worker, which uploads the model with its own
+        # marker; then the records, then the job's marker.
+        scored = finish_on_worker(staged, outcome, filesystem, model_uri)
         with tempfile.TemporaryDirectory(prefix="finetune-out-") as scratch:
-            work = Path(scratch)
-            scored = score_and_export(staged, outcome, work, filesystem)
-            meta_dir = work / "out" / "meta"
+            meta_dir = Path(scratch) / "meta"
             metrics = write_outputs(job, outcome, scored, tracker, meta_dir)
-            model_uri = storage.join(root, MODEL_DIR)
-            # Model first (its own marker), then the records, then the job's marker.
-            storage.upload_dir(work / "out" / MODEL_DIR, model_uri, output)
             storage.upload_dir(meta_dir, root, output)
     except TrainerError as err:
         _fail(tracker, str(err))

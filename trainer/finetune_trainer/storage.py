@@ -234,18 +234,22 @@ def upload_dir(
     attempts: int = 5,
     backoff: float = 0.5,
     on_file_uploaded: Optional[Callable[[str], None]] = None,
+    filesystem: "Optional[pafs.FileSystem]" = None,
 ) -> list[str]:
     """Copy every file under `local_dir` to the folder `uri`, then write `_SUCCESS`.
 
     An older marker is removed first, each file is retried with exponential backoff,
     and the marker (a JSON manifest of file names and sizes) goes last, so a failed
     or interrupted upload never looks complete. `on_file_uploaded(relative path)` is
-    called after each file (for progress logs). Returns the uploaded relative paths."""
+    called after each file (for progress logs). `filesystem` is the store's filesystem
+    when the caller has one (e.g. built where the credentials are, and shipped to a Ray
+    task), else it is made from `uri` and `output`. Returns the uploaded relative paths."""
     root = Path(local_dir)
     if not root.is_dir():
         raise StorageError(f"cannot upload {root}: not a folder")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != SUCCESS_MARKER)
-    filesystem, base = resolve_filesystem(uri, output)
+    resolved, base = resolve_filesystem(uri, output)
+    filesystem = filesystem or resolved
     marker = f"{base}/{SUCCESS_MARKER}"
 
     def drop_marker() -> None:

@@ -310,19 +310,22 @@ def apply_strategy(model: Any, strategy: StrategySpec, task: Optional[Task] = No
     raise TrainerError(f"strategy.type: unknown strategy {spec.type!r}")  # pragma: no cover
 
 
-def export_model(model: Any, strategy: StrategySpec, out_dir: str | Path, tokenizer: Any = None) -> Path:
+def export_model(model: Any, strategy: StrategySpec, out_dir: str | Path, tokenizer: Any = None, *,
+                 keep_model: bool = True) -> Path:
     """Save the trained model (and tokenizer) as a `from_pretrained` folder.
 
-    LoRA with `mergeOnExport` saves the merged plain model (a copy is merged, so the
-    training model is left as is); without it only the adapter is saved, loadable with
-    peft on top of the base model."""
+    LoRA with `mergeOnExport` saves the merged plain model: a copy is merged, so the
+    training model is left as is, unless `keep_model` is false (the caller is done with
+    it), when it is merged in place and no second copy is held. Without
+    `mergeOnExport` only the adapter is saved, loadable with peft on top of the base
+    model."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = unwrap(model)
     spec = strategy.resolved()
     if spec.type == "lora":
         if spec.lora.mergeOnExport:
-            merged = copy.deepcopy(model).merge_and_unload()
+            merged = (copy.deepcopy(model) if keep_model else model).merge_and_unload()
             merged.save_pretrained(out)
         else:
             model.save_pretrained(out)

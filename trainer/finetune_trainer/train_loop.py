@@ -119,14 +119,14 @@ def _set_up(loop_config: dict[str, Any]):
     autocast_dtype, scaler = _precision(training, device, rank)
     reducer = Reducer(world_size, device)
     data = _data_and_model(config, rank, world_size, reducer)
-    train_set, validation_set, collate, label_names, controller, task = data
+    train_set, validation_set, collate, label_names, controller, task, data_report = data
     ctx = WorkerContext(task=task,
         job=job, config=config, trial_id=str(loop_config.get("trial") or "run"), rank=rank, world_size=world_size,
         device=device, reducer=reducer, autocast_dtype=autocast_dtype, train_set=train_set,
         validation_set=validation_set, collate=collate, label_names=label_names,
         plan=_plan(training, len(train_set), reducer),
         stopper=EarlyStopper(training.earlyStopping) if training.earlyStopping else None,
-        hooks=loop_config.get("hooks") or NO_HOOKS)
+        hooks=loop_config.get("hooks") or NO_HOOKS, data_report=data_report)
     controller.model.to(device)
     return ctx, controller.model, controller, scaler
 
@@ -148,16 +148,20 @@ def _precision(training: Any, device: Any, rank: int) -> tuple[Any, Any]:
 
 
 def _data_and_model(config: TrainingConfig, rank: int, world_size: int, reducer: Reducer):
-    """(train set, validation set, collator, label names, strategy controller, task): this
-    rank's shard (sharded before tokenisation, rebalanced across ranks) and the model
-    with the fine-tuning strategy applied."""
+    """(train set, validation set, collator, label names, strategy controller, task, data
+    report): this rank's shard (sharded before tokenisation, rebalanced across ranks),
+    the model with the fine-tuning strategy applied, and the data report of all ranks
+    together (as a dict; checkpoints carry it, so finishing need not read the data again)."""
     from finetune_trainer.sharding import rebalance
+    from finetune_trainer.splitting import DataReport
     from finetune_trainer.strategies import apply_strategy
     from finetune_trainer.tasks import get_task
 
     training = config.training
     task = get_task(config)
     examples = task.load_examples(config, rank=rank, world_size=world_size, shard_eval=True)
+    # Each rank counts disjoint rows (and its own shard's labels), before rebalancing.
+    data_report = DataReport.merge(reducer.gather_objects(examples.report)).to_dict()
     if world_size > 1:  # hash shards are even only on average: move the surplus
         examples.train = rebalance(examples.train, rank, config.data.shuffleSeed, reducer.gather_objects)
     label_names = examples.label_names
@@ -167,7 +171,7 @@ def _data_and_model(config: TrainingConfig, rank: int, world_size: int, reducer:
     controller = apply_strategy(model, config.strategy, task)
     train_set = task.dataset(examples.train, tokenizer, config, train=True)
     validation_set = task.dataset(examples.validation, tokenizer, config)
-    return train_set, validation_set, task.collator(tokenizer), label_names, controller, task
+    return train_set, validation_set, task.collator(tokenizer), label_names, controller, task, data_report
 
 
 def _plan(training: Any, train_size: int, reducer: Reducer) -> Plan:

@@ -88,6 +88,11 @@ def test_single_run_writes_a_loadable_model_and_records(ray_local, tiny_model, i
     ray_run = root / "ray" / "single"
     checkpoints_before = sorted(p.name for p in ray_run.glob("checkpoint_*"))
     assert checkpoints_before
+    # The data report was made by the workers at train time and travels in state.json
+    # (finishing does not read the training data again).
+    checkpoint_dirs = sorted(p for p in ray_run.glob("checkpoint_*") if p.is_dir())
+    meta = json.loads((checkpoint_dirs[-1] / "state.json").read_text())
+    assert {k: meta["data_report"][k] for k in metrics["data"]} == metrics["data"]
 
     # A finished job is not trained again: its recorded result comes back.
     again = run_job(job, progress_callback=reports)

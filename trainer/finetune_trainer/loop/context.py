@@ -39,6 +39,9 @@ class WorkerContext:
     """The task (finetune_trainer.tasks): what the examples, model and metrics are."""
     metrics_sink: Any = None
     """WorkerMetrics on rank 0, else None."""
+    data_report: Optional[dict[str, Any]] = None
+    """The data report of all ranks together (`DataReport.to_dict`), saved with every
+    checkpoint for finishing."""
 
 
 @dataclass

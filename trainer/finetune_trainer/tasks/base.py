@@ -70,6 +70,11 @@ class Task(ABC):
         settling the label names from the training data."""
 
     @abstractmethod
+    def load_test(self, config: TrainingConfig, label_names: Sequence[str]) -> Optional[Any]:
+        """The whole test split (`data.test`) checked against the label names training
+        settled, reading that source only; None when the job has no test source."""
+
+    @abstractmethod
     def dataset(self, examples: Any, processor: Any, config: TrainingConfig, *, train: bool = False) -> Any:
         """A map-style torch Dataset over one split's examples (`train`: the training
         split, which may augment; call its `set_epoch` every epoch)."""

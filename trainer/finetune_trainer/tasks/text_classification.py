@@ -193,6 +193,21 @@ def load_examples(
     return SplitExamples(train, validation, test, coder.names, report)
 
 
+def load_test(config: TrainingConfig, label_names: Sequence[str]) -> Optional[Examples]:
+    """The whole test split, read from `data.test` alone and checked against
+    `label_names` (what training settled); None without a test source. Finishing scores
+    it without reading the training data again."""
+    spec = config.data
+    if not spec.test:
+        return None
+    coder = LabelCoder(list(label_names))
+    rules = _Rows(spec, config.model, coder, len(coder.names))
+    rules.coder = coder
+    rows = splitting.scan(spec.test, spec, "data.test", rules, rank=0, world_size=1, seed=spec.shuffleSeed,
+                          output=config.output, report=DataReport())
+    return _to_examples(rows, coder, "data.test", spec.textPairColumn is not None)
+
+
 def read_table(
     source: str,
     spec: DataSpec,
@@ -347,6 +362,9 @@ class TextClassification(Task):
                       shard_eval: bool = True) -> SplitExamples:
         return load_examples(config, rank=rank, world_size=world_size, shard_eval=shard_eval)
 
+    def load_test(self, config: TrainingConfig, label_names: Sequence[str]) -> Optional[Examples]:
+        return load_test(config, label_names)
+
     def dataset(self, examples: Examples, processor: Any, config: TrainingConfig, *,
                 train: bool = False) -> TextClassificationDataset:
         return make_dataset(examples, processor, config, train=train)
@@ -398,6 +416,7 @@ __all__ = [
     "TextClassificationDataset",
     "infer_label_names",
     "load_examples",
+    "load_test",
     "make_collator",
     "make_dataset",
     "prepare_datasets",
