@@ -35,15 +35,7 @@ from tests.support.kube_fixtures import KubeHandle, start_kube
 from tests.support.real_kube_handle import RealKubeHandle
 
 from tests.support.paths import RAYJOB_CRD, REPO
-from tests.support.helpers import deep_merge, free_port  # noqa: F401  (re-exported)
-
-BASE_SPEC: dict[str, Any] = {
-    "model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
-    "data": {"train": "s3://datasets/reviews/train.csv"},
-    "training": {"maxSteps": 4, "batchSize": 4},
-    "output": {"uri": "s3://models/reviews"},
-    "resources": {"workers": 1, "worker": {"cpu": "1", "memory": "2Gi"}},
-}
+from tests.support.helpers import free_port  # noqa: F401  (re-exported)
 
 RAYJOBS = "rayjobs"
 JOBS = "finetunejobs"
@@ -87,16 +79,6 @@ def kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kube]:
         if collect:
             server.stop_controller_manager()
         real.reset()
-
-
-def job_manifest(name: str, namespace: str = "default", labels: Optional[dict] = None,
-                 **spec_overrides: Any) -> dict:
-    return {
-        "apiVersion": "finetune.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
-        "spec": deep_merge(BASE_SPEC, spec_overrides),
-    }
 
 
 @functools.lru_cache(maxsize=1)

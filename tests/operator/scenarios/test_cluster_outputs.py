@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from tests.operator.scenarios.conftest import JOBS, RAYJOBS, event_reasons, job_manifest, phase_is, wait_until
+from tests.operator.scenarios.conftest import JOBS, RAYJOBS, event_reasons, phase_is, wait_until
+from tests.support.jobs import runnable_job
 
 
 def test_a_local_output_uri_is_refused_naming_the_field(kube, operator):
-    kube.create(job_manifest("localout", output={"uri": "outputs/models"}))
+    kube.create(runnable_job("localout", output={"uri": "outputs/models"}))
     job = kube.wait_for(JOBS, "localout", phase_is("Failed"), "default")
     assert job["status"]["message"].startswith("output.uri: 'outputs/models'")
     assert "s3://" in job["status"]["message"]

@@ -7,11 +7,11 @@ import pytest
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
-    job_manifest,
     phase_is,
     set_rayjob_state,
     wait_until,
 )
+from tests.support.jobs import runnable_job
 
 
 def test_operator_killed_mid_flight_restarts_without_duplicates(kube, start_operator):
@@ -19,7 +19,7 @@ def test_operator_killed_mid_flight_restarts_without_duplicates(kube, start_oper
     operator = start_operator(env=roomy)
     names = [f"job-{i}" for i in range(8)]
     for name in names:
-        kube.create(job_manifest(name))
+        kube.create(runnable_job(name))
     # Kill it as soon as some, but likely not all, RayJobs exist.
     wait_until(lambda: len(kube.list(RAYJOBS, "default")) >= 2, what="first RayJobs")
     operator.kill()
@@ -45,23 +45,23 @@ def test_operator_killed_mid_flight_restarts_without_duplicates(kube, start_oper
 def test_injected_server_errors_and_conflicts_converge(kube, operator):
     kube.fail_next("create", RAYJOBS, code=500, times=2)
     kube.fail_next("patch", JOBS, code=500, times=2)
-    kube.create(job_manifest("flaky"))
+    kube.create(runnable_job("flaky"))
     kube.wait_for(RAYJOBS, "flaky", lambda obj: True, "default", timeout=20)
     kube.wait_for(JOBS, "flaky", phase_is("Pending"), "default", timeout=20)
 
     kube.fail_next("create", RAYJOBS, code=409, times=1)
-    kube.create(job_manifest("conflicted"))
+    kube.create(runnable_job("conflicted"))
     kube.wait_for(RAYJOBS, "conflicted", lambda obj: True, "default", timeout=20)
     kube.wait_for(JOBS, "conflicted", phase_is("Pending"), "default", timeout=20)
 
 
 @pytest.mark.emulator_only("drops the operator's watch streams on demand")
 def test_dropped_watch_streams_are_reopened(kube, operator):
-    kube.create(job_manifest("before"))
+    kube.create(runnable_job("before"))
     kube.wait_for(JOBS, "before", phase_is("Pending"), "default")
     wait_until(lambda: kube.open_watches() >= 2, what="operator watches open")
     assert kube.close_watches() >= 2
-    kube.create(job_manifest("after"))
+    kube.create(runnable_job("after"))
     kube.wait_for(RAYJOBS, "after", lambda obj: True, "default", timeout=20)
     set_rayjob_state(kube, "before", "Running", "RUNNING")
     kube.wait_for(JOBS, "before", phase_is("Running"), "default", timeout=20)

@@ -13,44 +13,17 @@ import yaml
 
 from finetune_operator.api import FineTuneJobSpec
 
+from tests.support.jobs import BASE_SPEC, stored_job  # noqa: F401  (re-exported)
 from tests.support.paths import RAYJOB_CRD, REPO
-from tests.support.helpers import deep_merge  # noqa: F401  (re-exported)
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-
-BASE_SPEC: dict[str, Any] = {
-    "model": {"source": "/models/tiny-bert"},
-    "data": {"train": "s3://datasets/reviews/train.csv"},
-    "output": {"uri": "s3://models/reviews"},
-}
-
 
 JobFactory = Callable[..., tuple[dict, FineTuneJobSpec]]
 
 
-def build_job(name: str = "reviews", namespace: str = "team-a", uid: str = "0b1c2d3e-uid",
-              generation: int = 1, status: dict | None = None, labels: dict | None = None,
-              created: str = "2026-01-01T00:00:00Z", **spec_overrides: Any) -> tuple[dict, FineTuneJobSpec]:
-    """A stored FineTuneJob object (as the API server returns it) and its spec."""
-    spec_dict = deep_merge(BASE_SPEC, spec_overrides)
-    spec = FineTuneJobSpec.model_validate(spec_dict)
-    job_obj = {
-        "apiVersion": "finetune.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {
-            "name": name, "namespace": namespace, "uid": uid, "generation": generation,
-            "creationTimestamp": created, "labels": labels or {},
-        },
-        "spec": spec.to_dict(),
-    }
-    if status is not None:
-        job_obj["status"] = status
-    return job_obj, spec
-
-
 @pytest.fixture
 def make_job() -> JobFactory:
-    return build_job
+    return stored_job
 
 
 def example_jobs() -> list[tuple[str, dict]]:

@@ -9,7 +9,7 @@ import json
 import kubernetes_validate
 import pytest
 
-from pure_helpers import build_job, example_jobs
+from pure_helpers import example_jobs, stored_job
 from finetune_operator import builders, naming
 from finetune_operator.api import FineTuneJob, parse_quantity
 from finetune_operator.settings import RayJobDefaults, Settings
@@ -43,10 +43,10 @@ def _cases() -> list[tuple[str, dict, object]]:
         job = FineTuneJob.model_validate(document)
         cases.append((case_id, document, job.spec))
     for variant, overrides in VARIANTS.items():
-        job_obj, spec = build_job(**overrides)
+        job_obj, spec = stored_job(**overrides)
         cases.append((variant, job_obj, spec))
     for name in LONG_NAMES:
-        job_obj, spec = build_job(name=name)
+        job_obj, spec = stored_job(name=name)
         cases.append((f"name-{len(name)}-{name[:6]}", job_obj, spec))
     return cases
 

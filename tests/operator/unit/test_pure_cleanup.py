@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from pure_helpers import build_job
+from pure_helpers import stored_job
 from finetune_operator import builders, naming
 from finetune_operator.settings import Settings
 
 
 def test_cleanup_job_for_a_job_with_a_secret():
-    job, _ = build_job("scratch", namespace="team-a", uid="uid-1", outputPolicy="Delete",
+    job, _ = stored_job("scratch", namespace="team-a", uid="uid-1", outputPolicy="Delete",
                        output={"uri": "s3://models/x", "secretRef": {"name": "s3-creds"}})
     labels = {
         "app.kubernetes.io/managed-by": "finetune-operator",
