@@ -16,7 +16,6 @@ run (the emulator collects garbage synchronously).
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
@@ -26,15 +25,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-import jsonschema
 import pytest
-import yaml
 
-from tests.support.kube_schema import openapi_to_jsonschema
 from tests.support.kube_fixtures import KubeHandle, start_kube
+from tests.support.rayjob_schema import assert_valid_rayjob  # noqa: F401  (re-exported)
 from tests.support.real_kube_handle import RealKubeHandle
 
-from tests.support.paths import RAYJOB_CRD, REPO
+from tests.support.paths import REPO
 from tests.support.helpers import free_port  # noqa: F401  (re-exported)
 
 RAYJOBS = "rayjobs"
@@ -79,21 +76,6 @@ def kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kube]:
         if collect:
             server.stop_controller_manager()
         real.reset()
-
-
-@functools.lru_cache(maxsize=1)
-def rayjob_validator() -> jsonschema.Draft4Validator:
-    """KubeRay's RayJob CRD schema (the shared copy), as a JSON-schema validator."""
-    crd = next(doc for doc in yaml.safe_load_all(RAYJOB_CRD.read_text()) if doc)
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return jsonschema.Draft4Validator(openapi_to_jsonschema(version["schema"]["openAPIV3Schema"]))
-
-
-def assert_valid_rayjob(rayjob: dict) -> None:
-    body = {key: rayjob[key] for key in ("apiVersion", "kind", "spec")}
-    errors = sorted(rayjob_validator().iter_errors(body), key=lambda e: list(e.absolute_path))
-    assert not errors, "RayJob is not valid against KubeRay's CRD: " + "; ".join(
-        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
 
 
 class OperatorProcess:
