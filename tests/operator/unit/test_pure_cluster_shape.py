@@ -51,12 +51,6 @@ def test_the_jobs_own_deadline_and_settings_win(make_job):
     assert "activeDeadlineSeconds" not in builders.build_rayjob(job_obj, spec, settings)["spec"]
 
 
-def test_cpu_jobs_get_no_default_deadline(make_job):
-    job_obj, spec = make_job()
-    body = builders.build_rayjob(job_obj, spec, SETTINGS)["spec"]
-    assert "activeDeadlineSeconds" not in body and "preRunningDeadlineSeconds" not in body
-
-
 # --------------------------------------------------------------- deletion rules
 
 
