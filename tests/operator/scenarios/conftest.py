@@ -227,6 +227,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
         time.sleep(0.05)
 
 
+def creates(kube: Kube, resource: str = RAYJOBS, at_least: int = 0) -> int:
+    """How many create requests for `resource` the operator has made, counted by the
+    server (failed and refused ones too), so an absence is checked over the whole test
+    rather than looked up once. The real server counts from its audit log, which may
+    trail a response a little: this waits until `at_least` are counted."""
+    wait_until(lambda: kube.request_count("create", resource) >= at_least,
+               what=f"{at_least} create requests for {resource}")
+    return kube.request_count("create", resource)
+
+
 def metric_value(text: str, name: str, labels: Optional[dict[str, str]] = None) -> Optional[float]:
     """The value of one sample in a Prometheus exposition."""
     from prometheus_client.parser import text_string_to_metric_families

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.operator.scenarios.conftest import JOBS, RAYJOBS, event_reasons, phase_is, wait_until
+from tests.operator.scenarios.conftest import JOBS, RAYJOBS, creates, event_reasons, phase_is, wait_until
 from tests.support.jobs import runnable_job
 
 
@@ -14,4 +14,6 @@ def test_a_local_output_uri_is_refused_naming_the_field(kube, operator):
     accepted = next(c for c in job["status"]["conditions"] if c["type"] == "Accepted")
     assert (accepted["status"], accepted["reason"]) == ("False", "StorageNotAllowed")
     wait_until(lambda: "StorageNotAllowed" in event_reasons(kube, "localout"), what="StorageNotAllowed event")
-    assert not kube.exists(RAYJOBS, "localout", "default")
+    # Counted, not looked up once: no create was even tried (a refused job claims no RayJob name).
+    assert "rayJobName" not in job["status"]
+    assert creates(kube) == 0

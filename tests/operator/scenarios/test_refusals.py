@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.operator.scenarios.conftest import (
+    creates,
     JOBS,
     RAYJOBS,
     event_reasons,
@@ -36,8 +37,9 @@ def test_invalid_spec_fails_without_a_rayjob(kube, operator):
     accepted = next(c for c in job["status"]["conditions"] if c["type"] == "Accepted")
     assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
     wait_until(lambda: "InvalidSpec" in event_reasons(kube, "badregex"), what="InvalidSpec event")
-    assert not kube.exists(RAYJOBS, "badregex", "default")
-    assert not kube.exists("configmaps", "badregex-config", "default")
+    assert "rayJobName" not in job["status"]
+    assert creates(kube) == 0
+    assert creates(kube, "configmaps") == 0
 
 
 def test_output_outside_the_namespace_prefix_is_refused(kube, start_operator):
@@ -46,7 +48,8 @@ def test_output_outside_the_namespace_prefix_is_refused(kube, start_operator):
     job = kube.wait_for(JOBS, "elsewhere", phase_is("Failed"), "default")
     assert "s3://team-default/" in job["status"]["message"]
     wait_until(lambda: "StorageNotAllowed" in event_reasons(kube, "elsewhere"), what="StorageNotAllowed event")
-    assert not kube.exists(RAYJOBS, "elsewhere", "default")
+    assert "rayJobName" not in job["status"]
+    assert creates(kube) == 0
 
 
 def test_missing_secret_holds_the_job_until_the_secret_exists(kube, operator):
@@ -55,7 +58,7 @@ def test_missing_secret_holds_the_job_until_the_secret_exists(kube, operator):
                         "default")
     assert job["status"]["phase"] == "Queued"
     wait_until(lambda: "SecretNotFound" in event_reasons(kube, "creds"), what="SecretNotFound event")
-    assert not kube.exists(RAYJOBS, "creds", "default")
+    assert creates(kube) == 0
 
     kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": "default"},
                  "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}})

@@ -14,27 +14,45 @@ from tests.operator.scenarios.conftest import (
 from tests.support.jobs import runnable_job
 
 
+@pytest.mark.emulator_only("holds RayJob creation with injected 500s, so the kill lands mid-flight for sure")
 def test_operator_killed_mid_flight_restarts_without_duplicates(kube, start_operator):
     roomy = {"FINETUNE_CONCURRENCY_LIMIT": "100"}
     operator = start_operator(env=roomy)
-    names = [f"job-{i}" for i in range(8)]
-    for name in names:
+    done = ["job-0", "job-1"]
+    for name in done:
         kube.create(runnable_job(name))
-    # Kill it as soon as some, but likely not all, RayJobs exist.
-    wait_until(lambda: len(kube.list(RAYJOBS, "default")) >= 2, what="first RayJobs")
-    operator.kill()
-    running = kube.list(RAYJOBS, "default")[0]["metadata"]["name"]
-    set_rayjob_state(kube, running, "Running", "RUNNING")
-
-    start_operator(env=roomy)
-    for name in names:
+    for name in done:
         kube.wait_for(RAYJOBS, name, lambda obj: True, "default", timeout=20)
-    kube.wait_for(JOBS, running, phase_is("Running"), "default", timeout=20)
-    for name in set(names) - {running}:
+
+    # From here every RayJob create fails, so the next jobs stop half-way: their
+    # RayJob's name recorded in status, the RayJob itself not there.
+    creates_before = kube.request_count("create", RAYJOBS)
+    kube.fail_next("create", RAYJOBS, code=500, times=10**6)
+    stuck = [f"job-{i}" for i in range(2, 8)]
+    for name in stuck:
+        kube.create(runnable_job(name))
+    for name in stuck:
+        kube.wait_for(JOBS, name, lambda obj: (obj.get("status") or {}).get("rayJobName") == name, "default",
+                      timeout=20)
+    wait_until(lambda: kube.request_count("create", RAYJOBS) - creates_before >= len(stuck),
+               what="a RayJob create tried for each stuck job")
+    assert sorted(r["metadata"]["name"] for r in kube.list(RAYJOBS, "default")) == done
+    operator.kill()
+    kube.clear_faults()
+    set_rayjob_state(kube, "job-0", "Running", "RUNNING")
+
+    creates_before = kube.request_count("create", RAYJOBS)
+    start_operator(env=roomy)
+    for name in stuck:
+        kube.wait_for(RAYJOBS, name, lambda obj: True, "default", timeout=20)
+    kube.wait_for(JOBS, "job-0", phase_is("Running"), "default", timeout=20)
+    for name in ["job-1", *stuck]:
         kube.wait_for(JOBS, name, phase_is("Pending"), "default", timeout=20)
     rayjobs = kube.list(RAYJOBS, "default")
-    assert sorted(r["metadata"]["name"] for r in rayjobs) == sorted(names)
-    # Every RayJob is owned by exactly its job, created once (POSTs beyond 8 got 409s).
+    assert sorted(r["metadata"]["name"] for r in rayjobs) == sorted(done + stuck)
+    # The restarted operator created only the missing RayJobs, once each: none for the
+    # two that existed, none twice.
+    assert kube.request_count("create", RAYJOBS) - creates_before == len(stuck)
     for rayjob in rayjobs:
         job = kube.get(JOBS, rayjob["metadata"]["name"], "default")
         assert rayjob["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
