@@ -4,6 +4,7 @@ as the `make_job` fixture, and the example manifests."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +19,18 @@ from tests.support.paths import REPO
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 JobFactory = Callable[..., tuple[dict, FineTuneJobSpec]]
+
+# Kubernetes' own name rules (apimachinery validation), as the tests' oracle.
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def is_dns1035_label(name: str) -> bool:
+    return len(name) <= 63 and bool(_DNS1035.match(name))
+
+
+def is_dns1123_label(name: str) -> bool:
+    return len(name) <= 63 and bool(_DNS1123_LABEL.match(name))
 
 
 @pytest.fixture

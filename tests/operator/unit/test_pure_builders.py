@@ -9,7 +9,7 @@ import json
 import kubernetes_validate
 import pytest
 
-from pure_helpers import example_jobs, stored_job
+from pure_helpers import example_jobs, stored_job, is_dns1035_label, is_dns1123_label
 from tests.support.rayjob_schema import assert_valid_rayjob, rayjob_errors
 from finetune_operator import builders, naming
 from finetune_operator.api import FineTuneJob, parse_quantity
@@ -71,7 +71,7 @@ def test_rayjob_invariants(case_id, job_obj, spec):
     rayjob = builders.build_rayjob(job_obj, spec, SETTINGS)
     meta = job_obj["metadata"]
     name = rayjob["metadata"]["name"]
-    assert len(name) <= naming.MAX_RAYJOB_NAME and naming.is_dns1035_label(name)
+    assert len(name) <= naming.MAX_RAYJOB_NAME and is_dns1035_label(name)
     assert rayjob["metadata"]["namespace"] == meta["namespace"]
     assert rayjob["metadata"]["ownerReferences"] == [{
         "apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob", "name": meta["name"],
@@ -169,7 +169,7 @@ def test_configmap_holds_the_jobconfig(case_id, job_obj, spec):
     configmap = builders.build_configmap(job_obj, spec, SETTINGS)
     meta = job_obj["metadata"]
     assert configmap["metadata"]["name"] == naming.configmap_name(meta["name"])
-    assert naming.is_dns1123_label(configmap["metadata"]["name"])
+    assert is_dns1123_label(configmap["metadata"]["name"])
     assert configmap["metadata"]["ownerReferences"][0]["uid"] == meta["uid"]
     config = JobConfig.model_validate(json.loads(configmap["data"]["job.json"]))
     assert config == spec.job_config(naming.run_name(meta["namespace"], meta["name"]))

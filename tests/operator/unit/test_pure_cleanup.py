@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pure_helpers import stored_job
+from pure_helpers import stored_job, is_dns1123_label
 from finetune_operator import builders, naming
 from finetune_operator.settings import Settings
 
@@ -43,5 +43,5 @@ def test_cleanup_job_for_a_job_with_a_secret():
 def test_cleanup_job_name_fits_a_label_and_ends_in_cleanup():
     name = naming.cleanup_job_name("x" * 253)
     assert name == "x" * 38 + "-1-cleanup"  # the RayJob's name (38 x, a hash) cut to 40
-    assert len(name) <= 48 and naming.is_dns1123_label(name)
+    assert len(name) <= 48 and is_dns1123_label(name)
     assert naming.cleanup_job_name("scratch") == "scratch-cleanup"

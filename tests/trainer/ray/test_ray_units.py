@@ -120,19 +120,18 @@ def test_failure_explanations_name_the_real_cause():
     assert message.startswith("training failed because the output store is unreachable:") and "curlCode" in message
 
 
-def test_live_view_shows_a_trials_table():
+def test_live_view_shows_a_trials_table(tmp_path):
     from rich.console import Console
 
     from finetune_operator.cli.run import LiveView
     from finetune_trainer.telemetry import ProgressTracker
 
     console = Console(record=True, force_terminal=True, width=140)
-    tracker = ProgressTracker(trials_total=2, metric="eval_accuracy", mode="max", job_uri="/nonexistent/x",
+    tracker = ProgressTracker(trials_total=2, metric="eval_accuracy", mode="max", job_uri=str(tmp_path),
                               echo=False)
     with LiveView(console, sweeping=True, metric="eval_accuracy") as view:
         tracker.callback = view.update
         tracker.trial("trial-aaa", {"training.learningRate": 0.001})
-        tracker._last_write = float("inf")  # keep this test off the disk
         tracker.handle(_event("trial-aaa", 5, 0.75, lr=0.001))
     text = console.export_text()
     assert "trial-aaa" in text and "learningRate=0.001" in text and "0.7500" in text
@@ -202,9 +201,7 @@ def test_sweep_settings_map_to_ray_tune_objects():
     capped = _search_alg(bayes, 2)
     assert isinstance(capped, ConcurrencyLimiter) and capped.max_concurrent == 2
     assert isinstance(capped.searcher, OptunaSearch)
-    asha = _scheduler(bayes)
-    assert isinstance(asha, ASHAScheduler) and asha._reduction_factor == 3
-    assert asha._brackets[0]._rungs[-1][0] == 2  # the first rung sits at the grace period
+    assert isinstance(_scheduler(bayes), ASHAScheduler)
     assert isinstance(_scheduler(job("random", "pbt", {"training.learningRate": space["training.learningRate"]})),
                       PopulationBasedTraining)
     assert isinstance(_scheduler(job("random", "fifo", {"training.batchSize": space["training.batchSize"]})),
@@ -216,6 +213,30 @@ def test_sweep_settings_map_to_ray_tune_objects():
     assert isinstance(_domain(SearchDimension.model_validate(space["strategy.lora.r"])), Integer)
     grid = job("grid", "fifo", {"training.batchSize": {"type": "grid", "values": [8, 16, 32]}})
     assert trial_count(grid) == 9  # 3 repetitions of a 3-point grid
+
+
+def test_asha_gets_the_specs_grace_period_and_reduction_factor(monkeypatch):
+    """What we hand Ray: the spec's ASHA settings, on Tune's own iteration counter."""
+    import ray.tune.schedulers as schedulers
+
+    from finetune_trainer.config import JobConfig
+    from finetune_trainer.sweeps import _scheduler
+
+    made = []
+
+    class RecordingASHA(schedulers.ASHAScheduler):
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(schedulers, "ASHAScheduler", RecordingASHA)
+    job = JobConfig.model_validate({"name": "j", "config": {
+        "model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "out"},
+        "tune": {"searchSpace": {"training.batchSize": {"type": "choice", "values": [8, 16]}}, "numTrials": 3,
+                 "scheduler": {"name": "asha", "gracePeriod": 2, "reductionFactor": 3}}}})
+    assert isinstance(_scheduler(job), RecordingASHA)
+    [kwargs] = made
+    assert (kwargs["grace_period"], kwargs["reduction_factor"], kwargs["time_attr"]) == (2, 3, "training_iteration")
 
 
 def _seeded_search_job(seed: int, algorithm: str = "random"):
