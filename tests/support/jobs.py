@@ -78,3 +78,15 @@ def stored_job(name: str = "reviews", namespace: str = "team-a", uid: str = "0b1
 def runnable_job(name: str, namespace: Optional[str] = "default", **overrides: Any) -> dict[str, Any]:
     """`fine_tune_job` from RUNNABLE_SPEC: the job the operator suites create."""
     return fine_tune_job(name, namespace, base=RUNNABLE_SPEC, **overrides)
+
+
+def job_config(name: str = "j", *, scaling: Optional[Mapping[str, Any]] = None, base: Mapping[str, Any] = BASE_SPEC,
+               **spec_overrides: Any) -> Any:
+    """The trainer's `JobConfig` for the same spec (what the operator's ConfigMap
+    carries), for trainer tests that need no manifest around it."""
+    from finetune_trainer.config import JobConfig
+
+    document: dict[str, Any] = {"name": name, "config": deep_merge(dict(base), spec_overrides)}
+    if scaling is not None:
+        document["scaling"] = dict(scaling)
+    return JobConfig.model_validate(document)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.jobs import job_config
+
 
 def test_demo_data_is_deterministic_balanced_and_disjoint(tmp_path):
     from finetune_trainer import demo
@@ -79,15 +81,11 @@ def test_tracker_min_mode_prefers_lower_values(tmp_path):
 
 
 def _job(workers: int = 2, cpus: float = 1.0, max_concurrent: int | None = None, trials: int = 8):
-    from finetune_trainer.config import JobConfig
-
     tune = {"searchSpace": {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3}},
             "numTrials": trials}
     if max_concurrent:
         tune["maxConcurrentTrials"] = max_concurrent
-    return JobConfig.model_validate({"name": "j", "config": {"model": {"source": "m"}, "data": {"train": "t.csv"},
-                                                             "output": {"uri": "out"}, "tune": tune},
-                                     "scaling": {"numWorkers": workers, "cpusPerWorker": cpus}})
+    return job_config(tune=tune, scaling={"numWorkers": workers, "cpusPerWorker": cpus})
 
 
 def test_concurrent_trials_fit_resources_and_respect_the_spec():
@@ -183,15 +181,12 @@ def test_sweep_settings_map_to_ray_tune_objects():
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    from finetune_trainer.config import JobConfig
     from finetune_trainer.sweeps import _domain, _scheduler, _search_alg, trial_count
 
     def job(algorithm: str, scheduler: str, space: dict):
-        return JobConfig.model_validate({"name": "j", "config": {
-            "model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "out"},
-            "tune": {"searchSpace": space, "searchAlgorithm": algorithm, "numTrials": 3,
-                     "scheduler": {"name": scheduler, "gracePeriod": 2, "reductionFactor": 3},
-                     "metric": "eval_accuracy", "mode": "max"}}})
+        return job_config(tune={"searchSpace": space, "searchAlgorithm": algorithm, "numTrials": 3,
+                                "scheduler": {"name": scheduler, "gracePeriod": 2, "reductionFactor": 3},
+                                "metric": "eval_accuracy", "mode": "max"})
 
     space = {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3},
              "training.batchSize": {"type": "choice", "values": [8, 16]},
@@ -219,7 +214,6 @@ def test_asha_gets_the_specs_grace_period_and_reduction_factor(monkeypatch):
     """What we hand Ray: the spec's ASHA settings, on Tune's own iteration counter."""
     import ray.tune.schedulers as schedulers
 
-    from finetune_trainer.config import JobConfig
     from finetune_trainer.sweeps import _scheduler
 
     made = []
@@ -230,23 +224,17 @@ def test_asha_gets_the_specs_grace_period_and_reduction_factor(monkeypatch):
             super().__init__(**kwargs)
 
     monkeypatch.setattr(schedulers, "ASHAScheduler", RecordingASHA)
-    job = JobConfig.model_validate({"name": "j", "config": {
-        "model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "out"},
-        "tune": {"searchSpace": {"training.batchSize": {"type": "choice", "values": [8, 16]}}, "numTrials": 3,
-                 "scheduler": {"name": "asha", "gracePeriod": 2, "reductionFactor": 3}}}})
+    job = job_config(tune={"searchSpace": {"training.batchSize": {"type": "choice", "values": [8, 16]}},
+                           "numTrials": 3, "scheduler": {"name": "asha", "gracePeriod": 2, "reductionFactor": 3}})
     assert isinstance(_scheduler(job), RecordingASHA)
     [kwargs] = made
     assert (kwargs["grace_period"], kwargs["reduction_factor"], kwargs["time_attr"]) == (2, 3, "training_iteration")
 
 
 def _seeded_search_job(seed: int, algorithm: str = "random"):
-    from finetune_trainer.config import JobConfig
-
-    return JobConfig.model_validate({"name": "j", "config": {
-        "model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "out"},
-        "training": {"seed": seed},
-        "tune": {"searchSpace": {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3}},
-                 "searchAlgorithm": algorithm, "numTrials": 4}}})
+    return job_config(training={"seed": seed},
+                      tune={"searchSpace": {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3}},
+                            "searchAlgorithm": algorithm, "numTrials": 4})
 
 
 def test_searches_are_seeded(ray_local, tmp_path):
