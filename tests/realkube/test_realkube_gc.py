@@ -61,8 +61,11 @@ def started_job(kube: RealKube, run_operator: Callable, namespace: str) -> tuple
     run_operator(kube.write_kubeconfig(ADMIN, namespace), ["--standalone", f"--namespace={namespace}"])
     created = kube.create(runnable_job("gc", namespace))
     path = api_path(FTJ, "finetunejobs", namespace, "gc")
-    kube.wait_for(path, lambda o: ((o or {}).get("status") or {}).get("rayJobName"), timeout=60,
-                  what="status.rayJobName")
+    job = kube.wait_for(path, lambda o: ((o or {}).get("status") or {}).get("rayJobName"), timeout=60,
+                        what="status.rayJobName")
+    # The name is recorded before the RayJob is created: wait for the RayJob itself.
+    kube.wait_for(api_path("ray.io/v1", "rayjobs", namespace, job["status"]["rayJobName"]), lambda o: o is not None,
+                  timeout=60, what="the RayJob")
     uid = created["metadata"]["uid"]
     made = owned_by(kube, namespace, uid)
     assert len(made["rayjobs"]) == 1 and len(made["configmaps"]) == 1, made
