@@ -4,12 +4,12 @@
 BASE_SPEC (only the required fields) with the overrides deep-merged in, key by key, so
 a test names only what it is about: `fine_tune_job("j", training={"epochs": 2})` keeps
 the base model, data and output. A suite whose jobs are run by the operator starts from
-RUNNABLE_SPEC instead (`base=RUNNABLE_SPEC`): a small labelled model, a few steps, one
-CPU worker.
+RUNNABLE_SPEC instead (`runnable_job(...)`, or `base=RUNNABLE_SPEC`): a small labelled
+model, a few steps, one CPU worker.
 
 `stored_job(...)` is the same manifest as the API server returns it (uid, generation,
 creationTimestamp, optionally a status) together with its validated spec, for the
-operator's pure builders.
+operator's pure builders; `job_config(...)` is the trainer's JobConfig for a spec.
 """
 
 from __future__ import annotations
