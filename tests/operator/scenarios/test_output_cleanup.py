@@ -18,8 +18,12 @@ from tests.support.jobs import runnable_job
 
 def test_retained_jobs_carry_no_finalizer(kube, operator):
     kube.create(runnable_job("kept"))
-    job = kube.wait_for(JOBS, "kept", phase_is("Pending"), "default")
-    assert not job["metadata"].get("finalizers")
+    kube.wait_for(JOBS, "kept", phase_is("Pending"), "default")
+    # Not looked at once right after the flip: two more reconciles (the resync timer)
+    # have run since, and neither added one.
+    seen = _reconciles(operator)
+    wait_until(lambda: _reconciles(operator) >= seen + 2, timeout=15, what="two more reconciles")
+    assert not kube.get(JOBS, "kept", "default")["metadata"].get("finalizers")
 
 
 def test_delete_policy_runs_a_cleanup_job_before_the_job_goes(kube, operator):
