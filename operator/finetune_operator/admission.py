@@ -114,12 +114,6 @@ def check_secret_ref(namespace: str, spec_dict: dict[str, Any]) -> Optional[Admi
     return None
 
 
-def check_admission(namespace: str, spec_dict: dict[str, Any], spec: FineTuneJobSpec,
-                    settings: Settings) -> Optional[AdmissionDecision]:
-    """The first tenancy rule the job breaks, or None when it breaks none."""
-    return check_secret_ref(namespace, spec_dict) or check_storage(namespace, spec, settings)
-
-
 # ------------------------------------------------------------------------ spec changes
 
 _MUTABLE = {".".join(path) for path in MUTABLE_SPEC_PATHS}

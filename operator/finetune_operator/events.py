@@ -91,10 +91,6 @@ def clip(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
-def queued_message(position: int, limit: int, namespace: str) -> str:
-    return clip(f"waiting for a slot: position {position} in namespace {namespace} (limit {limit} running)")
-
-
 def rayjob_created_message(rayjob: str, attempt: int) -> str:
     return f"created RayJob {rayjob} (attempt {attempt})"
 
@@ -117,10 +113,6 @@ def spec_change_refused_message(paths: list[str]) -> str:
         + "; only scheduling.suspend, scheduling.ttlSecondsAfterFinished and"
         " scheduling.activeDeadlineSeconds may change. Delete and re-create the job instead."
     )
-
-
-def deadline_message(seconds: int) -> str:
-    return f"job ran longer than scheduling.activeDeadlineSeconds ({seconds}s)"
 
 
 def secret_not_found_message(name: str, namespace: str) -> str:

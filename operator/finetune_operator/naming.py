@@ -81,8 +81,6 @@ MAX_LABEL_NAME = 63
 MAX_RUN_NAME = 253
 _HASH_CHARS = 8
 
-_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _RUN_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -102,14 +100,6 @@ def _bounded(candidate: str, original: str, limit: int, *, must_start_with_lette
     digest = short_hash(original)
     head = clean[: limit - len(digest) - 1].rstrip("-")
     return f"{head}-{digest}"
-
-
-def is_dns1035_label(name: str) -> bool:
-    return len(name) <= MAX_LABEL_NAME and bool(_DNS1035.match(name))
-
-
-def is_dns1123_label(name: str) -> bool:
-    return len(name) <= MAX_LABEL_NAME and bool(_DNS1123_LABEL.match(name))
 
 
 def rayjob_name(job_name: str) -> str:
@@ -167,11 +157,6 @@ def owned_labels(job_name: str, job_uid: str, component: str) -> dict[str, str]:
         JOB_NAME_LABEL: label_value(job_name),
         JOB_UID_LABEL: job_uid,
     }
-
-
-def owned_selector(job_uid: str) -> str:
-    """A label selector for the children of one FineTuneJob."""
-    return f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{JOB_UID_LABEL}={job_uid}"
 
 
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"

@@ -7,21 +7,16 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from tests.support.jobs import fine_tune_job
+
 DELETE = object()
 
 
 def base_job() -> dict[str, Any]:
-    """The smallest valid manifest; each bad case breaks it in one place."""
-    return {
-        "apiVersion": "finetune.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": "demo"},
-        "spec": {
-            "model": {"source": "sentence-transformers/all-MiniLM-L6-v2"},
-            "data": {"train": "s3://data/train.csv"},
-            "output": {"uri": "s3://models/out"},
-        },
-    }
+    """The smallest valid manifest (no namespace, as a user writes it); each bad case
+    breaks it in one place."""
+    return fine_tune_job("demo", namespace=None, model={"source": "sentence-transformers/all-MiniLM-L6-v2"},
+                         data={"train": "s3://data/train.csv"}, output={"uri": "s3://models/out"})
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from api_cases import base_job
 from fuzz_manifests import _nodes, dotted, write
 from test_api_fuzz import related, reported_fields, validate
+from tests.support.kube_names import is_dns1035_label, is_dns1123_label
 
 BASE = base_job()
 NODES = [parts for parts, _ in _nodes(BASE) if parts and parts[0] == "spec"]
@@ -59,10 +60,10 @@ def test_every_child_name_is_valid_within_its_limit(name):
     from finetune_operator import naming
 
     rayjob = naming.rayjob_name(name)
-    assert naming.is_dns1035_label(rayjob) and len(rayjob) <= naming.MAX_RAYJOB_NAME
-    assert naming.is_dns1123_label(naming.configmap_name(name))
+    assert is_dns1035_label(rayjob) and len(rayjob) <= naming.MAX_RAYJOB_NAME
+    assert is_dns1123_label(naming.configmap_name(name))
     cleanup = naming.cleanup_job_name(name)
-    assert naming.is_dns1123_label(cleanup) and len(cleanup) <= naming.MAX_CLEANUP_JOB_NAME
+    assert is_dns1123_label(cleanup) and len(cleanup) <= naming.MAX_CLEANUP_JOB_NAME
     assert cleanup.endswith("-cleanup")
 
 

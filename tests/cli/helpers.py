@@ -1,4 +1,5 @@
-"""Helpers for the CLI tests: run `finetune` in-process, small manifests, triggers."""
+"""Helpers for the CLI tests: run `finetune` in-process, a manifest as a user writes it,
+triggers. FineTuneJob dicts come from tests.support.jobs."""
 
 from __future__ import annotations
 
@@ -43,15 +44,6 @@ class Cli:
         code = main([command, "--kubeconfig", str(self.kube.kubeconfig_path), *rest])
         captured = self.capsys.readouterr()
         return code, captured.out, captured.err
-
-
-def job(name: str = "job1", namespace: str = "default", labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
-        "spec": {"model": {"source": "prajjwal1/bert-tiny", "labels": ["neg", "pos"]},
-                 "data": {"train": "s3://bucket/train.csv"}, "output": {"uri": "s3://bucket/out"}},
-    }
 
 
 def when_watched(kube: KubeHandle, action: Callable[[], Any], timeout: float = 20.0) -> threading.Thread:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.helpers import job
+from tests.support.jobs import fine_tune_job
 
 RUNNING = {
     "phase": "Running", "rayJobName": "job1-r1", "attempt": 1, "startTime": "2026-01-01T00:00:00Z",
@@ -23,9 +23,9 @@ def test_list_empty_namespace(cli):
 
 
 def test_list_shows_phase_progress_best_metric_and_age(cli, kube):
-    kube.create(job("job1"))
+    kube.create(fine_tune_job("job1"))
     kube.patch_status("finetunejobs", "job1", RUNNING, namespace="default")
-    kube.create(job("job2"))
+    kube.create(fine_tune_job("job2"))
     code, out, _ = cli("list")
     assert code == 0
     lines = [line.split() for line in out.splitlines() if line.strip()]
@@ -38,8 +38,8 @@ def test_list_shows_phase_progress_best_metric_and_age(cli, kube):
 
 def test_list_all_namespaces_and_selector(cli, kube):
     kube.create_namespace("team-b")
-    kube.create(job("a", labels={"team": "nlp"}))
-    kube.create(job("b", namespace="team-b", labels={"team": "vision"}))
+    kube.create(fine_tune_job("a", labels={"team": "nlp"}))
+    kube.create(fine_tune_job("b", namespace="team-b", labels={"team": "vision"}))
     code, out, _ = cli("list", "-A")
     rows = [line.split()[:2] for line in out.splitlines()[2:] if line.strip()]
     assert code == 0 and out.splitlines()[0].split()[0] == "NAMESPACE"
@@ -51,7 +51,7 @@ def test_list_all_namespaces_and_selector(cli, kube):
 
 
 def test_status_shows_phase_conditions_metrics_and_model(cli, kube):
-    kube.create(job("job1"))
+    kube.create(fine_tune_job("job1"))
     done = dict(RUNNING, phase="Succeeded", modelUri="s3://bucket/out/job1/model",
                 completionTime="2026-01-01T01:00:00Z", observedGeneration=1)
     kube.patch_status("finetunejobs", "job1", done, namespace="default")
@@ -67,7 +67,7 @@ def test_status_shows_phase_conditions_metrics_and_model(cli, kube):
 
 
 def test_status_notes_an_unobserved_spec_change(cli, kube):
-    kube.create(job("job1"))
+    kube.create(fine_tune_job("job1"))
     kube.patch_status("finetunejobs", "job1", {"phase": "Running", "observedGeneration": 1}, namespace="default")
     kube.patch("finetunejobs", "job1", {"spec": {"outputPolicy": "Delete"}}, namespace="default")
     code, out, _ = cli("status", "job1")
@@ -75,7 +75,7 @@ def test_status_notes_an_unobserved_spec_change(cli, kube):
 
 
 def test_status_json_and_not_found(cli, kube):
-    kube.create(job("job1"))
+    kube.create(fine_tune_job("job1"))
     code, out, _ = cli("status", "job1", "-o", "json")
     assert code == 0 and json.loads(out)["metadata"]["name"] == "job1"
     code, out, err = cli("status", "ghost")
@@ -93,7 +93,7 @@ def test_kubeconfig_from_the_environment_and_its_context_namespace(kube_env, cap
     from finetune_operator.cli import main
 
     kube_env.create_namespace("team-c")
-    kube_env.create(job("in-c", namespace="team-c"))
+    kube_env.create(fine_tune_job("in-c", namespace="team-c"))
     assert main(["list"]) == 0  # KUBECONFIG is set by kube_env; its context namespace is default
     assert "No finetunejobs found in namespace default." in capsys.readouterr().out
     kube_env.write_kubeconfig(tmp_path / "team-c.kubeconfig", namespace="team-c")

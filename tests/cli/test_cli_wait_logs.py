@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from tests.cli.helpers import job, when_watched
+from tests.cli.helpers import when_watched
+from tests.support.jobs import fine_tune_job
 
 
 def _pod(kube, name, rayjob, created_labels=None):
@@ -15,14 +16,14 @@ def _pod(kube, name, rayjob, created_labels=None):
 
 
 def test_wait_returns_at_once_for_a_finished_job(cli, kube):
-    kube.create(job())
+    kube.create(fine_tune_job())
     kube.patch_status("finetunejobs", "job1", {"phase": "Succeeded", "modelUri": "s3://b/model"}, namespace="default")
     code, out, _ = cli("wait", "job1")
     assert code == 0 and out.strip() == "FineTuneJob job1 Succeeded: s3://b/model"
 
 
 def test_wait_follows_the_job_to_success(cli, kube):
-    kube.create(job())
+    kube.create(fine_tune_job())
 
     def progress_then_succeed():
         kube.patch_status("finetunejobs", "job1", {"phase": "Running"}, namespace="default")
@@ -35,7 +36,7 @@ def test_wait_follows_the_job_to_success(cli, kube):
 
 
 def test_wait_exits_1_when_the_job_fails(cli, kube):
-    kube.create(job())
+    kube.create(fine_tune_job())
     thread = when_watched(kube, lambda: kube.patch_status(
         "finetunejobs", "job1", {"phase": "Failed", "message": "out of memory"}, namespace="default"))
     code, out, _ = cli("wait", "job1", "--timeout", "30")
@@ -44,7 +45,7 @@ def test_wait_exits_1_when_the_job_fails(cli, kube):
 
 
 def test_wait_survives_dropped_watch_streams(cli, kube):
-    kube.create(job())
+    kube.create(fine_tune_job())
 
     def drop_then_finish():
         kube.close_watches()
@@ -57,7 +58,7 @@ def test_wait_survives_dropped_watch_streams(cli, kube):
 
 
 def test_wait_times_out_with_exit_2(cli, kube):
-    kube.create(job())
+    kube.create(fine_tune_job())
     kube.patch_status("finetunejobs", "job1", {"phase": "Running"}, namespace="default")
     started = time.monotonic()
     code, _, err = cli("wait", "job1", "--timeout", "1.5")
@@ -66,7 +67,7 @@ def test_wait_times_out_with_exit_2(cli, kube):
 
 
 def test_wait_reports_deletion_and_bad_timeout(cli, kube, capsys):
-    kube.create(job())
+    kube.create(fine_tune_job())
     thread = when_watched(kube, lambda: kube.delete("finetunejobs", "job1", namespace="default"))
     code, _, err = cli("wait", "job1", "--timeout", "30")
     thread.join(5)
@@ -79,7 +80,7 @@ def test_wait_reports_deletion_and_bad_timeout(cli, kube, capsys):
 
 
 def test_logs_prints_the_newest_submitter_pod_log(cli, kube):
-    kube.create(job())
+    kube.create(fine_tune_job())
     kube.patch_status("finetunejobs", "job1", {"phase": "Running", "rayJobName": "job1-r1"}, namespace="default")
     kube.set_clock(lambda: "2026-01-01T00:00:02Z")
     _pod(kube, "job1-r1-new", "job1-r1")
@@ -99,7 +100,7 @@ def test_logs_follow_prints_as_lines_arrive_until_the_pod_ends(kube, capsys):
 
     from finetune_operator.cli import main
 
-    kube.create(job())
+    kube.create(fine_tune_job())
     kube.patch_status("finetunejobs", "job1", {"phase": "Running", "rayJobName": "rj"}, namespace="default")
     _pod(kube, "rj-abc", "rj")
     kube.set_pod_log("default", "rj-abc", "first \u00e9t\u00e9\n")
@@ -123,7 +124,7 @@ def test_logs_follow_prints_as_lines_arrive_until_the_pod_ends(kube, capsys):
 
 
 def test_logs_before_the_job_started_or_after_cleanup(cli, kube):
-    kube.create(job())
+    kube.create(fine_tune_job())
     code, _, err = cli("logs", "job1")
     assert code == 1 and "has no RayJob yet (phase Pending)" in err
     kube.patch_status("finetunejobs", "job1", {"phase": "Succeeded", "rayJobName": "rj"}, namespace="default")
@@ -141,7 +142,7 @@ def test_wait_recovers_when_the_jobs_version_is_older_than_the_watch_history(tmp
 
     kube = start_kube(tmp_path, history_size=3)
     try:
-        kube.create(job())
+        kube.create(fine_tune_job())
         kube.patch_status("finetunejobs", "job1", {"phase": "Running"}, namespace="default")
         for index in range(10):
             kube.create({"apiVersion": "v1", "kind": "ConfigMap",
@@ -163,7 +164,7 @@ def test_logs_into_a_closed_pipe_ends_quietly(kube):
     import subprocess
     import sys
 
-    kube.create(job())
+    kube.create(fine_tune_job())
     kube.patch_status("finetunejobs", "job1", {"phase": "Running", "rayJobName": "rj"}, namespace="default")
     _pod(kube, "rj-abc", "rj")
     kube.set_pod_log("default", "rj-abc", "".join(f"line {i}\n" for i in range(200_000)))

@@ -19,6 +19,7 @@ import pytest
 
 from deploy_support import ROOT, find, free_port, http_ok, poll, render, stop, the
 from tests.support.kube_fixtures import FINETUNE_CRD, RAYJOB_CRD, KubeHandle, load_crds, start_kube
+from tests.support.jobs import runnable_job
 
 pytestmark = pytest.mark.e2e
 
@@ -83,19 +84,6 @@ class Replica:
         return http_ok(f"http://127.0.0.1:{self.health_port}/healthz")
 
 
-def job(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
-            "data": {"train": "s3://datasets/reviews/train.csv"},
-            "training": {"maxSteps": 4, "batchSize": 4},
-            "output": {"uri": "s3://models/reviews"},
-        },
-    }
-
-
 def has_phase(obj: dict[str, Any]) -> bool:
     return bool((obj.get("status") or {}).get("phase"))
 
@@ -134,12 +122,12 @@ def test_one_replica_works_and_the_other_takes_over(kube: KubeHandle, objects: l
         active, standby = expected_active, expected_standby
         assert "Pausing all operators" not in active.log() + standby.log()
 
-        kube.create(job("first"))
+        kube.create(runnable_job("first"))
         kube.wait_for("finetunejobs", "first", has_phase, "default", timeout=30)
 
         stop(active.process)  # SIGTERM: kopf withdraws from peering on its way out
         poll("the standby taking over", standby.working, 30, lambda: standby.log()[-3000:])
-        kube.create(job("second"))
+        kube.create(runnable_job("second"))
         kube.wait_for("finetunejobs", "second", has_phase, "default", timeout=30)
     finally:
         for replica in replicas:

@@ -20,6 +20,7 @@ import pytest
 
 from deploy_support import (DEPLOY, ROOT, free_port, generate, http_json, http_ok, poll, query, render,
                             running_prometheus, stop, the)
+from tests.support.jobs import runnable_job
 from tests.support.kube_fixtures import KubeHandle, kube  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
@@ -70,24 +71,10 @@ def prometheus(operator_ports: int, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def job_manifest(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
-            "data": {"train": "s3://datasets/reviews/train.csv"},
-            "training": {"maxSteps": 4, "batchSize": 4},
-            "output": {"uri": "s3://models/reviews"},
-            "resources": {"workers": 1, "worker": {"cpu": "1", "memory": "2Gi"}},
-        },
-    }
-
-
 def test_prometheus_scrapes_the_operators_series(kube: KubeHandle, prometheus: str) -> None:
     from finetune_operator.metrics import JOBS, METRIC_NAMES
 
-    kube.create(job_manifest("scraped"))
+    kube.create(runnable_job("scraped"))
 
     def target_up() -> bool:
         result = query(prometheus, f'up{{job="{SCRAPE_JOB}"}} == 1').get("data", {}).get("result")

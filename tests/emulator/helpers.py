@@ -1,4 +1,5 @@
-"""Helpers for the emulator's own tests: paths and small manifests."""
+"""Helpers for the emulator's own tests: paths and small manifests (FineTuneJobs come
+from tests.support.jobs)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,3 @@ FTJ = "/apis/finetune.dev/v1alpha1/namespaces/default/finetunejobs"
 def configmap(name: str, labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels or {}},
             "data": data}
-
-
-def finetunejob(name: str = "job1", **spec: Any) -> dict[str, Any]:
-    """A small valid FineTuneJob manifest."""
-    body = {
-        "apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name},
-        "spec": {
-            "model": {"source": "prajjwal1/bert-tiny", "labels": ["neg", "pos"]},
-            "data": {"train": "s3://bucket/train.csv"},
-            "output": {"uri": "s3://bucket/out"},
-        },
-    }
-    body["spec"].update(spec)
-    return body

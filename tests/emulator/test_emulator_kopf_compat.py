@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.emulator.helpers import finetunejob
+from tests.support.jobs import fine_tune_job
 
 OPERATOR = textwrap.dedent('''
     import kopf
@@ -63,7 +63,7 @@ def kopf_operator(kube, tmp_path):
 def test_kopf_operator_runs_against_the_emulator(kube, kopf_operator):
     process, log = kopf_operator
     try:
-        kube.create(finetunejob(), namespace="default")
+        kube.create(fine_tune_job(), namespace="default")
         job = kube.wait_for("finetunejobs", "job1", lambda o: (o.get("status") or {}).get("phase") == "Running",
                             namespace="default", timeout=60)
         assert job["status"]["message"] == "picked up by kopf"
@@ -81,7 +81,7 @@ def test_kopf_operator_runs_against_the_emulator(kube, kopf_operator):
         kube.delete("finetunejobs", "job1", namespace="default")
         kube.wait_gone("finetunejobs", "job1", namespace="default", timeout=30)
         kube.close_watches()  # kopf must re-list and carry on after its streams drop
-        kube.create(finetunejob("job2"), namespace="default")
+        kube.create(fine_tune_job("job2"), namespace="default")
         kube.wait_for("finetunejobs", "job2", lambda o: (o.get("status") or {}).get("phase") == "Running",
                       namespace="default", timeout=60)
         assert process.poll() is None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from tests.emulator.helpers import CM, FTJ, configmap, finetunejob
+from tests.emulator.helpers import CM, FTJ, configmap
+from tests.support.jobs import fine_tune_job
 
 
 def test_generation_bumps_only_on_spec_changes(http):
-    created = http.post(FTJ, finetunejob()).json()
+    created = http.post(FTJ, fine_tune_job()).json()
     assert created["metadata"]["generation"] == 1
     labelled = http.patch(f"{FTJ}/job1", {"metadata": {"labels": {"team": "a"}}}).json()
     assert labelled["metadata"]["generation"] == 1
@@ -17,7 +18,7 @@ def test_generation_bumps_only_on_spec_changes(http):
 
 
 def test_writes_to_the_main_resource_ignore_status(http):
-    body = finetunejob()
+    body = fine_tune_job()
     body["status"] = {"phase": "Succeeded"}
     created = http.post(FTJ, body).json()
     assert "status" not in created
@@ -28,7 +29,7 @@ def test_writes_to_the_main_resource_ignore_status(http):
 
 
 def test_writes_to_status_ignore_everything_else(http):
-    http.post(FTJ, finetunejob())
+    http.post(FTJ, fine_tune_job())
     result = http.patch(f"{FTJ}/job1/status", {"status": {"phase": "Running"}, "spec": {"outputPolicy": "Delete"},
                                                "metadata": {"labels": {"x": "y"}}}).json()
     assert result["status"]["phase"] == "Running"
@@ -70,7 +71,7 @@ def _owned_by(owner, name, block=False):
 
 
 def test_background_deletion_collects_dependents_recursively(http, kube):
-    owner = http.post(FTJ, finetunejob()).json()
+    owner = http.post(FTJ, fine_tune_job()).json()
     child = http.post(CM, _owned_by(owner, "child")).json()
     http.post(CM, _owned_by(child, "grandchild"))
     http.post(CM, configmap("unrelated"))
@@ -93,7 +94,7 @@ def test_a_dependent_with_a_live_second_owner_survives(http, kube):
 
 
 def test_foreground_deletion_waits_for_blocking_dependents(http, kube):
-    owner = http.post(FTJ, finetunejob()).json()
+    owner = http.post(FTJ, fine_tune_job()).json()
     body = _owned_by(owner, "blocker", block=True)
     body["metadata"]["finalizers"] = ["test/hold"]
     http.post(CM, body)
@@ -107,7 +108,7 @@ def test_foreground_deletion_waits_for_blocking_dependents(http, kube):
 
 
 def test_orphan_deletion_keeps_dependents_without_the_reference(http, kube):
-    owner = http.post(FTJ, finetunejob()).json()
+    owner = http.post(FTJ, fine_tune_job()).json()
     http.post(CM, _owned_by(owner, "orphan"))
     http.delete(f"{FTJ}/job1", {"propagationPolicy": "Orphan"})
     orphan = http.get(f"{CM}/orphan").json()

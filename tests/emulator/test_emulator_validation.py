@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.emulator.helpers import FTJ, finetunejob
+from tests.emulator.helpers import FTJ
+from tests.support.jobs import fine_tune_job
 
 
 def causes(response):
@@ -11,7 +12,7 @@ def causes(response):
 
 
 def test_defaults_are_filled_and_unknown_fields_pruned(http):
-    body = finetunejob()
+    body = fine_tune_job()
     body["spec"]["model"]["notAField"] = 1
     body["spec"]["bogus"] = {"x": 1}
     stored = http.post(FTJ, body).json()
@@ -21,7 +22,7 @@ def test_defaults_are_filled_and_unknown_fields_pruned(http):
 
 
 def test_type_enum_and_required_errors_name_the_field(http):
-    body = finetunejob()
+    body = fine_tune_job()
     body["spec"]["outputPolicy"] = "Keep"
     body["spec"]["data"]["maxSeqLength"] = "long"
     del body["spec"]["output"]
@@ -34,14 +35,13 @@ def test_type_enum_and_required_errors_name_the_field(http):
 
 
 def test_cel_rules_are_evaluated(http):
-    body = finetunejob()
-    body["spec"]["model"]["numLabels"] = 3  # two labels given
+    body = fine_tune_job(model={"labels": ["neg", "pos"], "numLabels": 3})
     found = causes(http.post(FTJ, body))
     assert ("spec.model", "numLabels must equal the number of labels when both are given") in found
 
 
 def test_updates_are_validated_too(http):
-    http.post(FTJ, finetunejob())
+    http.post(FTJ, fine_tune_job())
     response = http.patch(f"{FTJ}/job1", {"spec": {"outputPolicy": "Nope"}})
     assert ("spec.outputPolicy" in {f for f, _ in causes(response)})
     assert http.get(f"{FTJ}/job1").json()["spec"]["outputPolicy"] == "Retain"
@@ -57,7 +57,7 @@ def test_rayjob_crd_validates_too(http):
 
 
 def test_every_cel_rule_of_our_crd_compiles(kube):
-    kube.create(finetunejob(), namespace="default")
+    kube.create(fine_tune_job(), namespace="default")
     assert kube.store.cel_skipped == []
 
 
@@ -136,7 +136,7 @@ def test_updating_a_crd_changes_the_schema_it_enforces(http):
 
 
 def test_openapi_exclusive_bounds_are_booleans(http):
-    body = finetunejob(training={"learningRate": 0})  # exclusiveMinimum: true, minimum: 0
+    body = fine_tune_job(training={"learningRate": 0})  # exclusiveMinimum: true, minimum: 0
     assert "spec.training.learningRate" in {f for f, _ in causes(http.post(FTJ, body))}
-    body = finetunejob(training={"learningRate": 1e-5})
+    body = fine_tune_job(training={"learningRate": 1e-5})
     assert http.post(FTJ, body).status_code == 201

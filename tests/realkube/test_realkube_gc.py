@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from tests.support.jobs import runnable_job
 from tests.support.real_kube import ADMIN, RealKube, api_path
 
 pytestmark = pytest.mark.kube
@@ -31,14 +32,6 @@ def collector(real_kube: RealKube) -> Iterator[RealKube]:
         yield real_kube
     finally:
         real_kube.stop_controller_manager()
-
-
-def job(name: str, namespace: str) -> dict:
-    return {"apiVersion": FTJ, "kind": "FineTuneJob", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
-                     "data": {"train": "s3://datasets/reviews/train.csv"},
-                     "training": {"maxSteps": 4, "batchSize": 4}, "output": {"uri": "s3://models/reviews"},
-                     "resources": {"workers": 1, "worker": {"cpu": "1", "memory": "2Gi"}}}}
 
 
 def owned_by(kube: RealKube, namespace: str, uid: str) -> dict[str, list[str]]:
@@ -66,10 +59,13 @@ def started_job(kube: RealKube, run_operator: Callable, namespace: str) -> tuple
     """A FineTuneJob whose RayJob and ConfigMap the operator has made: (path, uid, children)."""
     kube.create_namespace(namespace)
     run_operator(kube.write_kubeconfig(ADMIN, namespace), ["--standalone", f"--namespace={namespace}"])
-    created = kube.create(job("gc", namespace))
+    created = kube.create(runnable_job("gc", namespace))
     path = api_path(FTJ, "finetunejobs", namespace, "gc")
-    kube.wait_for(path, lambda o: ((o or {}).get("status") or {}).get("rayJobName"), timeout=60,
-                  what="status.rayJobName")
+    job = kube.wait_for(path, lambda o: ((o or {}).get("status") or {}).get("rayJobName"), timeout=60,
+                        what="status.rayJobName")
+    # The name is recorded before the RayJob is created: wait for the RayJob itself.
+    kube.wait_for(api_path("ray.io/v1", "rayjobs", namespace, job["status"]["rayJobName"]), lambda o: o is not None,
+                  timeout=60, what="the RayJob")
     uid = created["metadata"]["uid"]
     made = owned_by(kube, namespace, uid)
     assert len(made["rayjobs"]) == 1 and len(made["configmaps"]) == 1, made

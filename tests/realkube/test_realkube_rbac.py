@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import pytest
 
+from tests.support.jobs import runnable_job
 from tests.support.paths import REPO
 from tests.support.real_kube import OPERATOR_NAMESPACE, RealKube, api_path, service_account_user
 
@@ -104,15 +105,6 @@ def forbidden(events: list[dict]) -> list[str]:
                    for e in events if e.get("responseStatus", {}).get("code") == 403})
 
 
-def job(name: str, namespace: str) -> dict:
-    return {"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
-                     "data": {"train": "s3://datasets/reviews/train.csv"},
-                     "training": {"maxSteps": 4, "batchSize": 4}, "output": {"uri": "s3://models/reviews"},
-                     "resources": {"workers": 1, "worker": {"cpu": "1", "memory": "2Gi"}}}}
-
-
 def phase(kube: RealKube, path: str, *phases: str) -> dict:
     return kube.wait_for(path, lambda o: ((o or {}).get("status") or {}).get("phase") in phases, timeout=60,
                          what=f"phase {phases}")
@@ -131,7 +123,7 @@ def test_operator_works_with_exactly_the_chart_rbac(mode: str, real_kube: RealKu
 
     try:
         ftj = api_path("finetune.dev/v1alpha1", "finetunejobs", namespace, "job1")
-        real_kube.create(job("job1", namespace))
+        real_kube.create(runnable_job("job1", namespace))
         created = real_kube.wait_for(ftj, lambda o: ((o or {}).get("status") or {}).get("rayJobName"), timeout=60,
                                      what="status.rayJobName")
         rayjob = api_path("ray.io/v1", "rayjobs", namespace, created["status"]["rayJobName"])

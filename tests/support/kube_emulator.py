@@ -1338,6 +1338,10 @@ class KubeEmulator:
         rule = FaultRule(verb, plural, code, times, message or f"injected failure {code} for {verb} {plural}")
         self._call(lambda: self.store.faults.append(rule))
 
+    def clear_faults(self) -> None:
+        """Drop every fault rule fail_next set that has not run out yet."""
+        self._call(self.store.faults.clear)
+
     def close_watches(self) -> int:
         """End every open watch stream now, as an API server restart would. Returns how many."""
         return self._call(self.store.close_watches)

@@ -204,6 +204,9 @@ class RealKubeHandle(Polling):
     def fail_next(self, *args: Any, **kwargs: Any) -> None:
         raise EmulatorOnly("the real server cannot fail a request on demand: mark the test emulator_only")
 
+    def clear_faults(self) -> None:
+        raise EmulatorOnly("the real server cannot fail a request on demand: mark the test emulator_only")
+
     def close_watches(self) -> int:
         raise EmulatorOnly("the real server cannot drop watch streams on demand: mark the test emulator_only")
 

@@ -146,11 +146,18 @@ class TrialState:
 
 
 class ProgressTracker:
-    """Collects progress events on the driver and publishes `ProgressReport`s."""
+    """Collects progress events on the driver and publishes `ProgressReport`s.
+
+    progress.json is rewritten at most every WRITE_INTERVAL_S seconds of `clock`
+    while the run is running (every report still goes to the log line and the
+    callback); the first report and any final state are always written."""
+
+    WRITE_INTERVAL_S = 5.0
 
     def __init__(self, *, trials_total: int, metric: str, mode: str, job_uri: str,
                  output: Optional[OutputSpec] = None, echo: bool = True,
-                 callback: Optional[Callable[[ProgressReport, dict], None]] = None) -> None:
+                 callback: Optional[Callable[[ProgressReport, dict], None]] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.trials_total = trials_total
         self.metric, self.mode = metric, mode
         self.job_uri = job_uri
@@ -159,7 +166,8 @@ class ProgressTracker:
         self.callback = callback
         self.trials: dict[str, TrialState] = {}
         self.last_report: Optional[ProgressReport] = None
-        self._last_write = 0.0
+        self._clock = clock
+        self._last_write: Optional[float] = None
 
     def trial(self, trial_id: str, hyperparameters: Optional[dict] = None) -> TrialState:
         state = self.trials.get(trial_id)
@@ -254,8 +262,9 @@ class ProgressTracker:
         self.last_report = report
         if self.echo:
             print(report.to_line(), flush=True)
-        now = time.monotonic()
-        if force_write or now - self._last_write > 5.0 or report.state != "running":
+        now = self._clock()
+        due = self._last_write is None or now - self._last_write > self.WRITE_INTERVAL_S
+        if force_write or due or report.state != "running":
             self._last_write = now
             self.write(report)
         if self.callback is not None:

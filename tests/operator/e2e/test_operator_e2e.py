@@ -25,7 +25,6 @@ from tests.operator.scenarios.conftest import (  # noqa: F401  (fixtures)
     JOBS,
     RAYJOBS,
     assert_valid_rayjob,
-    job_manifest,
     kube,
     operator,
     phase_is,
@@ -33,6 +32,7 @@ from tests.operator.scenarios.conftest import (  # noqa: F401  (fixtures)
     start_operator,
     start_submitter,
 )
+from tests.support.jobs import runnable_job
 from tests.support.s3 import s3_bucket, s3_store  # noqa: F401  (fixtures)
 from tests.trainer.unit.core_helpers import make_tiny_model_dir, sentiment_rows, write_rows
 
@@ -61,7 +61,7 @@ def test_rayjob_runs_for_real_and_the_job_ends_with_a_loadable_model(kube, opera
     kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": "default"},
                  "stringData": {"AWS_ACCESS_KEY_ID": s3_store.access_key,
                                 "AWS_SECRET_ACCESS_KEY": s3_store.secret_key}})
-    kube.create(job_manifest(
+    kube.create(runnable_job(
         "tiny", model={"source": str(model_dir), "labels": ["neg", "pos"]},
         data={"train": str(train), "maxSeqLength": 16, "validationFraction": 0.2},
         training={"maxSteps": 4, "batchSize": 4, "evaluation": {"every": 2, "unit": "step"},
@@ -133,7 +133,7 @@ def test_cleanup_job_script_deletes_only_its_runs_artifacts(s3_store, s3_bucket,
     for run in ("default-scratch", "default-keeper"):
         with filesystem.open_output_stream(f"{s3_bucket}/models/{run}/model/config.json") as stream:
             stream.write(b"{}")
-    job = job_manifest("scratch", outputPolicy="Delete",
+    job = runnable_job("scratch", outputPolicy="Delete",
                        output={"uri": f"s3://{s3_bucket}/models", "endpoint": s3_store.endpoint,
                                "region": s3_store.region})
     job["metadata"]["uid"] = "uid-scratch"

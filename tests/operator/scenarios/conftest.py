@@ -16,7 +16,6 @@ run (the emulator collects garbage synchronously).
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
@@ -26,24 +25,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-import jsonschema
 import pytest
-import yaml
 
-from tests.support.kube_schema import openapi_to_jsonschema
 from tests.support.kube_fixtures import KubeHandle, start_kube
+from tests.support.rayjob_schema import assert_valid_rayjob  # noqa: F401  (re-exported)
 from tests.support.real_kube_handle import RealKubeHandle
 
-from tests.support.paths import RAYJOB_CRD, REPO
-from tests.support.helpers import deep_merge, free_port  # noqa: F401  (re-exported)
-
-BASE_SPEC: dict[str, Any] = {
-    "model": {"source": "/models/tiny-bert", "labels": ["negative", "positive"]},
-    "data": {"train": "s3://datasets/reviews/train.csv"},
-    "training": {"maxSteps": 4, "batchSize": 4},
-    "output": {"uri": "s3://models/reviews"},
-    "resources": {"workers": 1, "worker": {"cpu": "1", "memory": "2Gi"}},
-}
+from tests.support.paths import REPO
+from tests.support.helpers import free_port  # noqa: F401  (re-exported)
 
 RAYJOBS = "rayjobs"
 JOBS = "finetunejobs"
@@ -87,31 +76,6 @@ def kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kube]:
         if collect:
             server.stop_controller_manager()
         real.reset()
-
-
-def job_manifest(name: str, namespace: str = "default", labels: Optional[dict] = None,
-                 **spec_overrides: Any) -> dict:
-    return {
-        "apiVersion": "finetune.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
-        "spec": deep_merge(BASE_SPEC, spec_overrides),
-    }
-
-
-@functools.lru_cache(maxsize=1)
-def rayjob_validator() -> jsonschema.Draft4Validator:
-    """KubeRay's RayJob CRD schema (the shared copy), as a JSON-schema validator."""
-    crd = next(doc for doc in yaml.safe_load_all(RAYJOB_CRD.read_text()) if doc)
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return jsonschema.Draft4Validator(openapi_to_jsonschema(version["schema"]["openAPIV3Schema"]))
-
-
-def assert_valid_rayjob(rayjob: dict) -> None:
-    body = {key: rayjob[key] for key in ("apiVersion", "kind", "spec")}
-    errors = sorted(rayjob_validator().iter_errors(body), key=lambda e: list(e.absolute_path))
-    assert not errors, "RayJob is not valid against KubeRay's CRD: " + "; ".join(
-        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
 
 
 class OperatorProcess:
@@ -261,6 +225,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s")
         time.sleep(0.05)
+
+
+def creates(kube: Kube, resource: str = RAYJOBS, at_least: int = 0) -> int:
+    """How many create requests for `resource` the operator has made, counted by the
+    server (failed and refused ones too), so an absence is checked over the whole test
+    rather than looked up once. The real server counts from its audit log, which may
+    trail a response a little: this waits until `at_least` are counted."""
+    wait_until(lambda: kube.request_count("create", resource) >= at_least,
+               what=f"{at_least} create requests for {resource}")
+    return kube.request_count("create", resource)
 
 
 def metric_value(text: str, name: str, labels: Optional[dict[str, str]] = None) -> Optional[float]:

@@ -14,12 +14,12 @@ from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
     events_for,
-    job_manifest,
     metric_value,
     phase_is,
     set_rayjob_state,
     wait_until,
 )
+from tests.support.jobs import runnable_job
 
 # A new value for each mutable path, and the Event that reports it.
 CHANGES = {
@@ -58,7 +58,7 @@ def test_every_mutable_path_is_covered():
 def test_a_permitted_change_without_a_scheduling_block_reaches_the_rayjob(kube, operator, path):
     parent, leaf = path
     value, reason = CHANGES[path]
-    manifest = job_manifest("live")
+    manifest = runnable_job("live")
     assert parent not in manifest["spec"]  # the reported case: the block did not exist
     kube.create(manifest)
     before = _running(kube, "live")
@@ -81,7 +81,7 @@ def test_a_permitted_change_without_a_scheduling_block_reaches_the_rayjob(kube, 
 
 def test_an_extended_deadline_lets_the_job_run_on(kube, operator):
     old_deadline = 6
-    kube.create(job_manifest("long", scheduling={"activeDeadlineSeconds": old_deadline}))
+    kube.create(runnable_job("long", scheduling={"activeDeadlineSeconds": old_deadline}))
     rayjob = _running(kube, "long")
     assert rayjob["spec"]["activeDeadlineSeconds"] == old_deadline
     started = time.monotonic()
@@ -111,7 +111,7 @@ def test_an_extended_deadline_lets_the_job_run_on(kube, operator):
 def test_a_rayjob_gone_between_read_and_patch_is_no_error(kube, operator):
     """A 404 from an object that went away while the operator worked is not an error:
     the next reconcile reads the world again."""
-    kube.create(job_manifest("racy"))
+    kube.create(runnable_job("racy"))
     _running(kube, "racy")
     kube.fail_next("patch", RAYJOBS, code=404)
     kube.patch(JOBS, "racy", {"spec": {"scheduling": {"ttlSecondsAfterFinished": 5}}}, "default")

@@ -8,22 +8,26 @@ from finetune_operator.naming import cleanup_job_name
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
-    job_manifest,
     metric_value,
     phase_is,
     set_rayjob_state,
     wait_until,
 )
+from tests.support.jobs import runnable_job
 
 
 def test_retained_jobs_carry_no_finalizer(kube, operator):
-    kube.create(job_manifest("kept"))
-    job = kube.wait_for(JOBS, "kept", phase_is("Pending"), "default")
-    assert not job["metadata"].get("finalizers")
+    kube.create(runnable_job("kept"))
+    kube.wait_for(JOBS, "kept", phase_is("Pending"), "default")
+    # Not looked at once right after the flip: two more reconciles (the resync timer)
+    # have run since, and neither added one.
+    seen = _reconciles(operator)
+    wait_until(lambda: _reconciles(operator) >= seen + 2, timeout=15, what="two more reconciles")
+    assert not kube.get(JOBS, "kept", "default")["metadata"].get("finalizers")
 
 
 def test_delete_policy_runs_a_cleanup_job_before_the_job_goes(kube, operator):
-    kube.create(job_manifest("scratch", outputPolicy="Delete", output={"secretRef": {"name": "s3"}}))
+    kube.create(runnable_job("scratch", outputPolicy="Delete", output={"secretRef": {"name": "s3"}}))
     kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": "default"},
                  "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}})
     kube.wait_for(RAYJOBS, "scratch", lambda obj: True, "default", timeout=15)
@@ -60,7 +64,7 @@ def _reconciles(operator) -> float:
 
 
 def _delete_policy_job(kube, name: str) -> dict:
-    kube.create(job_manifest(name, outputPolicy="Delete"))
+    kube.create(runnable_job(name, outputPolicy="Delete"))
     kube.wait_for(RAYJOBS, name, lambda obj: True, "default", timeout=15)
     return kube.wait_for(JOBS, name, lambda j: "finetune.dev/cleanup" in (j["metadata"].get("finalizers") or []),
                          "default")
@@ -92,7 +96,7 @@ def test_waiting_for_a_slow_cleanup_job_logs_no_error(kube, operator):
 @pytest.mark.parametrize("kuberay_finalizer", [False, True], ids=["at once", "KubeRay finalizer"])
 @pytest.mark.parametrize("policy", ["Delete", "Retain"])
 def test_deleting_a_job_whose_rayjob_is_already_gone_logs_no_error(kube, operator, policy, kuberay_finalizer):
-    kube.create(job_manifest("gone", outputPolicy=policy))
+    kube.create(runnable_job("gone", outputPolicy=policy))
     kube.wait_for(RAYJOBS, "gone", lambda obj: True, "default", timeout=15)
     kube.wait_for(JOBS, "gone", lambda j: (j.get("status") or {}).get("startTime"), "default")
     set_rayjob_state(kube, "gone", "Running", "RUNNING")
@@ -119,7 +123,7 @@ def test_deleting_a_job_whose_rayjob_is_already_gone_logs_no_error(kube, operato
 def test_a_job_gone_before_its_status_write_is_no_error(kube, operator):
     """The status write of a job deleted meanwhile gets a 404: the reconcile ends
     quietly, and the next one (the job is still here in this test) writes it."""
-    kube.create(job_manifest("racy"))
+    kube.create(runnable_job("racy"))
     kube.wait_for(RAYJOBS, "racy", lambda obj: True, "default", timeout=15)
     set_rayjob_state(kube, "racy", "Running", "RUNNING")
     kube.wait_for(JOBS, "racy", phase_is("Running"), "default")

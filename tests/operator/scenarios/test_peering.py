@@ -6,11 +6,11 @@ from __future__ import annotations
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
-    job_manifest,
     metric_value,
     phase_is,
     wait_until,
 )
+from tests.support.jobs import runnable_job
 
 RECONCILES = "finetune_operator_reconcile_duration_seconds_count"
 
@@ -26,7 +26,7 @@ def test_standby_replica_stays_idle_and_takes_over(kube, start_operator):
     standby = start_operator(peering=["--peering-name", "ft", "--priority", "10"])
     wait_until(lambda: len(peers(kube)) == 2, what="both replicas in the peering record")
 
-    kube.create(job_manifest("during-active"))
+    kube.create(runnable_job("during-active"))
     kube.wait_for(JOBS, "during-active", phase_is("Pending"), "default")
     # The duration is observed when the whole reconcile returns, just after the status patch.
     wait_until(lambda: (metric_value(active.metrics(), RECONCILES) or 0) >= 1,
@@ -36,7 +36,7 @@ def test_standby_replica_stays_idle_and_takes_over(kube, start_operator):
 
     active.stop()  # a clean shutdown removes its peering record at once
     wait_until(lambda: "Resuming operations" in standby.log(), timeout=20, what="the standby to resume")
-    kube.create(job_manifest("after-failover"))
+    kube.create(runnable_job("after-failover"))
     kube.wait_for(RAYJOBS, "after-failover", lambda obj: True, "default", timeout=30)
     kube.wait_for(JOBS, "after-failover", phase_is("Pending"), "default")
     assert (metric_value(standby.metrics(), RECONCILES) or 0) >= 1

@@ -12,11 +12,11 @@ from finetune_operator.permissions import API_OPERATIONS, REQUIRED_PERMISSIONS
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
-    job_manifest,
     progress_line,
     set_rayjob_state,
     start_submitter,
 )
+from tests.support.jobs import runnable_job
 
 
 def _allowed(verb: str, plural: str) -> bool:
@@ -31,7 +31,7 @@ def _allowed(verb: str, plural: str) -> bool:
 def test_every_request_of_a_full_lifecycle_is_covered_by_the_rules(kube, operator):
     kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": "default"},
                  "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}})
-    kube.create(job_manifest("audited", outputPolicy="Delete", output={"secretRef": {"name": "s3"}}))
+    kube.create(runnable_job("audited", outputPolicy="Delete", output={"secretRef": {"name": "s3"}}))
     kube.wait_for(RAYJOBS, "audited", lambda obj: True, "default")
     set_rayjob_state(kube, "audited", "Running", "RUNNING")
     start_submitter(kube, "audited", progress_line(step=1, totalSteps=4, percent=25.0))

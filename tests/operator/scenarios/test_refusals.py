@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from tests.operator.scenarios.conftest import (
+    creates,
     JOBS,
     RAYJOBS,
     event_reasons,
-    job_manifest,
     phase_is,
     wait_until,
 )
+from tests.support.jobs import runnable_job
 
 
 def test_forbidden_spec_change_is_refused_and_the_rayjob_is_untouched(kube, operator):
-    kube.create(job_manifest("fixed"))
+    kube.create(runnable_job("fixed"))
     rayjob = kube.wait_for(RAYJOBS, "fixed", lambda obj: True, "default")
     kube.wait_for(JOBS, "fixed", phase_is("Pending"), "default")
 
@@ -30,32 +31,34 @@ def test_forbidden_spec_change_is_refused_and_the_rayjob_is_untouched(kube, oper
 
 def test_invalid_spec_fails_without_a_rayjob(kube, operator):
     # The CRD schema cannot check a regular expression; the shared validator can.
-    kube.create(job_manifest("badregex", strategy={"type": "partial", "partial": {"freezePatterns": ["(open"]}}))
+    kube.create(runnable_job("badregex", strategy={"type": "partial", "partial": {"freezePatterns": ["(open"]}}))
     job = kube.wait_for(JOBS, "badregex", phase_is("Failed"), "default")
     assert "freezePatterns" in job["status"]["message"]
     accepted = next(c for c in job["status"]["conditions"] if c["type"] == "Accepted")
     assert (accepted["status"], accepted["reason"]) == ("False", "InvalidSpec")
     wait_until(lambda: "InvalidSpec" in event_reasons(kube, "badregex"), what="InvalidSpec event")
-    assert not kube.exists(RAYJOBS, "badregex", "default")
-    assert not kube.exists("configmaps", "badregex-config", "default")
+    assert "rayJobName" not in job["status"]
+    assert creates(kube) == 0
+    assert creates(kube, "configmaps") == 0
 
 
 def test_output_outside_the_namespace_prefix_is_refused(kube, start_operator):
     start_operator(env={"FINETUNE_STORAGE_PREFIXES": '{"default": "s3://team-default/"}'})
-    kube.create(job_manifest("elsewhere", output={"uri": "s3://someone-else/models"}))
+    kube.create(runnable_job("elsewhere", output={"uri": "s3://someone-else/models"}))
     job = kube.wait_for(JOBS, "elsewhere", phase_is("Failed"), "default")
     assert "s3://team-default/" in job["status"]["message"]
     wait_until(lambda: "StorageNotAllowed" in event_reasons(kube, "elsewhere"), what="StorageNotAllowed event")
-    assert not kube.exists(RAYJOBS, "elsewhere", "default")
+    assert "rayJobName" not in job["status"]
+    assert creates(kube) == 0
 
 
 def test_missing_secret_holds_the_job_until_the_secret_exists(kube, operator):
-    kube.create(job_manifest("creds", output={"secretRef": {"name": "s3-creds"}}))
+    kube.create(runnable_job("creds", output={"secretRef": {"name": "s3-creds"}}))
     job = kube.wait_for(JOBS, "creds", lambda j: "s3-creds" in ((j.get("status") or {}).get("message") or ""),
                         "default")
     assert job["status"]["phase"] == "Queued"
     wait_until(lambda: "SecretNotFound" in event_reasons(kube, "creds"), what="SecretNotFound event")
-    assert not kube.exists(RAYJOBS, "creds", "default")
+    assert creates(kube) == 0
 
     kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds", "namespace": "default"},
                  "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}})
@@ -69,7 +72,7 @@ def test_rayjob_of_someone_else_is_not_adopted(kube, operator):
         "metadata": {"name": "taken", "namespace": "default"},
         "spec": {"entrypoint": "python other.py"},
     })
-    kube.create(job_manifest("taken"))
+    kube.create(runnable_job("taken"))
     job = kube.wait_for(JOBS, "taken", phase_is("Failed"), "default")
     assert "not owned by this FineTuneJob" in job["status"]["message"]
     assert kube.get(RAYJOBS, "taken", "default")["spec"]["entrypoint"] == "python other.py"

@@ -1,5 +1,5 @@
-"""Fixtures of the operator's pure-core tests: a FineTuneJob factory and KubeRay's
-real RayJob schema."""
+"""Fixtures of the operator's pure-core tests: the FineTuneJob factory (tests/support/jobs.py)
+as the `make_job` fixture, and the example manifests."""
 
 from __future__ import annotations
 
@@ -7,50 +7,23 @@ import copy
 from pathlib import Path
 from typing import Any, Callable
 
-import jsonschema
 import pytest
 import yaml
 
 from finetune_operator.api import FineTuneJobSpec
 
-from tests.support.paths import RAYJOB_CRD, REPO
-from tests.support.helpers import deep_merge  # noqa: F401  (re-exported)
+from tests.support.jobs import BASE_SPEC, stored_job  # noqa: F401  (re-exported)
+from tests.support.kube_names import is_dns1035_label, is_dns1123_label  # noqa: F401  (re-exported)
+from tests.support.paths import REPO
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
-
-BASE_SPEC: dict[str, Any] = {
-    "model": {"source": "/models/tiny-bert"},
-    "data": {"train": "s3://datasets/reviews/train.csv"},
-    "output": {"uri": "s3://models/reviews"},
-}
-
 
 JobFactory = Callable[..., tuple[dict, FineTuneJobSpec]]
 
 
-def build_job(name: str = "reviews", namespace: str = "team-a", uid: str = "0b1c2d3e-uid",
-              generation: int = 1, status: dict | None = None, labels: dict | None = None,
-              created: str = "2026-01-01T00:00:00Z", **spec_overrides: Any) -> tuple[dict, FineTuneJobSpec]:
-    """A stored FineTuneJob object (as the API server returns it) and its spec."""
-    spec_dict = deep_merge(BASE_SPEC, spec_overrides)
-    spec = FineTuneJobSpec.model_validate(spec_dict)
-    job_obj = {
-        "apiVersion": "finetune.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {
-            "name": name, "namespace": namespace, "uid": uid, "generation": generation,
-            "creationTimestamp": created, "labels": labels or {},
-        },
-        "spec": spec.to_dict(),
-    }
-    if status is not None:
-        job_obj["status"] = status
-    return job_obj, spec
-
-
 @pytest.fixture
 def make_job() -> JobFactory:
-    return build_job
+    return stored_job
 
 
 def example_jobs() -> list[tuple[str, dict]]:
@@ -65,30 +38,3 @@ def example_jobs() -> list[tuple[str, dict]]:
             document["metadata"]["uid"] = f"uid-{path.stem}-{index}"
             out.append((f"{path.stem}#{index}", document))
     return out
-
-
-def _strict(node: Any) -> Any:
-    """The schema with `additionalProperties: false` wherever the API server would
-    prune unknown fields, so a misspelt field fails the test instead of vanishing."""
-    if isinstance(node, dict):
-        node = {key: _strict(value) for key, value in node.items()}
-        if ("properties" in node and "additionalProperties" not in node
-                and not node.get("x-kubernetes-preserve-unknown-fields")):
-            node["additionalProperties"] = False
-        return node
-    if isinstance(node, list):
-        return [_strict(item) for item in node]
-    return node
-
-
-@pytest.fixture(scope="session")
-def rayjob_validator() -> jsonschema.protocols.Validator:
-    crd = yaml.safe_load(RAYJOB_CRD.read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    schema = _strict(version["schema"]["openAPIV3Schema"])
-    # The API server checks these itself; the CRD schema leaves them open.
-    schema["properties"]["apiVersion"] = {"const": "ray.io/v1"}
-    schema["properties"]["kind"] = {"const": "RayJob"}
-    schema["properties"]["metadata"] = {"type": "object"}
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    return cls(schema)

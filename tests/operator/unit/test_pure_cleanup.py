@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from pure_helpers import build_job
+from pure_helpers import stored_job, is_dns1123_label
 from finetune_operator import builders, naming
 from finetune_operator.settings import Settings
 
 
 def test_cleanup_job_for_a_job_with_a_secret():
-    job, _ = build_job("scratch", namespace="team-a", uid="uid-1", outputPolicy="Delete",
+    job, _ = stored_job("scratch", namespace="team-a", uid="uid-1", outputPolicy="Delete",
                        output={"uri": "s3://models/x", "secretRef": {"name": "s3-creds"}})
     labels = {
         "app.kubernetes.io/managed-by": "finetune-operator",
@@ -43,7 +43,7 @@ def test_cleanup_job_for_a_job_with_a_secret():
 def test_cleanup_job_name_fits_a_label_and_ends_in_cleanup():
     name = naming.cleanup_job_name("x" * 253)
     assert name.startswith("x" * 30) and name.endswith(f"-{naming.short_hash('x' * 253)}-cleanup")
-    assert len(name) <= 48 and naming.is_dns1123_label(name)
+    assert len(name) <= 48 and is_dns1123_label(name)
     assert naming.cleanup_job_name("scratch") == "scratch-cleanup"
 
 

@@ -12,6 +12,7 @@ from finetune_operator import builders
 from finetune_operator.api import parse_quantity
 from finetune_operator.settings import RayJobDefaults, Settings
 from finetune_trainer.config import JobConfig
+from tests.support.rayjob_schema import assert_valid_rayjob
 
 SETTINGS = Settings()
 GPU = {"worker": {"gpu": 1, "cpu": "8", "memory": "32Gi"}}
@@ -50,12 +51,6 @@ def test_the_jobs_own_deadline_and_settings_win(make_job):
     assert "activeDeadlineSeconds" not in builders.build_rayjob(job_obj, spec, settings)["spec"]
 
 
-def test_cpu_jobs_get_no_default_deadline(make_job):
-    job_obj, spec = make_job()
-    body = builders.build_rayjob(job_obj, spec, SETTINGS)["spec"]
-    assert "activeDeadlineSeconds" not in body and "preRunningDeadlineSeconds" not in body
-
-
 # --------------------------------------------------------------- deletion rules
 
 
@@ -81,11 +76,11 @@ def test_workers_are_deleted_when_the_job_ends_and_the_head_after_the_ttl(make_j
     assert not body.get("shutdownAfterJobFinishes") and not body.get("ttlSecondsAfterFinished")
 
 
-def test_older_kuberay_gets_shutdown_after_job_finishes(make_job, rayjob_validator):
+def test_older_kuberay_gets_shutdown_after_job_finishes(make_job):
     settings = Settings(rayjob=RayJobDefaults(deletion_rules=False, ttl_seconds_after_finished=30))
     job_obj, spec = make_job(resources={"rayAcceleratorType": "H100", "worker": {"gpu": 8, "ephemeralStorage": "1Ti"}})
     rayjob = builders.build_rayjob(job_obj, spec, settings)
-    assert not list(rayjob_validator.iter_errors(rayjob))
+    assert_valid_rayjob(rayjob)
     body = rayjob["spec"]
     assert body["shutdownAfterJobFinishes"] is True and body["ttlSecondsAfterFinished"] == 30
     assert "deletionStrategy" not in body
@@ -216,13 +211,10 @@ def test_the_gpu_example_frees_its_gpus_and_asks_ray_for_a_real_type():
 def test_kuberays_cel_and_controller_rules_accept_the_rayjob(make_job, settings):
     """Beyond the schema: the CEL rules of KubeRay's CRD (evaluated for real), and the
     deletion checks KubeRay's controller makes before it runs a RayJob."""
-    import yaml
-
     from tests.api.api_harness import api_server_problems
-    from tests.support.paths import RAYJOB_CRD
+    from tests.support.rayjob_schema import rayjob_openapi_schema
 
-    crd = yaml.safe_load(RAYJOB_CRD.read_text())
-    schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"]
+    schema = rayjob_openapi_schema()
     job_obj, spec = make_job(resources={"workers": 2, "worker": {"gpu": 4}})
     body = builders.build_rayjob(job_obj, spec, settings)
     assert api_server_problems(body, schema) == []

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.jobs import fine_tune_job
+
 pytestmark = pytest.mark.slow
 
 FINETUNE = str(Path(sys.executable).parent / "finetune")
@@ -27,8 +29,7 @@ def _manifest(path: Path, model: Path, data: dict[str, str], **spec_extra) -> Pa
         "resources": {"workers": 2, "worker": {"cpu": "1"}},
         **spec_extra,
     }
-    document = {"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": "cli-job"},
-                "spec": spec}
+    document = fine_tune_job("cli-job", namespace=None, **spec)
     path.write_text(yaml.safe_dump(document))
     return path
 

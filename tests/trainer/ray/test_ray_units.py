@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.jobs import job_config
+
 
 def test_demo_data_is_deterministic_balanced_and_disjoint(tmp_path):
     from finetune_trainer import demo
@@ -39,11 +41,22 @@ def test_progress_tracker_reports_best_trial_and_writes_progress_json(tmp_path):
     from finetune_trainer.progress import parse_progress_line
     from finetune_trainer.telemetry import PROGRESS_FILE, ProgressTracker
 
+    now = [1000.0]
     seen = []
     tracker = ProgressTracker(trials_total=2, metric="eval_accuracy", mode="max", job_uri=str(tmp_path / "job"),
-                              echo=False, callback=lambda report, trials: seen.append(report))
+                              echo=False, callback=lambda report, trials: seen.append(report),
+                              clock=lambda: now[0])
+
+    def on_disk() -> dict:
+        return json.loads((tmp_path / "job" / PROGRESS_FILE).read_text())
+
     tracker.handle(_event("a", 5, 0.6, checkpoint="/ckpt/a5", lr=0.1))
+    assert on_disk()["bestTrial"]["id"] == "a"  # the first report is written at once
+    now[0] += 1.0
     tracker.handle(_event("b", 5, 0.8, lr=0.01))
+    assert seen[-1].bestTrial.id == "b"
+    assert on_disk()["bestTrial"]["id"] == "a"  # 1 s later: reported, not rewritten
+    now[0] += tracker.WRITE_INTERVAL_S
     report = tracker.handle(_event("a", 10, 0.7, final=True, lr=0.1))
     assert report.bestTrial.id == "b" and report.bestTrial.hyperparameters == {"training.learningRate": 0.01}
     assert report.bestMetrics == {"eval_accuracy": 0.8}
@@ -51,11 +64,10 @@ def test_progress_tracker_reports_best_trial_and_writes_progress_json(tmp_path):
     assert report.percent == pytest.approx(75.0)  # a done, b half-way
     assert tracker.trials["a"].checkpoints == [("/ckpt/a5", tracker.trials["a"].history[0])]
     assert parse_progress_line("log prefix " + report.to_line()) == report
-    written = json.loads((tmp_path / "job" / PROGRESS_FILE).read_text())
-    # Writes are throttled (every 5 s while running): the first report is on disk.
-    assert written["state"] == "running" and written["bestTrial"]["id"] == "a"
-    final = tracker.publish(tracker.build_report(state="failed", message="store down"), force_write=True)
-    assert json.loads((tmp_path / "job" / PROGRESS_FILE).read_text())["message"] == "store down"
+    written = on_disk()  # past the interval: rewritten
+    assert written["state"] == "running" and written["bestTrial"]["id"] == "b" and written["trialsCompleted"] == 1
+    final = tracker.publish(tracker.build_report(state="failed", message="store down"))
+    assert on_disk()["message"] == "store down"  # a final state is written at once, clock or not
     assert seen[-1] is final
 
 
@@ -69,15 +81,11 @@ def test_tracker_min_mode_prefers_lower_values(tmp_path):
 
 
 def _job(workers: int = 2, cpus: float = 1.0, max_concurrent: int | None = None, trials: int = 8):
-    from finetune_trainer.config import JobConfig
-
     tune = {"searchSpace": {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3}},
             "numTrials": trials}
     if max_concurrent:
         tune["maxConcurrentTrials"] = max_concurrent
-    return JobConfig.model_validate({"name": "j", "config": {"model": {"source": "m"}, "data": {"train": "t.csv"},
-                                                             "output": {"uri": "out"}, "tune": tune},
-                                     "scaling": {"numWorkers": workers, "cpusPerWorker": cpus}})
+    return job_config(tune=tune, scaling={"numWorkers": workers, "cpusPerWorker": cpus})
 
 
 def test_concurrent_trials_fit_resources_and_respect_the_spec():
@@ -110,19 +118,18 @@ def test_failure_explanations_name_the_real_cause():
     assert message.startswith("training failed because the output store is unreachable:") and "curlCode" in message
 
 
-def test_live_view_shows_a_trials_table():
+def test_live_view_shows_a_trials_table(tmp_path):
     from rich.console import Console
 
     from finetune_operator.cli.run import LiveView
     from finetune_trainer.telemetry import ProgressTracker
 
     console = Console(record=True, force_terminal=True, width=140)
-    tracker = ProgressTracker(trials_total=2, metric="eval_accuracy", mode="max", job_uri="/nonexistent/x",
+    tracker = ProgressTracker(trials_total=2, metric="eval_accuracy", mode="max", job_uri=str(tmp_path),
                               echo=False)
     with LiveView(console, sweeping=True, metric="eval_accuracy") as view:
         tracker.callback = view.update
         tracker.trial("trial-aaa", {"training.learningRate": 0.001})
-        tracker._last_write = float("inf")  # keep this test off the disk
         tracker.handle(_event("trial-aaa", 5, 0.75, lr=0.001))
     text = console.export_text()
     assert "trial-aaa" in text and "learningRate=0.001" in text and "0.7500" in text
@@ -174,15 +181,12 @@ def test_sweep_settings_map_to_ray_tune_objects():
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.search.sample import Categorical, Float, Integer
 
-    from finetune_trainer.config import JobConfig
     from finetune_trainer.sweeps import _domain, _scheduler, _search_alg, trial_count
 
     def job(algorithm: str, scheduler: str, space: dict):
-        return JobConfig.model_validate({"name": "j", "config": {
-            "model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "out"},
-            "tune": {"searchSpace": space, "searchAlgorithm": algorithm, "numTrials": 3,
-                     "scheduler": {"name": scheduler, "gracePeriod": 2, "reductionFactor": 3},
-                     "metric": "eval_accuracy", "mode": "max"}}})
+        return job_config(tune={"searchSpace": space, "searchAlgorithm": algorithm, "numTrials": 3,
+                                "scheduler": {"name": scheduler, "gracePeriod": 2, "reductionFactor": 3},
+                                "metric": "eval_accuracy", "mode": "max"})
 
     space = {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3},
              "training.batchSize": {"type": "choice", "values": [8, 16]},
@@ -192,9 +196,7 @@ def test_sweep_settings_map_to_ray_tune_objects():
     capped = _search_alg(bayes, 2)
     assert isinstance(capped, ConcurrencyLimiter) and capped.max_concurrent == 2
     assert isinstance(capped.searcher, OptunaSearch)
-    asha = _scheduler(bayes)
-    assert isinstance(asha, ASHAScheduler) and asha._reduction_factor == 3
-    assert asha._brackets[0]._rungs[-1][0] == 2  # the first rung sits at the grace period
+    assert isinstance(_scheduler(bayes), ASHAScheduler)
     assert isinstance(_scheduler(job("random", "pbt", {"training.learningRate": space["training.learningRate"]})),
                       PopulationBasedTraining)
     assert isinstance(_scheduler(job("random", "fifo", {"training.batchSize": space["training.batchSize"]})),
@@ -208,48 +210,86 @@ def test_sweep_settings_map_to_ray_tune_objects():
     assert trial_count(grid) == 9  # 3 repetitions of a 3-point grid
 
 
-def test_searches_are_seeded_and_capped(ray_local, tmp_path):
-    """The same spec samples the same trials, another seed samples others, and the cap
-    on trials at once holds for random and bayesian search alike (Tune ignores
-    max_concurrent_trials beside a BasicVariantGenerator)."""
-    import time
+def test_asha_gets_the_specs_grace_period_and_reduction_factor(monkeypatch):
+    """What we hand Ray: the spec's ASHA settings, on Tune's own iteration counter."""
+    import ray.tune.schedulers as schedulers
 
+    from finetune_trainer.sweeps import _scheduler
+
+    made = []
+
+    class RecordingASHA(schedulers.ASHAScheduler):
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(schedulers, "ASHAScheduler", RecordingASHA)
+    job = job_config(tune={"searchSpace": {"training.batchSize": {"type": "choice", "values": [8, 16]}},
+                           "numTrials": 3, "scheduler": {"name": "asha", "gracePeriod": 2, "reductionFactor": 3}})
+    assert isinstance(_scheduler(job), RecordingASHA)
+    [kwargs] = made
+    assert (kwargs["grace_period"], kwargs["reduction_factor"], kwargs["time_attr"]) == (2, 3, "training_iteration")
+
+
+def _seeded_search_job(seed: int, algorithm: str = "random"):
+    return job_config(training={"seed": seed},
+                      tune={"searchSpace": {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3}},
+                            "searchAlgorithm": algorithm, "numTrials": 4})
+
+
+def test_searches_are_seeded(ray_local, tmp_path):
+    """The same spec samples the same trials whatever the cap on trials at once;
+    another seed samples others."""
     from ray import tune
 
-    from finetune_trainer.config import JobConfig
     from finetune_trainer.sweeps import _domain, _search_alg
 
-    def sampled(seed: int, run: str, concurrency: int, algorithm: str = "random") -> list[float]:
-        spans = tmp_path / run / "spans"
-        spans.mkdir(parents=True)
-
+    def sampled(seed: int, run: str, concurrency: int) -> list[float]:
         def trainable(config: dict) -> None:
-            started = time.time()
-            # Long enough that an uncapped search starts the next trial meanwhile
-            # (Tune lets only one trial of a Searcher be pending at a time).
-            time.sleep(0.3 if algorithm == "random" else 2.0)
-            (spans / f"{config['training.learningRate']}").write_text(f"{started} {time.time()}")
             tune.report({"lr": config["training.learningRate"], "eval_loss": 1.0})
 
-        job = JobConfig.model_validate({"name": "j", "config": {
-            "model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "out"},
-            "training": {"seed": seed},
-            "tune": {"searchSpace": {"training.learningRate": {"type": "loguniform", "min": 1e-5, "max": 1e-3}},
-                     "searchAlgorithm": algorithm, "numTrials": 4}}})
+        job = _seeded_search_job(seed)
         space = {path: _domain(dimension) for path, dimension in job.config.tune.searchSpace.items()}
         tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 0.25}), param_space=space,
                            tune_config=tune.TuneConfig(search_alg=_search_alg(job, concurrency), num_samples=4,
                                                        metric="eval_loss", mode="min"),
                            run_config=tune.RunConfig(storage_path=str(tmp_path / run / "ray"), verbose=0))
-        lrs = sorted(result.metrics["lr"] for result in tuner.fit())
-        if concurrency == 1:
-            intervals = sorted(tuple(map(float, path.read_text().split())) for path in spans.iterdir())
-            assert len(intervals) == 4
-            assert all(a[1] <= b[0] for a, b in zip(intervals, intervals[1:])), f"{algorithm} trials overlapped"
-        return lrs
+        return sorted(result.metrics["lr"] for result in tuner.fit())
 
     first = sampled(7, "first", concurrency=1)
+    assert len(set(first)) == 4 and all(1e-5 <= lr <= 1e-3 for lr in first)
     assert sampled(7, "again", concurrency=2) == first
     assert sampled(8, "other", concurrency=2) != first
-    assert all(1e-5 <= lr <= 1e-3 for lr in first)
-    sampled(7, "bayesian", concurrency=1, algorithm="bayesian")
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian"])
+def test_search_algorithms_hold_the_cap_on_trials_at_once(algorithm):
+    """Counted, not timed: drive the search algorithm as Tune's controller does and
+    count the trials it hands out while none has finished (Tune ignores
+    max_concurrent_trials beside a BasicVariantGenerator, so the algorithm itself
+    must hold the cap)."""
+    from ray.tune.search import SearchAlgorithm, SearchGenerator
+
+    from finetune_trainer.sweeps import _domain, _search_alg
+
+    def trainable(config: dict) -> None:
+        raise AssertionError("never run: only the search algorithm is exercised")
+
+    def live_trials(cap: int) -> tuple[int, bool]:
+        """(trials handed out before any finished, whether one more comes after one finishes)"""
+        job = _seeded_search_job(7, algorithm)
+        space = {path: _domain(dimension) for path, dimension in job.config.tune.searchSpace.items()}
+        search = _search_alg(job, cap)
+        if not isinstance(search, SearchAlgorithm):
+            search = SearchGenerator(search)
+        search.set_search_properties("eval_loss", "min", space)
+        search.add_configurations({"sweep": {"run": trainable, "config": space, "num_samples": 4}})
+        live = []
+        while (trial := search.next_trial()) is not None:
+            live.append(trial)
+        search.on_trial_complete(live[0].trial_id, result={"eval_loss": 1.0, "training_iteration": 1})
+        return len(live), search.next_trial() is not None
+
+    assert live_trials(1) == (1, True)
+    assert live_trials(2) == (2, True)
+    assert live_trials(0) == (4, False)  # uncapped: all four at once, so the count can see a missing cap
