@@ -20,7 +20,7 @@ from finetune_operator.accelerators import RAY_ACCELERATOR_TYPES, unknown_ray_ty
 from finetune_operator.api_status import (  # noqa: F401
     PHASES, TERMINAL_PHASES, BestTrial, Condition, FineTuneJobStatus, Phase, Progress,
 )
-from finetune_trainer.config import (
+from finetune_trainer.api import (
     JobConfig,
     OutputSpec,
     ScalingSpec,

@@ -33,7 +33,7 @@ from finetune_operator.conditions import (  # noqa: F401
     get_condition, parse_time, set_condition,
 )
 from finetune_operator.events import EventReason
-from finetune_trainer.progress import ProgressReport
+from finetune_trainer.api import ProgressReport
 
 # Which condition is True in each phase (Pending has none of these).
 _PHASE_CONDITION = {
