@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from finetune_trainer.config import JobConfig, OutputSpec, ScalingSpec, Spec, TrainingConfig
+from finetune_trainer.config import JobConfig, OutputSpec, ScalingSpec, Spec, TrainingConfig, selection_metric
 from finetune_trainer.errors import TrainerError
 from finetune_trainer.local_ray import use_loopback_for_embedded_ray
 from finetune_trainer.progress import ProgressReport, latest_progress
@@ -23,7 +23,6 @@ from finetune_trainer.storage import join, resolve_filesystem
 if TYPE_CHECKING:  # the lazy names, for type checkers
     from finetune_trainer.preflight import check_locally
     from finetune_trainer.runner import local_ray_init_kwargs, run_job
-    from finetune_trainer.train_loop import selection_metric
 
 # Heavy helpers, by name: the module that defines each. Looked up on every access (not
 # cached here), so a test that patches the defining module is seen.
@@ -31,7 +30,6 @@ _LAZY = {
     "check_locally": "preflight",
     "local_ray_init_kwargs": "runner",
     "run_job": "runner",
-    "selection_metric": "train_loop",
 }
 
 
@@ -45,10 +43,6 @@ def __getattr__(name: str) -> Any:
         from finetune_trainer import runner
 
         return getattr(runner, name)
-    if module == "train_loop":
-        from finetune_trainer import train_loop
-
-        return getattr(train_loop, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -34,3 +34,15 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         api.nothing_here  # noqa: B018
+
+
+def test_selection_metric_is_the_sweeps_else_early_stoppings_else_the_loss() -> None:
+    from finetune_trainer.api import TrainingConfig, selection_metric
+
+    base = {"model": {"source": "m"}, "data": {"train": "t.csv"}, "output": {"uri": "/tmp/o"}}
+    assert selection_metric(TrainingConfig.model_validate(base)) == ("eval_loss", "min")
+    stopping = {**base, "training": {"earlyStopping": {"metric": "eval_f1", "mode": "max"}}}
+    assert selection_metric(TrainingConfig.model_validate(stopping)) == ("eval_f1", "max")
+    sweep = {**stopping, "tune": {"searchSpace": {"training.seed": {"type": "choice", "values": [1, 2]}},
+                                  "metric": "eval_accuracy", "mode": "max"}}
+    assert selection_metric(TrainingConfig.model_validate(sweep)) == ("eval_accuracy", "max")

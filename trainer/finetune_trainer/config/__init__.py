@@ -13,7 +13,14 @@ API server shows; the pydantic validators enforce the same rules offline.
 
 from finetune_trainer.config.base import EVAL_METRICS, MetricName, Mode, Spec
 from finetune_trainer.config.data import AugmentationSpec, DataFormat, DataSpec
-from finetune_trainer.config.job import JobConfig, OutputSpec, ScalingSpec, TrainingConfig, with_overrides
+from finetune_trainer.config.job import (
+    JobConfig,
+    OutputSpec,
+    ScalingSpec,
+    TrainingConfig,
+    selection_metric,
+    with_overrides,
+)
 from finetune_trainer.config.model import ModelSpec
 from finetune_trainer.config.strategy import (
     GradualUnfreezingSpec,
@@ -43,5 +50,5 @@ __all__ = [
     "EarlyStoppingSpec", "GradualUnfreezingSpec", "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
     "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "ScalingSpec", "SchedulerSpec", "SearchDimension",
     "Spec", "StrategySpec", "StrategyType", "TrainingConfig", "TrainingSpec", "TunablePath", "TuneSchedulerSpec",
-    "TuneSpec", "with_overrides",
+    "TuneSpec", "selection_metric", "with_overrides",
 ]

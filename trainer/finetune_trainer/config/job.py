@@ -92,6 +92,16 @@ class TrainingConfig(Spec):
         return self
 
 
+def selection_metric(config: TrainingConfig) -> tuple[str, str]:
+    """The (metric, mode) that decides "best", for checkpoints, trials and the status:
+    the sweep's, else early stopping's, else the validation loss."""
+    if config.tune is not None:
+        return config.tune.metric, config.tune.mode
+    if config.training.earlyStopping is not None:
+        return config.training.earlyStopping.metric, config.training.earlyStopping.mode
+    return "eval_loss", "min"
+
+
 def with_overrides(config: TrainingConfig, overrides: dict[str, Any]) -> TrainingConfig:
     """A validated copy of `config` with dotted-path overrides (a Tune trial's
     hyperparameters) applied."""
