@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from finetune_trainer.config import JobConfig, OutputSpec, ScalingSpec, Spec, TrainingConfig, selection_metric
+from finetune_trainer.config import (
+    JobConfig,
+    OutputSpec,
+    Rule,
+    ScalingSpec,
+    Spec,
+    TrainingConfig,
+    selection_metric,
+)
 from finetune_trainer.errors import TrainerError
 from finetune_trainer.local_ray import use_loopback_for_embedded_ray
 from finetune_trainer.progress import ProgressReport, latest_progress
@@ -47,7 +55,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "JobConfig", "OutputSpec", "ProgressReport", "ScalingSpec", "Spec", "TrainerError", "TrainingConfig",
+    "JobConfig", "OutputSpec", "ProgressReport", "Rule", "ScalingSpec", "Spec", "TrainerError", "TrainingConfig",
     "check_locally", "join", "latest_progress", "local_ray_init_kwargs", "resolve_filesystem", "run_job",
     "selection_metric", "set_path", "set_verbose", "use_loopback_for_embedded_ray",
 ]
