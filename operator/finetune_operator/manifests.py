@@ -164,7 +164,8 @@ def parse_job(document: dict[str, Any], source: str) -> FineTuneJob:
     other fields would only add noise.
     """
     if not isinstance(document, dict):
-        raise ManifestError([Problem(source, "", f"a manifest must be a mapping (got {type_name(document)})")])
+        raise ManifestError(
+            [Problem(source, "", f"a manifest must be a mapping (got {type_name(document)})")])
     identity = [
         Problem(source, key, f"must be {expected} (got {show_value(document.get(key))})")
         if key in document

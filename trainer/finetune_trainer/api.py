@@ -55,7 +55,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "JobConfig", "OutputSpec", "ProgressReport", "Rule", "ScalingSpec", "Spec", "TrainerError", "TrainingConfig",
-    "check_locally", "join", "latest_progress", "local_ray_init_kwargs", "resolve_filesystem", "run_job",
-    "selection_metric", "set_path", "set_verbose", "use_loopback_for_embedded_ray",
+    "JobConfig", "OutputSpec", "ProgressReport", "Rule", "ScalingSpec", "Spec", "TrainerError",
+    "TrainingConfig", "check_locally", "join", "latest_progress", "local_ray_init_kwargs",
+    "resolve_filesystem", "run_job", "selection_metric", "set_path", "set_verbose",
+    "use_loopback_for_embedded_ray",
 ]

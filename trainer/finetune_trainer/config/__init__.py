@@ -49,7 +49,8 @@ from finetune_trainer.config.tune import (
 __all__ = [
     "EVAL_METRICS", "MAX_SEARCH_DIMENSIONS", "AugmentationSpec", "DataFormat", "DataSpec", "DimensionType",
     "EarlyStoppingSpec", "GradualUnfreezingSpec", "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
-    "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "Rule", "ScalingSpec", "SchedulerSpec", "SearchDimension",
+    "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "Rule", "ScalingSpec", "SchedulerSpec",
+    "SearchDimension",
     "Spec", "StrategySpec", "StrategyType", "TrainingConfig", "TrainingSpec", "TunablePath", "TuneSchedulerSpec",
     "TuneSpec", "selection_metric", "with_overrides",
 ]

@@ -63,7 +63,8 @@ class TrainingConfig(Spec):
 
     RULES = (
         Rule("!has(self.tune) || self.tune.searchSpace.all(k, ['partial', 'gradualUnfreezing', 'lora'].all(b,"
-             " !k.startsWith('strategy.' + b + '.') || (has(self.strategy) ? self.strategy.type : 'full') == b))",
+             " !k.startsWith('strategy.' + b + '.')"
+             " || (has(self.strategy) ? self.strategy.type : 'full') == b))",
              "tune.searchSpace can tune the settings of strategy.type only",
              lambda s: s.foreign_strategy_path is None,
              lambda s: f"'{s.foreign_strategy_path}' tunes {s.foreign_strategy_path.split('.')[1]}, "

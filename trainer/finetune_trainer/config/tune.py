@@ -47,7 +47,8 @@ class SearchDimension(Spec):
     """Upper bound (exclusive for `randint`)."""
 
     RULES = (
-        Rule("(self.type == 'choice' || self.type == 'grid') || (has(self.min) && has(self.max) && self.min < self.max)",
+        Rule("(self.type == 'choice' || self.type == 'grid')"
+             " || (has(self.min) && has(self.max) && self.min < self.max)",
              "uniform, loguniform and randint need min < max",
              lambda s: s.listed or (s.min is not None and s.max is not None and s.min < s.max),
              lambda s: f"type is {s.type}; got min={s.min}, max={s.max}"),
@@ -134,7 +135,8 @@ class TuneSpec(Spec):
              "maxConcurrentTrials must be <= numTrials",
              lambda s: s.maxConcurrentTrials is None or s.maxConcurrentTrials <= s.numTrials,
              lambda s: f"got {s.maxConcurrentTrials} > {s.numTrials}"),
-        Rule("self.searchAlgorithm != 'bayesian' || self.searchSpace.all(k, self.searchSpace[k].type != 'grid')",
+        Rule("self.searchAlgorithm != 'bayesian'"
+             " || self.searchSpace.all(k, self.searchSpace[k].type != 'grid')",
              "bayesian search cannot use grid dimensions; use choice",
              lambda s: s.searchAlgorithm != "bayesian" or not s.grid_paths,
              lambda s: f"grid: {', '.join(s.grid_paths)}"),
