@@ -20,9 +20,10 @@ from finetune_operator.accelerators import RAY_ACCELERATOR_TYPES, unknown_ray_ty
 from finetune_operator.api_status import (  # noqa: F401
     PHASES, TERMINAL_PHASES, BestTrial, Condition, FineTuneJobStatus, Phase, Progress,
 )
-from finetune_trainer.config import (
+from finetune_trainer.api import (
     JobConfig,
     OutputSpec,
+    Rule,
     ScalingSpec,
     Spec,
     TrainingConfig,
@@ -82,13 +83,18 @@ class ComputeSpec(Spec):
     defaults to the operator's setting."""
 
     # A quantity is positive exactly when it has a non-zero digit.
-    CEL_RULES = (("self.cpu.matches('[1-9]')", "cpu must be a positive quantity"),)
+    RULES = (
+        Rule("self.cpu.matches('[1-9]')", "cpu must be a positive quantity",
+             lambda s: parse_quantity(s.cpu) > 0, lambda s: f"got {s.cpu!r}"),
+    )
 
+    # The same rule, checked on the field first, so the offline error names the field
+    # itself (the API server reports it on the object).
     @field_validator("cpu")
     @classmethod
     def _positive_cpu(cls, value: str) -> str:
         if parse_quantity(value) <= 0:
-            raise ValueError(f"cpu must be a positive quantity (got {value!r})")
+            raise ValueError(f"{cls.RULES[0].message} (got {value!r})")
         return value
 
 
@@ -161,11 +167,11 @@ class ResourcesSpec(Spec):
     sharedMemory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Size of /dev/shm in each pod; defaults to a quarter of the pod's memory."""
 
-    CEL_RULES = (
-        ("!has(self.acceleratorType) || (has(self.worker) && self.worker.gpu > 0)",
-         "acceleratorType needs worker.gpu > 0"),
-        ("!has(self.rayAcceleratorType) || (has(self.worker) && self.worker.gpu > 0)",
-         "rayAcceleratorType needs worker.gpu > 0"),
+    RULES = tuple(
+        Rule(f"!has(self.{name}) || (has(self.worker) && self.worker.gpu > 0)",
+             f"{name} needs worker.gpu > 0",
+             lambda s, name=name: getattr(s, name) is None or s.worker.gpu > 0)
+        for name in ("acceleratorType", "rayAcceleratorType")
     )
 
     @field_validator("rayAcceleratorType", mode="before")
@@ -174,13 +180,6 @@ class ResourcesSpec(Spec):
         if isinstance(value, str) and value not in RAY_ACCELERATOR_TYPES:
             raise ValueError(unknown_ray_type_message(value))
         return value
-
-    @model_validator(mode="after")
-    def _accelerator_needs_gpu(self) -> "ResourcesSpec":
-        for name in ("acceleratorType", "rayAcceleratorType"):
-            if getattr(self, name) is not None and self.worker.gpu == 0:
-                raise ValueError(f"{name} needs worker.gpu > 0")
-        return self
 
     def scaling(self) -> ScalingSpec:
         """What the trainer needs to know of these resources: one Ray Train worker per

@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field
 
-from finetune_trainer.config import Spec
+from finetune_trainer.api import Spec
 
 class Phase(StrEnum):
     """Where a FineTuneJob is in its life. Each phase equals (and prints as) its name,

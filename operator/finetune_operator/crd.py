@@ -3,7 +3,8 @@
 The models are the one source of truth; this module rewrites pydantic's JSON Schema
 into the *structural* OpenAPI v3 subset the Kubernetes API server accepts: every
 `$ref` inlined, optionals as plain (not required) fields instead of `anyOf`, a `type`
-on every node, no `title`, and each model's `CEL_RULES` as `x-kubernetes-validations`.
+on every node, no `title`, and each model's `RULES` (their CEL and message) as
+`x-kubernetes-validations`.
 `finetune crd --write` stores the result in deploy/ and in the Helm chart.
 """
 
@@ -62,9 +63,9 @@ class _CrdJsonSchema(GenerateJsonSchema):
 
     def model_schema(self, schema: Any) -> dict[str, Any]:
         json_schema = super().model_schema(schema)
-        rules = getattr(schema["cls"], "CEL_RULES", ())
+        rules = getattr(schema["cls"], "RULES", ())
         if rules:
-            json_schema["x-kubernetes-validations"] = [{"rule": rule, "message": msg} for rule, msg in rules]
+            json_schema["x-kubernetes-validations"] = [{"rule": r.cel, "message": r.message} for r in rules]
         return json_schema
 
 

@@ -33,7 +33,7 @@ from finetune_operator.kube import ApiError, Conflict, KubeApi, NotFound
 from finetune_operator.manifests import ManifestError, parse_job
 from finetune_operator.metrics import OperatorMetrics
 from finetune_operator.settings import Settings
-from finetune_trainer.progress import ProgressReport, latest_progress
+from finetune_trainer.api import ProgressReport, latest_progress
 
 LOG_TAIL_LINES = 200
 # RayJob states in which the driver has run, so its log may hold progress.

@@ -33,7 +33,7 @@ from finetune_operator.conditions import (  # noqa: F401
     get_condition, parse_time, set_condition,
 )
 from finetune_operator.events import EventReason
-from finetune_trainer.progress import ProgressReport
+from finetune_trainer.api import ProgressReport, selection_metric
 
 # Which condition is True in each phase (Pending has none of these).
 _PHASE_CONDITION = {
@@ -107,16 +107,6 @@ def attempt_number(rayjob_status: dict, terminal: bool) -> int:
 
 
 # ----------------------------------------------------------------------------- status
-
-
-def ranking_metric(spec: FineTuneJobSpec) -> str:
-    """The validation metric that decides "best": the sweep's, else early stopping's,
-    else the loss."""
-    if spec.tune is not None:
-        return spec.tune.metric
-    if spec.training.earlyStopping is not None:
-        return spec.training.earlyStopping.metric
-    return "eval_loss"
 
 
 def _progress_block(report: ProgressReport) -> dict:
@@ -250,7 +240,7 @@ def _record_progress(status: dict, spec: FineTuneJobSpec, progress: ProgressRepo
         status["metrics"] = dict(progress.metrics)
     if progress.bestMetrics:
         status["bestMetrics"] = dict(progress.bestMetrics)
-        metric = ranking_metric(spec)
+        metric, _ = selection_metric(spec)
         if metric in progress.bestMetrics:
             status["bestMetric"] = f"{metric}={progress.bestMetrics[metric]:.4g}"
     if progress.bestTrial is not None:

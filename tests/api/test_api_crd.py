@@ -11,12 +11,12 @@ import celpy
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from finetune_operator import api
 from finetune_operator.cli import main
 from finetune_operator.crd import CRD_PATHS, SchemaError, build_crd, model_schema, render_crd
-from finetune_trainer.config import SchedulerSpec, Spec
+from finetune_trainer.config import Rule, SchedulerSpec, Spec
 
 REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN_KEYS = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "title", "definitions", "const"}
@@ -156,10 +156,25 @@ def test_bounds_enums_defaults_and_cel_rules_are_kept() -> None:
     assert training["learningRate"]["default"] == 5e-5
     assert training["precision"]["enum"] == ["fp32", "bf16", "fp16"]
     assert training["scheduler"]["x-kubernetes-validations"] == [
-        {"rule": rule, "message": message} for rule, message in SchedulerSpec.CEL_RULES
+        {"rule": rule.cel, "message": rule.message} for rule in SchedulerSpec.RULES
     ]
     worker = schema()["properties"]["spec"]["properties"]["resources"]["properties"]["worker"]
     assert worker["properties"]["cpu"]["pattern"] == api.QUANTITY_PATTERN
+
+
+def test_one_rule_is_both_the_crds_cel_and_the_offline_check_with_its_detail() -> None:
+    class Window(Spec):
+        low: int = 0
+        high: int = 1
+
+        RULES = (Rule("self.low < self.high", "low must be below high", lambda s: s.low < s.high,
+                      lambda s: f"got {s.low} >= {s.high}"),)
+
+    assert model_schema(Window)["x-kubernetes-validations"] == [
+        {"rule": "self.low < self.high", "message": "low must be below high"}]
+    assert Window(low=0, high=2).high == 2
+    with pytest.raises(ValidationError, match=r"low must be below high \(got 3 >= 1\)"):
+        Window(low=3)
 
 
 def test_the_status_phase_enum_is_the_phase_constants() -> None:

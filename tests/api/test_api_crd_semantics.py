@@ -178,7 +178,7 @@ def test_agreement_cases_cover_both_outcomes_for_every_ruled_model() -> None:
         for module in (config, api)
         for m in vars(module).values()
         if isinstance(m, type) and issubclass(m, config.Spec)
-        and m.__module__.startswith(module.__name__) and m.__dict__.get("CEL_RULES")
+        and m.__module__.startswith(module.__name__) and m.__dict__.get("RULES")
     }
     assert len(declaring) >= 10
     assert declaring <= set(outcomes)

@@ -175,7 +175,7 @@ def _misspell(text: str, rng: random.Random) -> str:
                     for word in text.split(" "))
 
 
-def _message(intent: str, rng: random.Random) -> str:
+def _ticket_text(intent: str, rng: random.Random) -> str:
     """One message whose true intent is `intent`."""
     draw = rng.random()
     if draw < SHORT_SHARE:
@@ -206,7 +206,7 @@ def generate(total: int = 500, seed: int = 7) -> list[tuple[str, str]]:
             if attempts > per_intent * 200:
                 raise RuntimeError(f"cannot make {per_intent} distinct {intent} messages from the templates")
             source = rng.choice(_NEIGHBOURS[intent]) if rng.random() < NOISE_SHARE else intent
-            text = _message(source, rng)
+            text = _ticket_text(source, rng)
             if text in seen:
                 continue
             seen.add(text)

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from finetune_trainer import storage
-from finetune_trainer.config import JobConfig, TrainingConfig
+from finetune_trainer.config import JobConfig, TrainingConfig, selection_metric
 from finetune_trainer.errors import TrainerError
-from finetune_trainer.telemetry import SINGLE_TRIAL_ID, progress_callback
+from finetune_trainer.telemetry import SINGLE_TRIAL_ID, report_forwarder
 from finetune_trainer.loop.hooks import LoopHooks
-from finetune_trainer.train_loop import selection_metric, train_loop_per_worker
+from finetune_trainer.train_loop import train_loop_per_worker
 
 RAY_DIR = "ray"
 """Sub-folder of the job's folder for Ray's own files: the run (or Tune experiment)
@@ -94,7 +94,7 @@ def make_trainer(job: JobConfig, *, name: str, storage_path: str, filesystem, qu
         failure_config=FailureConfig(max_failures=max_failures(), controller_failure_limit=max_failures(
             CONTROLLER_FAILURE_LIMIT_ENV, DEFAULT_CONTROLLER_FAILURE_LIMIT)),
         checkpoint_config=_checkpoint_config(config),
-        callbacks=[*extra_callbacks, progress_callback(queue, trial_id, overrides)],
+        callbacks=[*extra_callbacks, report_forwarder(queue, trial_id, overrides)],
     )
     backend = TorchConfig(backend="nccl" if job.scaling.gpusPerWorker > 0 else "gloo")
     return TorchTrainer(train_loop_per_worker, train_loop_config=loop_config, torch_config=backend,

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from finetune_trainer import staging, storage
-from finetune_trainer.config import JobConfig
+from finetune_trainer.config import JobConfig, selection_metric
 from finetune_trainer.errors import TrainerError
 from finetune_trainer.finishing import MODEL_DIR, finish_on_worker, write_outputs
 from finetune_trainer.loop.hooks import LoopHooks
@@ -42,7 +42,6 @@ from finetune_trainer.ray_train import (
 )
 from finetune_trainer.sweeps import concurrent_trials, run_sweep, trial_count
 from finetune_trainer.telemetry import ProgressTracker
-from finetune_trainer.train_loop import selection_metric
 
 log = logging.getLogger(__name__)
 

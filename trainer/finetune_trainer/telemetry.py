@@ -5,7 +5,7 @@ Two halves, because they live in different processes:
 - `WorkerMetrics` (rank 0 of each run) publishes loss, eval metrics, throughput, step
   and epoch as `ray.util.metrics` gauges and counters, tagged with the job and trial,
   so Ray's Prometheus endpoint exposes them while the job runs.
-- `ProgressCallback` is a Ray Train callback (it runs in the train controller) that
+- `ReportForwarder` is a Ray Train callback (it runs in the train controller) that
   forwards every report, with its checkpoint path, to a Ray queue. The driver drains
   the queue with `ProgressTracker`, which keeps the history of every trial, prints a
   `ProgressReport.to_line()` line per report (the operator reads these from the
@@ -87,11 +87,11 @@ class WorkerMetrics:
 # ------------------------------------------------------------------ controller side
 
 
-def _make_progress_callback_class():
+def _make_report_forwarder_class():
     """The callback class, built on first use so importing this module needs no Ray."""
     from ray.train.v2.api.callback import UserCallback
 
-    class ProgressCallback(UserCallback):
+    class ReportForwarder(UserCallback):
         """Forwards each report (rank 0's metrics + checkpoint path) to a Ray queue."""
 
         def __init__(self, queue: Any, trial_id: str, hyperparameters: Optional[dict] = None) -> None:
@@ -112,17 +112,17 @@ def _make_progress_callback_class():
             except Exception as err:  # a full or dead queue must not fail training
                 log.warning("progress event dropped: %s", err)
 
-    return ProgressCallback
+    return ReportForwarder
 
 
 _CALLBACK_CLASS = None
 
 
-def progress_callback(queue: Any, trial_id: str, hyperparameters: Optional[dict] = None):
+def report_forwarder(queue: Any, trial_id: str, hyperparameters: Optional[dict] = None):
     """A Ray Train callback forwarding reports of `trial_id` to `queue`."""
     global _CALLBACK_CLASS
     if _CALLBACK_CLASS is None:
-        _CALLBACK_CLASS = _make_progress_callback_class()
+        _CALLBACK_CLASS = _make_report_forwarder_class()
     return _CALLBACK_CLASS(queue, trial_id, hyperparameters)
 
 
@@ -191,7 +191,7 @@ class ProgressTracker:
         return best
 
     def handle(self, event: dict[str, Any]) -> ProgressReport:
-        """Record one event from `ProgressCallback` and publish a report."""
+        """Record one event from `ReportForwarder` and publish a report."""
         state = self.trial(event["trial"], event.get("hyperparameters"))
         metrics = {k: v for k, v in event.get("metrics", {}).items() if isinstance(v, (int, float))}
         state.history.append(metrics)
@@ -281,4 +281,4 @@ class ProgressTracker:
 
 
 __all__ = ["PROGRESS_FILE", "ProgressTracker", "SINGLE_TRIAL_ID", "TrialState", "WorkerMetrics",
-           "progress_callback"]
+           "report_forwarder"]

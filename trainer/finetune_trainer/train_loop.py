@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from finetune_trainer.checkpointing import MODEL_STATE, STATE_JSON, TRAINER_STATE
-from finetune_trainer.config import JobConfig, TrainingConfig
+from finetune_trainer.config import JobConfig, TrainingConfig, selection_metric
 from finetune_trainer.loop.checkpointer import Checkpointer
 from finetune_trainer.loop.context import TrainingParts, WorkerContext
 from finetune_trainer.loop.epoch import epoch_order, run_epoch
@@ -38,15 +38,6 @@ from finetune_trainer.loop.reducer import Reducer
 from finetune_trainer.loop.state import LoopState, Plan
 
 log = logging.getLogger("finetune_trainer.train_loop")
-
-
-def selection_metric(config: TrainingConfig) -> tuple[str, str]:
-    """The (metric, mode) that ranks checkpoints and trials."""
-    if config.tune is not None:
-        return config.tune.metric, config.tune.mode
-    if config.training.earlyStopping is not None:
-        return config.training.earlyStopping.metric, config.training.earlyStopping.mode
-    return "eval_loss", "min"
 
 
 def _seed_everything(seed: int) -> None:
@@ -204,4 +195,4 @@ def _wrapper(ctx: WorkerContext):
     return wrap
 
 
-__all__ = ["MODEL_STATE", "STATE_JSON", "TRAINER_STATE", "epoch_order", "selection_metric", "train_loop_per_worker"]
+__all__ = ["MODEL_STATE", "STATE_JSON", "TRAINER_STATE", "epoch_order", "train_loop_per_worker"]

@@ -16,8 +16,7 @@ from finetune_operator.settings import Settings
 # trainer image, with the job's S3 Secret as environment.
 CLEANUP_SCRIPT = """\
 import json, os
-from finetune_trainer.config import OutputSpec
-from finetune_trainer.storage import join, resolve_filesystem
+from finetune_trainer.api import OutputSpec, join, resolve_filesystem
 output = OutputSpec.model_validate(json.loads(os.environ["FINETUNE_OUTPUT"]))
 filesystem, path = resolve_filesystem(join(output.uri, os.environ["FINETUNE_RUN_NAME"]), output)
 try:

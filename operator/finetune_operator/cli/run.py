@@ -88,7 +88,7 @@ def _looks_local(source: str, base: Path) -> bool:
 def load_job(args: argparse.Namespace):
     """The validated FineTuneJob with overrides applied and local paths absolute."""
     from finetune_operator.manifests import ManifestError, Problem, load_manifests, parse_job
-    from finetune_trainer.search_space import set_path
+    from finetune_trainer.api import set_path
 
     documents = load_manifests(args.file)
     if len(documents) != 1:
@@ -130,7 +130,7 @@ def load_job(args: argparse.Namespace):
 def _start_ray(job_config, cpus: float | None) -> None:
     import ray
 
-    from finetune_trainer.runner import local_ray_init_kwargs
+    from finetune_trainer.api import local_ray_init_kwargs
 
     if ray.is_initialized():
         return
@@ -250,10 +250,10 @@ def summary_table(result, elapsed: float):
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from finetune_trainer.local_ray import use_loopback_for_embedded_ray
+    from finetune_trainer.api import use_loopback_for_embedded_ray
 
     use_loopback_for_embedded_ray()  # before anything imports ray
-    from finetune_trainer.quiet import set_verbose
+    from finetune_trainer.api import set_verbose
 
     set_verbose(bool(getattr(args, "verbose", False)))  # before Ray starts: its workers inherit it
 
@@ -264,10 +264,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(f"{args.file}: {err}") from None
 
-    from finetune_trainer.errors import TrainerError
-    from finetune_trainer.preflight import check_locally
-    from finetune_trainer.runner import run_job
-    from finetune_trainer.train_loop import selection_metric
+    from finetune_trainer.api import TrainerError, check_locally, run_job, selection_metric
 
     try:  # what can be told here is told before Ray starts, in the job's own words
         check_locally(job_config)

@@ -6,14 +6,22 @@ is generated from them, and the trainer validates its input with the very same c
 One module per block of the manifest: `model`, `data`, `strategy`, `training`, `tune`,
 and `job` (output, the whole config and the trainer's input).
 
-Cross-field rules are declared once per model in ``CEL_RULES`` as pairs of a CEL
-expression (emitted into the CRD as ``x-kubernetes-validations``) and the message the
-API server shows; the pydantic validators enforce the same rules offline.
+Cross-field rules are declared once per model in ``RULES``: each `Rule` holds the CEL
+expression (emitted into the CRD as ``x-kubernetes-validations``), the message, and
+the same rule in Python, which `Spec`'s one validator checks offline. Checks CEL cannot
+express are plain validators of their model.
 """
 
-from finetune_trainer.config.base import EVAL_METRICS, MetricName, Mode, Spec
+from finetune_trainer.config.base import EVAL_METRICS, MetricName, Mode, Rule, Spec
 from finetune_trainer.config.data import AugmentationSpec, DataFormat, DataSpec
-from finetune_trainer.config.job import JobConfig, OutputSpec, ScalingSpec, TrainingConfig, with_overrides
+from finetune_trainer.config.job import (
+    JobConfig,
+    OutputSpec,
+    ScalingSpec,
+    TrainingConfig,
+    selection_metric,
+    with_overrides,
+)
 from finetune_trainer.config.model import ModelSpec
 from finetune_trainer.config.strategy import (
     GradualUnfreezingSpec,
@@ -41,7 +49,8 @@ from finetune_trainer.config.tune import (
 __all__ = [
     "EVAL_METRICS", "MAX_SEARCH_DIMENSIONS", "AugmentationSpec", "DataFormat", "DataSpec", "DimensionType",
     "EarlyStoppingSpec", "GradualUnfreezingSpec", "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
-    "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "ScalingSpec", "SchedulerSpec", "SearchDimension",
+    "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "Rule", "ScalingSpec", "SchedulerSpec",
+    "SearchDimension",
     "Spec", "StrategySpec", "StrategyType", "TrainingConfig", "TrainingSpec", "TunablePath", "TuneSchedulerSpec",
-    "TuneSpec", "with_overrides",
+    "TuneSpec", "selection_metric", "with_overrides",
 ]

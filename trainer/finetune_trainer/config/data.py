@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from finetune_trainer.config.base import Spec
+from finetune_trainer.config.base import Rule, Spec
 
 DataFormat = Literal["csv", "tsv", "jsonl", "parquet"]
 
@@ -20,16 +20,11 @@ class AugmentationSpec(Spec):
     wordSwap: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Probability of swapping each word with its right neighbour."""
 
-    CEL_RULES = (
-        ("self.wordDropout > 0.0 || self.wordSwap > 0.0",
-         "set wordDropout or wordSwap above 0, or leave augmentation out"),
+    RULES = (
+        Rule("self.wordDropout > 0.0 || self.wordSwap > 0.0",
+             "set wordDropout or wordSwap above 0, or leave augmentation out",
+             lambda s: s.wordDropout > 0.0 or s.wordSwap > 0.0),
     )
-
-    @model_validator(mode="after")
-    def _something_enabled(self) -> "AugmentationSpec":
-        if self.wordDropout == 0.0 and self.wordSwap == 0.0:
-            raise ValueError("set wordDropout or wordSwap above 0, or leave augmentation out")
-        return self
 
 
 class DataSpec(Spec):

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from pydantic import Field, model_validator
 
-from finetune_trainer.config.base import Spec
+from finetune_trainer.config.base import Rule, Spec
 from finetune_trainer.config.data import DataSpec
 from finetune_trainer.config.model import ModelSpec
 from finetune_trainer.config.strategy import StrategySpec
@@ -61,35 +61,49 @@ class TrainingConfig(Spec):
     output: OutputSpec
     """Where results go."""
 
-    CEL_RULES = (
-        ("!has(self.tune) || self.tune.searchSpace.all(k, ['partial', 'gradualUnfreezing', 'lora'].all(b,"
-         " !k.startsWith('strategy.' + b + '.') || (has(self.strategy) ? self.strategy.type : 'full') == b))",
-         "tune.searchSpace can tune the settings of strategy.type only"),
+    RULES = (
+        Rule("!has(self.tune) || self.tune.searchSpace.all(k, ['partial', 'gradualUnfreezing', 'lora'].all(b,"
+             " !k.startsWith('strategy.' + b + '.')"
+             " || (has(self.strategy) ? self.strategy.type : 'full') == b))",
+             "tune.searchSpace can tune the settings of strategy.type only",
+             lambda s: s.foreign_strategy_path is None,
+             lambda s: f"'{s.foreign_strategy_path}' tunes {s.foreign_strategy_path.split('.')[1]}, "
+                       f"but strategy.type is {s.strategy.type}"),
     )
 
+    @property
+    def foreign_strategy_path(self) -> Optional[str]:
+        """The first searched path into the settings of a strategy other than
+        strategy.type, if any."""
+        for path in self.tune.searchSpace if self.tune is not None else ():
+            head, _, rest = path.partition(".")
+            if head == "strategy" and "." in rest and rest.split(".", 1)[0] != self.strategy.type:
+                return path
+        return None
+
+    # Replaces Spec's validator of the same name, so that this check comes before the
+    # rules, as it always has. It is not in the CRD (the API server lets the
+    # combination through, and the trainer refuses it).
     @model_validator(mode="after")
-    def _fp16_scaler_needs_fp32_weights(self) -> "TrainingConfig":
+    def _obey_rules(self) -> "TrainingConfig":
         if self.model.loadDtype in ("float16", "bfloat16") and self.training.precision == "fp16":
             raise ValueError(
                 f"model.loadDtype {self.model.loadDtype} cannot train with training.precision fp16: the "
                 "gradient scaler needs fp32 weights; use model.loadDtype float32 (the default) or "
                 "training.precision bf16"
             )
+        self.check_rules()
         return self
 
-    @model_validator(mode="after")
-    def _tuned_strategy_settings_apply(self) -> "TrainingConfig":
-        if self.tune is not None:
-            for path in self.tune.searchSpace:
-                head, _, rest = path.partition(".")
-                if head == "strategy" and "." in rest:
-                    block = rest.split(".", 1)[0]
-                    if block != self.strategy.type:
-                        raise ValueError(
-                            f"tune.searchSpace can tune the settings of strategy.type only "
-                            f"('{path}' tunes {block}, but strategy.type is {self.strategy.type})"
-                        )
-        return self
+
+def selection_metric(config: TrainingConfig) -> tuple[str, str]:
+    """The (metric, mode) that decides "best", for checkpoints, trials and the status:
+    the sweep's, else early stopping's, else the validation loss."""
+    if config.tune is not None:
+        return config.tune.metric, config.tune.mode
+    if config.training.earlyStopping is not None:
+        return config.training.earlyStopping.metric, config.training.earlyStopping.mode
+    return "eval_loss", "min"
 
 
 def with_overrides(config: TrainingConfig, overrides: dict[str, Any]) -> TrainingConfig:

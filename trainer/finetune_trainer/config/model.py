@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from finetune_trainer.config.base import Spec
+from finetune_trainer.config.base import Rule, Spec
 
 
 class ModelSpec(Spec):
@@ -46,21 +46,16 @@ class ModelSpec(Spec):
     """Class names, in label-id order, each listed once. Data labels may be these
     names or their integer ids."""
 
-    CEL_RULES = (
-        (
-            "!has(self.labels) || !has(self.numLabels) || size(self.labels) == self.numLabels",
-            "numLabels must equal the number of labels when both are given",
-        ),
+    RULES = (
+        Rule("!has(self.labels) || !has(self.numLabels) || size(self.labels) == self.numLabels",
+             "numLabels must equal the number of labels when both are given",
+             lambda s: s.labels is None or s.numLabels is None or len(s.labels) == s.numLabels,
+             lambda s: f"numLabels={s.numLabels}, {len(s.labels)} labels"),
     )
 
+    # The API server checks uniqueness through the list type (a set), not by a rule.
     @model_validator(mode="after")
-    def _labels_match(self) -> "ModelSpec":
-        if self.labels is not None and self.numLabels is not None:
-            if len(self.labels) != self.numLabels:
-                raise ValueError(
-                    f"numLabels must equal the number of labels when both are given "
-                    f"(numLabels={self.numLabels}, {len(self.labels)} labels)"
-                )
+    def _labels_unique(self) -> "ModelSpec":
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
         return self

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from finetune_trainer.config.base import Spec
+from finetune_trainer.config.base import Rule, Spec
 
 StrategyType = Literal["full", "partial", "featureExtraction", "gradualUnfreezing", "lora"]
 
@@ -23,18 +23,16 @@ class PartialSpec(Spec):
     freezePatterns: list[str] = Field(default_factory=list, max_length=64)
     """Also freeze parameters whose name matches any of these regular expressions."""
 
-    CEL_RULES = (
-        ("self.freezeEmbeddings || self.freezeLayers > 0"
-         " || (has(self.freezePatterns) && size(self.freezePatterns) > 0)",
-         "partial must freeze something: freezeEmbeddings, freezeLayers or freezePatterns"),
+    RULES = (
+        Rule("self.freezeEmbeddings || self.freezeLayers > 0"
+             " || (has(self.freezePatterns) && size(self.freezePatterns) > 0)",
+             "partial must freeze something: freezeEmbeddings, freezeLayers or freezePatterns",
+             lambda s: bool(s.freezeEmbeddings or s.freezeLayers or s.freezePatterns)),
     )
 
+    # CEL cannot tell whether a string is a valid regular expression.
     @model_validator(mode="after")
-    def _freezes_something(self) -> "PartialSpec":
-        if not (self.freezeEmbeddings or self.freezeLayers or self.freezePatterns):
-            raise ValueError(
-                "partial must freeze something: freezeEmbeddings, freezeLayers or freezePatterns"
-            )
+    def _patterns_compile(self) -> "PartialSpec":
         import re
 
         for pattern in self.freezePatterns:
@@ -93,21 +91,13 @@ class StrategySpec(Spec):
     lora: Optional[LoraSpec] = None
     """Settings for `lora`."""
 
-    CEL_RULES = (
-        ("!has(self.partial) || self.type == 'partial'",
-         "partial settings are allowed only with type partial"),
-        ("!has(self.gradualUnfreezing) || self.type == 'gradualUnfreezing'",
-         "gradualUnfreezing settings are allowed only with type gradualUnfreezing"),
-        ("!has(self.lora) || self.type == 'lora'",
-         "lora settings are allowed only with type lora"),
+    RULES = tuple(
+        Rule(f"!has(self.{name}) || self.type == '{name}'",
+             f"{name} settings are allowed only with type {name}",
+             lambda s, name=name: getattr(s, name) is None or s.type == name,
+             lambda s: f"type is {s.type}")
+        for name in ("partial", "gradualUnfreezing", "lora")
     )
-
-    @model_validator(mode="after")
-    def _settings_match_type(self) -> "StrategySpec":
-        for name in ("partial", "gradualUnfreezing", "lora"):
-            if getattr(self, name) is not None and self.type != name:
-                raise ValueError(f"{name} settings are allowed only with type {name} (type is {self.type})")
-        return self
 
     def resolved(self) -> "StrategySpec":
         """A copy whose settings block for `type` is filled with its defaults."""

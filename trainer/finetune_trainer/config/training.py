@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from finetune_trainer.config.base import MetricName, Mode, Spec
+from finetune_trainer.config.base import MetricName, Mode, Rule, Spec
 
 
 class OptimizerSpec(Spec):
@@ -33,16 +33,11 @@ class OptimizerSpec(Spec):
     alpha: float = Field(default=0.99, gt=0.0, lt=1.0)
     """RMSprop smoothing constant."""
 
-    CEL_RULES = (
-        ("!self.nesterov || (self.name == 'sgd' && self.momentum > 0.0)",
-         "nesterov needs name sgd and momentum > 0"),
+    RULES = (
+        Rule("!self.nesterov || (self.name == 'sgd' && self.momentum > 0.0)",
+             "nesterov needs name sgd and momentum > 0",
+             lambda s: not s.nesterov or (s.name == "sgd" and s.momentum > 0)),
     )
-
-    @model_validator(mode="after")
-    def _nesterov(self) -> "OptimizerSpec":
-        if self.nesterov and not (self.name == "sgd" and self.momentum > 0):
-            raise ValueError("nesterov needs name sgd and momentum > 0")
-        return self
 
 
 class SchedulerSpec(Spec):
@@ -57,16 +52,11 @@ class SchedulerSpec(Spec):
     warmupRatio: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Warmup as a share of all optimizer steps; used when warmupSteps is 0."""
 
-    CEL_RULES = (
-        ("self.warmupSteps == 0 || self.warmupRatio == 0.0",
-         "set warmupSteps or warmupRatio, not both"),
+    RULES = (
+        Rule("self.warmupSteps == 0 || self.warmupRatio == 0.0",
+             "set warmupSteps or warmupRatio, not both",
+             lambda s: s.warmupSteps == 0 or s.warmupRatio == 0.0),
     )
-
-    @model_validator(mode="after")
-    def _one_warmup(self) -> "SchedulerSpec":
-        if self.warmupSteps and self.warmupRatio:
-            raise ValueError("set warmupSteps or warmupRatio, not both")
-        return self
 
 
 class IntervalSpec(Spec):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, Field, model_validator
 
-from finetune_trainer.config.base import MetricName, Mode, Spec
+from finetune_trainer.config.base import MetricName, Mode, Rule, Spec
 from finetune_trainer.config.data import DataSpec
 from finetune_trainer.config.strategy import StrategySpec
 from finetune_trainer.config.training import TrainingSpec
@@ -46,42 +46,44 @@ class SearchDimension(Spec):
     max: Optional[float] = None
     """Upper bound (exclusive for `randint`)."""
 
-    # No rule for "values only with choice and grid": the API server's CEL leaves a list
-    # of untyped items (values) out of the object's type, so a rule naming
-    # `self.values` does not compile and the CRD is refused. _domain checks it.
-    CEL_RULES = (
-        ("(self.type == 'choice' || self.type == 'grid') || (has(self.min) && has(self.max) && self.min < self.max)",
-         "uniform, loguniform and randint need min < max"),
-        ("self.type != 'loguniform' || (has(self.min) && self.min > 0.0)",
-         "loguniform needs min > 0"),
-        ("!(self.type == 'choice' || self.type == 'grid') || (!has(self.min) && !has(self.max))",
-         "min and max are not used with choice and grid; list values instead"),
-        ("self.type != 'randint' || !has(self.min) || !has(self.max)"
-         " || (double(int(self.min)) == self.min && double(int(self.max)) == self.max)",
-         "randint needs whole-number min and max"),
+    RULES = (
+        Rule("(self.type == 'choice' || self.type == 'grid')"
+             " || (has(self.min) && has(self.max) && self.min < self.max)",
+             "uniform, loguniform and randint need min < max",
+             lambda s: s.listed or (s.min is not None and s.max is not None and s.min < s.max),
+             lambda s: f"type is {s.type}; got min={s.min}, max={s.max}"),
+        Rule("self.type != 'loguniform' || (has(self.min) && self.min > 0.0)",
+             "loguniform needs min > 0",
+             lambda s: s.type != "loguniform" or (s.min is not None and s.min > 0),
+             lambda s: f"got {s.min}"),
+        Rule("!(self.type == 'choice' || self.type == 'grid') || (!has(self.min) && !has(self.max))",
+             "min and max are not used with choice and grid; list values instead",
+             lambda s: not s.listed or (s.min is None and s.max is None),
+             lambda s: f"type is {s.type}"),
+        Rule("self.type != 'randint' || !has(self.min) || !has(self.max)"
+             " || (double(int(self.min)) == self.min && double(int(self.max)) == self.max)",
+             "randint needs whole-number min and max",
+             lambda s: s.type != "randint" or s.min is None or s.max is None
+             or (s.min == int(s.min) and s.max == int(s.max))),
     )
 
+    @property
+    def listed(self) -> bool:
+        """Whether the domain is a list of values (choice, grid) rather than a range."""
+        return self.type in ("choice", "grid")
+
+    # Replaces Spec's validator of the same name, so that the checks of `values` come
+    # where they always have: CEL cannot check them (the API server leaves a list of
+    # untyped items out of the object's type, so a rule naming `self.values` does not
+    # compile and the CRD is refused).
     @model_validator(mode="after")
-    def _domain(self) -> "SearchDimension":
-        listed = self.type in ("choice", "grid")
-        if listed != (self.values is not None):
+    def _obey_rules(self) -> "SearchDimension":
+        if self.listed != (self.values is not None):
             raise ValueError(f"values is required for choice and grid, and allowed only there (type is {self.type})")
-        if listed:
-            if self.min is not None or self.max is not None:
-                raise ValueError(
-                    f"min and max are not used with choice and grid; list values instead (type is {self.type})"
-                )
-            for value in self.values or []:
-                if not isinstance(value, (int, float, str, bool)):
-                    raise ValueError(f"values must be numbers, strings or booleans (got {value!r})")
-            return self
-        if self.min is None or self.max is None or not self.min < self.max:
-            raise ValueError("uniform, loguniform and randint need min < max "
-                             f"(type is {self.type}; got min={self.min}, max={self.max})")
-        if self.type == "loguniform" and self.min <= 0:
-            raise ValueError(f"loguniform needs min > 0 (got {self.min})")
-        if self.type == "randint" and (self.min != int(self.min) or self.max != int(self.max)):
-            raise ValueError("randint needs whole-number min and max")
+        self.check_rules()
+        for value in self.values or []:
+            if not isinstance(value, (int, float, str, bool)):
+                raise ValueError(f"values must be numbers, strings or booleans (got {value!r})")
         return self
 
 
@@ -128,24 +130,23 @@ class TuneSpec(Spec):
     """`min` if lower is better, `max` if higher is better."""
 
 
-    CEL_RULES = (
-        ("!has(self.maxConcurrentTrials) || self.maxConcurrentTrials <= self.numTrials",
-         "maxConcurrentTrials must be <= numTrials"),
-        ("self.searchAlgorithm != 'bayesian' || self.searchSpace.all(k, self.searchSpace[k].type != 'grid')",
-         "bayesian search cannot use grid dimensions; use choice"),
-        ("self.searchAlgorithm == 'grid' || self.searchSpace.all(k, self.searchSpace[k].type != 'grid')",
-         "grid dimensions need searchAlgorithm grid"),
+    RULES = (
+        Rule("!has(self.maxConcurrentTrials) || self.maxConcurrentTrials <= self.numTrials",
+             "maxConcurrentTrials must be <= numTrials",
+             lambda s: s.maxConcurrentTrials is None or s.maxConcurrentTrials <= s.numTrials,
+             lambda s: f"got {s.maxConcurrentTrials} > {s.numTrials}"),
+        Rule("self.searchAlgorithm != 'bayesian'"
+             " || self.searchSpace.all(k, self.searchSpace[k].type != 'grid')",
+             "bayesian search cannot use grid dimensions; use choice",
+             lambda s: s.searchAlgorithm != "bayesian" or not s.grid_paths,
+             lambda s: f"grid: {', '.join(s.grid_paths)}"),
+        Rule("self.searchAlgorithm == 'grid' || self.searchSpace.all(k, self.searchSpace[k].type != 'grid')",
+             "grid dimensions need searchAlgorithm grid",
+             lambda s: s.searchAlgorithm == "grid" or not s.grid_paths,
+             lambda s: f"grid: {', '.join(s.grid_paths)}"),
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "TuneSpec":
-        if self.maxConcurrentTrials is not None and self.maxConcurrentTrials > self.numTrials:
-            raise ValueError(
-                f"maxConcurrentTrials must be <= numTrials (got {self.maxConcurrentTrials} > {self.numTrials})"
-            )
-        grids = sorted(k for k, d in self.searchSpace.items() if d.type == "grid")
-        if grids and self.searchAlgorithm == "bayesian":
-            raise ValueError(f"bayesian search cannot use grid dimensions; use choice (grid: {', '.join(grids)})")
-        if grids and self.searchAlgorithm != "grid":
-            raise ValueError(f"grid dimensions need searchAlgorithm grid (grid: {', '.join(grids)})")
-        return self
+    @property
+    def grid_paths(self) -> list[str]:
+        """The searched paths whose dimension is a grid, sorted."""
+        return sorted(k for k, d in self.searchSpace.items() if d.type == "grid")

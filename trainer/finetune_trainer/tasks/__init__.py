@@ -25,9 +25,9 @@ How to add a task
    `sharding.rebalance` can even out the shards. Classification tasks share
    `tasks._labels` (LabelCoder, label inference, confusion counts).
 2. One registry entry: add an instance to `TASKS` below.
-3. Its config block: add the name to `ModelSpec.task`'s Literal in `config.py`
+3. Its config block: add the name to `ModelSpec.task`'s Literal in `config/model.py`
    and, for data settings of its own, an optional block in `DataSpec` allowed only
-   with that task (a CEL rule beside a validator, in the way `StrategySpec` does
+   with that task (a `Rule` in the model's `RULES`, in the way `StrategySpec` does
    it, since the CRD takes no unions); then regenerate the CRD
    (`finetune crd --write`).
 """
