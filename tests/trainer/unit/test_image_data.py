@@ -227,3 +227,36 @@ def test_settings_that_cannot_work_with_the_task_are_refused(change: dict, messa
         document[block] = {**document.get(block, {}), **values}
     with pytest.raises(ValidationError, match=message):
         TrainingConfig.model_validate(document)
+
+
+# ------------------------------------------------------- preflight and demo data
+
+
+def test_preflight_reads_image_folders_and_names_a_missing_one(digits_dir, tmp_path, image_model_dir) -> None:
+    from finetune_trainer.preflight import check_data
+
+    check_data(image_config(image_model_dir(), digits_dir / "train", validation=digits_dir / "validation"))
+    with pytest.raises(DataError, match=rf"data.validation: {tmp_path / 'nowhere'} not found"):
+        check_data(image_config(image_model_dir(), digits_dir / "train", validation=tmp_path / "nowhere"))
+
+
+def test_the_digits_are_written_as_a_seeded_stratified_image_folder(tmp_path) -> None:
+    import numpy as np
+    from finetune_trainer.demo_images import write_digits
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    counts = write_digits(tmp_path / "a", limit=20)
+    assert counts == {"train": 140, "validation": 30, "test": 30}
+    for split, n in counts.items():
+        assert {p.name for p in (tmp_path / "a" / split).iterdir()} == {str(d) for d in range(10)}
+        assert len(list((tmp_path / "a" / split).rglob("*.png"))) == n
+    write_digits(tmp_path / "b", limit=20)
+    names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*.png"))
+    assert names == sorted(p.relative_to(tmp_path / "b").as_posix() for p in (tmp_path / "b").rglob("*.png"))
+    # each PNG is its digit's 8x8 image, scaled from 0-16 to 0-255
+    path = next((tmp_path / "a" / "test" / "7").glob("*.png"))
+    digits = load_digits()
+    index = int(path.stem)
+    assert digits.target[index] == 7
+    assert np.array_equal(np.asarray(Image.open(path)), (digits.images[index] * (255 / 16)).round().astype(np.uint8))
