@@ -39,8 +39,7 @@ def load_model_and_processor(model_spec: ModelSpec, label_names: Sequence[str], 
     has none, or one for other labels) and the checkpoint's image processor."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    config_kwargs = {
-        "num_labels": len(label_names),
+    config_kwargs = {  # id2label sets num_labels (passing both warns when the checkpoint has other labels)
         "id2label": {i: name for i, name in enumerate(label_names)},
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
