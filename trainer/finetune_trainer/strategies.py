@@ -84,12 +84,16 @@ def parameter_groups(model: Any, task: Optional[Task] = None) -> ParameterGroups
     layer_name, layer_list = _named_layer_list(model, stack) if stack else find_layer_list(model)
     layer_prefixes = [f"{layer_name}.{i}." for i in range(len(layer_list))]
     named_embeddings = task.embedding_modules(model) if task is not None else None
+
+    def is_embedding(name: str) -> bool:
+        if named_embeddings is not None:
+            return name in named_embeddings
+        return name.rsplit(".", 1)[-1] in _EMBEDDING_NAMES
+
     embedding_prefixes = [
         name + "."
         for name, _ in model.named_modules()
-        if name.startswith(prefix + ".")
-        and (name in named_embeddings if named_embeddings is not None else name.rsplit(".", 1)[-1] in _EMBEDDING_NAMES)
-        and not name.startswith(layer_name + ".")
+        if name.startswith(prefix + ".") and is_embedding(name) and not name.startswith(layer_name + ".")
     ]
     groups = ParameterGroups([], [[] for _ in layer_prefixes], [], [])
     for name, _ in model.named_parameters():
