@@ -26,9 +26,11 @@ def _job(model, digits, out, strategy=None):
                                      "scaling": {"numWorkers": 1, "cpusPerWorker": 1}})
 
 
-@pytest.mark.parametrize("strategy", [None, {"type": "gradualUnfreezing",
-                                             "gradualUnfreezing": {"every": 1, "unit": "epoch"}}],
-                         ids=["full", "gradual-unfreezing"])
+@pytest.mark.parametrize("strategy", [
+    None,
+    {"type": "gradualUnfreezing", "gradualUnfreezing": {"every": 1, "unit": "epoch"}},
+    {"type": "lora", "lora": {"r": 4, "targetModules": ["q_proj", "v_proj"]}},
+], ids=["full", "gradual-unfreezing", "lora"])
 def test_an_image_run_resumed_mid_epoch_ends_with_the_same_weights(tmp_path, digits_dir, image_model_dir,
                                                                    strategy) -> None:
     job = _job(image_model_dir("vit"), digits_dir, tmp_path / "out", strategy)
