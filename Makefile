@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # On a machine with an NVIDIA GPU, point this at the CUDA build instead.
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: install demo test test-fast bench crd deploy clean
+.PHONY: install demo demo-image test test-fast bench crd deploy clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ demo: $(STAMP)
 	$(VENV)/bin/finetune run examples/demo.yaml \
 	  --set model.source="$$($(PY) -c 'from finetune_trainer.modeling import minilm_path; print(minilm_path())')"
 	$(PY) -m finetune_trainer.demo_baseline --data data/demo --run outputs/support-intents-demo
+
+# Image classification on scikit-learn's digits, written out as an image folder, from
+# a small random ViT (no pre-trained vision model installs from PyPI).
+demo-image: $(STAMP)
+	$(PY) -m finetune_trainer.demo_images --out data/digits --model-out data/digits-vit
+	$(VENV)/bin/finetune run examples/local-image-classification.yaml
 
 # The real-server tests (marker `kube`) need kube-apiserver, etcd and
 # kube-controller-manager: tests/kube/build.sh builds them once into a cache folder

@@ -63,6 +63,8 @@ class _CrdJsonSchema(GenerateJsonSchema):
 
     def model_schema(self, schema: Any) -> dict[str, Any]:
         json_schema = super().model_schema(schema)
+        if "CEL_RULES" in vars(schema["cls"]):  # the old spelling would be left out silently
+            raise SchemaError(f"{schema['cls'].__name__} declares CEL_RULES; declare RULES (config.base.Rule)")
         rules = getattr(schema["cls"], "RULES", ())
         if rules:
             json_schema["x-kubernetes-validations"] = [{"rule": r.cel, "message": r.message} for r in rules]

@@ -192,8 +192,8 @@ def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], trac
         **{name: best.get(name) for name in get_task(job.config).eval_metrics},
         "best_trial": outcome.best_trial,
         "best_step": best.get("step"),
-        "data": {k: report[k] for k in ("rows_read", "dropped_missing", "dropped_duplicates", "train", "validation",
-                                         "test")},
+        "data": {k: report[k] for k in ("rows_read", "dropped_missing", "dropped_duplicates", "skipped_unreadable",
+                                         "train", "validation", "test")},
         "labels": scored["labels"],
         "hyperparameters": artifacts.trained_hyperparameters(trained, search),
     }

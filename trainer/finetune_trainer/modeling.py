@@ -140,14 +140,18 @@ def load_pretrained(
     dropout: Optional[float] = None,
     output: Optional[OutputSpec] = None,
     cache_dir: Optional[str | os.PathLike] = None,
+    processor_class: Any = None,
 ):
     """`model_class` (a transformers Auto class a task names) loaded from
-    `model.source` with `config_kwargs` applied to its config, and its tokenizer.
+    `model.source` with `config_kwargs` applied to its config, and its processor:
+    `processor_class` (by default `AutoTokenizer`; an image task names
+    `AutoImageProcessor`).
     Weights the checkpoint lacks (or has in another shape, such as a `head` for other
     labels) are initialised anew. `purpose` completes "cannot be loaded for ..." in
     the error for a checkpoint that does not fit the class."""
     from transformers import AutoConfig, AutoTokenizer
 
+    processor_class = processor_class or AutoTokenizer
     source, from_hub = resolve_model_source(model_spec, output, cache_dir)
     offline = from_hub and not downloads_allowed()
     common: dict[str, Any] = {"local_files_only": offline}
@@ -159,8 +163,9 @@ def load_pretrained(
             changed = apply_dropout(config, dropout)
             log.info("dropout %.3f set on %s", dropout, ", ".join(changed) or "nothing (no dropout settings)")
         with quiet_loading():
-            tokenizer = AutoTokenizer.from_pretrained(source, **common)
-            ensure_pad_token(tokenizer, config)
+            tokenizer = processor_class.from_pretrained(source, **common)
+            if processor_class is AutoTokenizer:
+                ensure_pad_token(tokenizer, config)
             model, loading = model_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
                 dtype=weights_dtype(model_spec), **common

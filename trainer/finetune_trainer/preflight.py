@@ -12,7 +12,6 @@ from __future__ import annotations
 from finetune_trainer import storage
 from finetune_trainer.config import JobConfig, TrainingConfig
 from finetune_trainer.modeling import downloads_allowed, resolve_model_source
-from finetune_trainer.sources import iter_rows
 from finetune_trainer.staging import is_hub_id, require_cached
 from finetune_trainer.tasks import get_task
 
@@ -37,12 +36,12 @@ def check_data(config: TrainingConfig) -> None:
     """Every local data source exists and its first file has the configured columns
     (reading its header and first row only)."""
     spec = config.data
-    columns = get_task(config).columns(spec)
+    task = get_task(config)
     for field_name, source in (("data.train", spec.train), ("data.validation", spec.validation),
                                ("data.test", spec.test)):
         if source is None or not _is_local(source):
             continue
-        rows = iter_rows(source, spec, columns, field_name=field_name, output=config.output)
+        rows = task.read_rows(config, source, field_name)
         try:
             next(rows, None)
         finally:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Hashable, Optional, Protocol, Sequence
+from typing import Any, Callable, Hashable, Iterator, Optional, Protocol, Sequence
 
 from finetune_trainer.config import DataSpec, OutputSpec, TrainingConfig
 from finetune_trainer.errors import DataError
@@ -34,11 +34,14 @@ class DataReport:
     """What data preparation kept and dropped, for one rank (merge for all ranks).
 
     `rows_read` and `dropped_missing` cover every source (train, validation, test);
-    `dropped_duplicates` only the training split, where duplicates are removed."""
+    `dropped_duplicates` only the training split, where duplicates are removed;
+    `skipped_unreadable` counts records a task could not read (such as corrupt images)
+    and was told to skip."""
 
     rows_read: int = 0
     dropped_missing: int = 0
     dropped_duplicates: int = 0
+    skipped_unreadable: int = 0
     train: int = 0
     validation: int = 0
     test: int = 0
@@ -52,7 +55,8 @@ class DataReport:
         """The report of all ranks together (each rank counts disjoint rows)."""
         total = cls()
         for report in reports:
-            for name in ("rows_read", "dropped_missing", "dropped_duplicates", "train", "validation", "test"):
+            for name in ("rows_read", "dropped_missing", "dropped_duplicates", "skipped_unreadable", "train",
+                         "validation", "test"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             for label, count in report.label_counts.items():
                 total.label_counts[label] = total.label_counts.get(label, 0) + count
@@ -115,6 +119,11 @@ class RowRules(Protocol):
         """Rows with equal keys are duplicates."""
 
 
+Reader = Callable[..., Iterator[tuple[str, int, dict[str, Any]]]]
+"""Streams `(file, row number, {column: value})` of a source, as `sources.iter_rows`
+(a task with sources of its own, such as image folders, passes its own)."""
+
+
 def scan(
     source: str,
     spec: DataSpec,
@@ -126,13 +135,14 @@ def scan(
     seed: int,
     output: Optional[OutputSpec],
     report: DataReport,
+    reader: Reader = iter_rows,
 ) -> list[Row]:
     """Stream one source: check every row, count (on its owning rank) and drop rows
     with a missing value, and keep this rank's rows."""
     kept: list[Row] = []
     position = 0
-    for file, row_number, record in iter_rows(source, spec, rules.columns(spec), field_name=field_name,
-                                              output=output):
+    for file, row_number, record in reader(source, spec, rules.columns(spec), field_name=field_name,
+                                           output=output):
         position += 1
         where = f"{field_name} ({file})"
         owner = (position - 1) % world_size == rank  # who counts this row in the report
@@ -189,7 +199,8 @@ class SplitRows:
 
 
 def split_rows(
-    config: TrainingConfig, rules: RowRules, *, rank: int = 0, world_size: int = 1, shard_eval: bool = True
+    config: TrainingConfig, rules: RowRules, *, rank: int = 0, world_size: int = 1, shard_eval: bool = True,
+    reader: Reader = iter_rows,
 ) -> SplitRows:
     """Read, check, split, dedupe and shard every source of `config.data` for one rank.
 
@@ -202,7 +213,7 @@ def split_rows(
     output = config.output  # its endpoint also serves s3:// data sources
     report = DataReport()
     rows = scan(spec.train, spec, "data.train", rules, rank=rank, world_size=world_size, seed=seed,
-                output=output, report=report)
+                output=output, report=report, reader=reader)
     rules.fit(f"data.train ({spec.train})")
 
     eval_rank, eval_world = (rank, world_size) if shard_eval else (0, 1)
@@ -212,7 +223,7 @@ def split_rows(
     def further(source: str, field: str, rank: int, world_size: int, report: DataReport) -> list[Row]:
         """Rows of a further source, checked against what the training data settled."""
         return scan(source, spec, field, rules, rank=rank, world_size=world_size, seed=seed, output=output,
-                    report=report)
+                    report=report, reader=reader)
 
     if spec.validation:
         validation = further(spec.validation, "data.validation", eval_rank, eval_world, eval_report)
@@ -240,6 +251,7 @@ def split_rows(
 
 __all__ = [
     "DataReport",
+    "Reader",
     "Row",
     "RowRules",
     "SplitRows",

@@ -66,16 +66,34 @@ class ParameterGroups:
     other: list[str]
 
 
-def parameter_groups(model: Any) -> ParameterGroups:
+def _named_layer_list(model: Any, name: str) -> tuple[str, Any]:
+    from torch import nn
+
+    module = dict(model.named_modules()).get(name)
+    if not isinstance(module, nn.ModuleList) or not len(module):
+        raise TrainerError(f"the task names {name!r} as the layer stack of {type(model).__name__}, "
+                           f"but that is not a non-empty ModuleList")
+    return name, module
+
+
+def parameter_groups(model: Any, task: Optional[Task] = None) -> ParameterGroups:
+    """The model's parameters by part; the layer stack and embeddings where `task`
+    names them (`Task.layer_stack`, `Task.embedding_modules`), else found by name."""
     prefix = base_prefix(model)
-    layer_name, layer_list = find_layer_list(model)
+    stack = task.layer_stack(model) if task is not None else None
+    layer_name, layer_list = _named_layer_list(model, stack) if stack else find_layer_list(model)
     layer_prefixes = [f"{layer_name}.{i}." for i in range(len(layer_list))]
+    named_embeddings = task.embedding_modules(model) if task is not None else None
+
+    def is_embedding(name: str) -> bool:
+        if named_embeddings is not None:
+            return name in named_embeddings
+        return name.rsplit(".", 1)[-1] in _EMBEDDING_NAMES
+
     embedding_prefixes = [
         name + "."
         for name, _ in model.named_modules()
-        if name.startswith(prefix + ".")
-        and name.rsplit(".", 1)[-1] in _EMBEDDING_NAMES
-        and not name.startswith(layer_name + ".")
+        if name.startswith(prefix + ".") and is_embedding(name) and not name.startswith(layer_name + ".")
     ]
     groups = ParameterGroups([], [[] for _ in layer_prefixes], [], [])
     for name, _ in model.named_parameters():
@@ -212,10 +230,10 @@ class StrategyController:
 # ---------------------------------------------------------------------- apply
 
 
-def _apply_partial(model: Any, spec: StrategySpec) -> ParameterGroups:
+def _apply_partial(model: Any, spec: StrategySpec, task: Optional[Task] = None) -> ParameterGroups:
     settings = spec.partial
     assert settings is not None
-    groups = parameter_groups(model)
+    groups = parameter_groups(model, task)
     if settings.freezeLayers > len(groups.layers):
         raise TrainerError(
             f"strategy.partial.freezeLayers is {settings.freezeLayers} but the model has only "
@@ -247,7 +265,8 @@ def _apply_lora(model: Any, spec: StrategySpec, task: Task) -> Any:
 
     settings = spec.lora
     assert settings is not None
-    linear = {name for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    # Linear layers, and the convolutions of convolutional vision models (peft adapts both).
+    linear = {name for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))}
     head = task.head_modules(model)
     matches = [
         n
@@ -262,7 +281,7 @@ def _apply_lora(model: Any, spec: StrategySpec, task: Task) -> Any:
             f"{type(model).__name__}; available: {', '.join(available)}"
         )
     config = LoraConfig(
-        task_type=TaskType(task.peft_task_type),
+        task_type=TaskType(task.peft_task_type) if task.peft_task_type else None,
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
@@ -284,14 +303,14 @@ def apply_strategy(model: Any, strategy: StrategySpec, task: Optional[Task] = No
             parameter.requires_grad_(True)
         return StrategyController(model, spec)
     if spec.type == "partial":
-        return StrategyController(model, spec, groups=_apply_partial(model, spec))
+        return StrategyController(model, spec, groups=_apply_partial(model, spec, task))
     if spec.type == "featureExtraction":
-        groups = parameter_groups(model)
+        groups = parameter_groups(model, task)
         set_trainable(model, set(groups.head))
         log.info("feature extraction: only the head (%s) is trainable", ", ".join(task.head_modules(model)))
         return StrategyController(model, spec, groups=groups)
     if spec.type == "gradualUnfreezing":
-        groups = parameter_groups(model)
+        groups = parameter_groups(model, task)
         set_trainable(model, set(groups.head))
         controller = StrategyController(model, spec, groups=groups)
         controller.history.append(

@@ -14,6 +14,7 @@ express are plain validators of their model.
 
 from finetune_trainer.config.base import EVAL_METRICS, MetricName, Mode, Rule, Spec
 from finetune_trainer.config.data import AugmentationSpec, DataFormat, DataSpec
+from finetune_trainer.config.image import ImageAugmentationSpec, ImageSpec
 from finetune_trainer.config.job import (
     JobConfig,
     OutputSpec,
@@ -48,7 +49,8 @@ from finetune_trainer.config.tune import (
 
 __all__ = [
     "EVAL_METRICS", "MAX_SEARCH_DIMENSIONS", "AugmentationSpec", "DataFormat", "DataSpec", "DimensionType",
-    "EarlyStoppingSpec", "GradualUnfreezingSpec", "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
+    "EarlyStoppingSpec", "GradualUnfreezingSpec", "ImageAugmentationSpec", "ImageSpec",
+    "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
     "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "Rule", "ScalingSpec", "SchedulerSpec",
     "SearchDimension",
     "Spec", "StrategySpec", "StrategyType", "TrainingConfig", "TrainingSpec", "TunablePath", "TuneSchedulerSpec",

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from finetune_trainer.config.base import Rule, Spec
 
-DataFormat = Literal["csv", "tsv", "jsonl", "parquet"]
+DataFormat = Literal["csv", "tsv", "jsonl", "parquet", "imagefolder"]
 
 
 class AugmentationSpec(Spec):
@@ -42,7 +42,8 @@ class DataSpec(Spec):
     """Test data, as `train`; scored once at the end with the best checkpoint."""
 
     format: Optional[DataFormat] = None
-    """File format. Inferred from the file extension when absent."""
+    """File format. Inferred from the file extension when absent (a folder of label
+    folders of images is an `imagefolder`, for `model.task: image-classification` only)."""
 
     textColumn: str = Field(default="text", min_length=1)
     """Column with the input text."""

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from finetune_trainer.config.base import Rule, Spec
 from finetune_trainer.config.data import DataSpec
+from finetune_trainer.config.image import ImageSpec
 from finetune_trainer.config.model import ModelSpec
 from finetune_trainer.config.strategy import StrategySpec
 from finetune_trainer.config.training import TrainingSpec
@@ -39,6 +40,26 @@ class OutputSpec(Spec):
 # --------------------------------------------------------------- the whole config
 
 
+_IMAGE = "'image-classification'"
+_TASK_RULES = (
+    # (CEL rule on the whole config, message, offline check: True when the rule is broken)
+    (f"!has(self.image) || self.model.task == {_IMAGE}",
+     "image: allowed only with model.task image-classification",
+     lambda c: c.image is not None and c.model.task != "image-classification"),
+    (f"!has(self.data.format) || self.data.format != 'imagefolder' || self.model.task == {_IMAGE}",
+     "data.format imagefolder is allowed only with model.task image-classification",
+     lambda c: c.data.format == "imagefolder" and c.model.task != "image-classification"),
+    (f"!has(self.data.textPairColumn) || self.model.task != {_IMAGE}",
+     "data.textPairColumn cannot be used with model.task image-classification (images have no text pair)",
+     lambda c: c.data.textPairColumn is not None and c.model.task == "image-classification"),
+    (f"!has(self.data.augmentation) || self.model.task != {_IMAGE}",
+     "data.augmentation (word dropout/swap) cannot be used with model.task image-classification; "
+     "use image.augmentation",
+     lambda c: c.data.augmentation is not None and c.model.task == "image-classification"),
+)
+"""Settings that only one task can use, refused with the field named."""
+
+
 class TrainingConfig(Spec):
     """Everything the trainer needs to know about a fine-tune, and nothing of
     Kubernetes."""
@@ -55,6 +76,10 @@ class TrainingConfig(Spec):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     """Hyperparameters."""
 
+    image: Optional[ImageSpec] = None
+    """Image settings (image column, unreadable images, augmentation); only with
+    `model.task: image-classification`."""
+
     tune: Optional[TuneSpec] = None
     """Optional hyperparameter sweep."""
 
@@ -69,6 +94,7 @@ class TrainingConfig(Spec):
              lambda s: s.foreign_strategy_path is None,
              lambda s: f"'{s.foreign_strategy_path}' tunes {s.foreign_strategy_path.split('.')[1]}, "
                        f"but strategy.type is {s.strategy.type}"),
+        *(Rule(cel, message, lambda c, refused=refused: not refused(c)) for cel, message, refused in _TASK_RULES),
     )
 
     @property

@@ -32,9 +32,10 @@ class ModelSpec(Spec):
     checkpoint's own dtype. Half-precision weights cannot train with
     `training.precision: fp16` (its gradient scaler needs fp32 gradients)."""
 
-    task: Literal["sequence-classification"] = "sequence-classification"
-    """What the model is fine-tuned for. `sequence-classification` is implemented;
-    `causal-lm` and `token-classification` are planned as further values of this enum."""
+    task: Literal["sequence-classification", "image-classification"] = "sequence-classification"
+    """What the model is fine-tuned for: `sequence-classification` (a class for a text
+    or text pair) or `image-classification` (a class for an image; see the `image`
+    block)."""
 
     numLabels: Optional[int] = Field(default=None, ge=2, le=10000)
     """Number of classes. Optional when `labels` is given or labels are inferred from

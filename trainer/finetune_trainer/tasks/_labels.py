@@ -85,6 +85,50 @@ def infer_label_names(model: ModelSpec, seen: Sequence[Any], where: str) -> list
     return result
 
 
+class LabelRules:
+    """The label half of a classification task's `splitting.RowRules`.
+
+    Before `fit` a label is checked against `known` (`model.labels`) or, failing that,
+    as an integer id below `num_labels`; every distinct label seen is recorded, so
+    that label inference is the same on every rank. After `fit` labels are checked
+    against the settled class names (`coder`). A task adds `columns`, `clean`,
+    `row_key` and `dedupe_key`, with the row's label under `values["label"]`.
+    `names_only`: labels are class names even when they look like ids (folder names)."""
+
+    def __init__(self, label_column: str, model: Optional[ModelSpec], *, names_only: bool = False) -> None:
+        self.label_column, self.model, self.names_only = label_column, model, names_only
+        self.known: Optional[LabelCoder] = LabelCoder(model.labels) if model and model.labels else None
+        self.num_labels: Optional[int] = model.num_classes if model else None
+        self.seen: dict[Any, None] = {}
+        self.coder: Optional[LabelCoder] = None
+        self.train_where = "data.train"
+
+    def check(self, values: dict[str, Any], where: str, row_number: int) -> None:
+        label = values["label"]
+        cell = f"{where}: row {row_number}, column {self.label_column!r}"
+        if self.known is not None:
+            self.known.encode(label, cell)  # fails on every rank alike
+        elif self.names_only:
+            self.seen.setdefault(str(label), None)
+            return
+        else:
+            ident = as_id(label)
+            if isinstance(label, (float, bool)) and ident is None or isinstance(label, (list, dict, bytes)):
+                raise DataError(f"{cell}: label {label!r} is neither a class name nor an integer id")
+            num_labels = self.num_labels
+            if ident is not None and (ident < 0 or (num_labels is not None and ident >= num_labels)):
+                upper = f"0-{num_labels - 1}" if num_labels else "0 or more"
+                raise DataError(f"{cell}: label id {ident} is out of range (allowed: {upper})")
+        self.seen.setdefault(label if as_id(label) is None else as_id(label), None)
+
+    def fit(self, where: str) -> None:
+        assert self.model is not None
+        self.train_where = where
+        names = infer_label_names(self.model, list(self.seen), f"{where}, column {self.label_column!r}")
+        self.coder = LabelCoder(names)
+        self.known, self.num_labels = self.coder, len(names)
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -162,6 +206,7 @@ def evaluate(
 __all__ = [
     "CLASSIFICATION_METRICS",
     "LabelCoder",
+    "LabelRules",
     "as_id",
     "evaluate",
     "evaluation_counts",

@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Iterator, Optional, Sequence
 
 from finetune_trainer.config import DataSpec, ModelSpec, OutputSpec, TrainingConfig
-from finetune_trainer.sources import Columns
+from finetune_trainer.sources import Columns, iter_rows
 from finetune_trainer.splitting import DataReport
 
 
@@ -49,8 +49,9 @@ class Task(ABC):
 
     name: ClassVar[str]
     """The `model.task` value that selects this task."""
-    peft_task_type: ClassVar[str]
-    """peft's `TaskType` name for LoRA (e.g. `SEQ_CLS`)."""
+    peft_task_type: ClassVar[Optional[str]]
+    """peft's `TaskType` name for LoRA (e.g. `SEQ_CLS`); None where peft has none (a
+    plain `PeftModel` around the task model, e.g. for image classification)."""
     eval_metrics: ClassVar[dict[str, str]]
     """The metrics `metrics_from_counts` returns, each with a one-line description
     (used for the gauges and the history); `eval_loss` among them."""
@@ -62,6 +63,13 @@ class Task(ABC):
     @abstractmethod
     def columns(self, data: DataSpec) -> Columns:
         """The columns the task reads, each with the setting that names it."""
+
+    def read_rows(self, config: TrainingConfig, source: str, field_name: str
+                  ) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        """Stream `(file, row, record)` of one source as this task reads it (what
+        `preflight` peeks at): by default a table read by `sources`."""
+        return iter_rows(source, config.data, self.columns(config.data), field_name=field_name,
+                         output=config.output)
 
     @abstractmethod
     def load_examples(self, config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
@@ -99,6 +107,18 @@ class Task(ABC):
     def head_modules(self, model: Any) -> list[str]:
         """Top-level module names of the task head: trained in full under LoRA
         (`modules_to_save`), the only trainable part under feature extraction."""
+
+    def layer_stack(self, model: Any) -> Optional[str]:
+        """Dotted name of the ModuleList of layers (bottom to top) that partial
+        freezing and gradual unfreezing count in; None: `strategies` finds it by
+        introspection (the longest `layer`/`layers`/`h`/`block(s)` list)."""
+        return None
+
+    def embedding_modules(self, model: Any) -> Optional[list[str]]:
+        """Dotted names of the modules holding the input embeddings (frozen by
+        `partial.freezeEmbeddings`, unfrozen last by gradual unfreezing); None:
+        found by introspection (`*embeddings`, `embed_tokens`, `wte`, ...)."""
+        return None
 
     # ------------------------------------------------------------ evaluation
 
