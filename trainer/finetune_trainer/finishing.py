@@ -31,7 +31,7 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
 
     from finetune_trainer.config import with_overrides
     from finetune_trainer.evaluation import evaluate
-    from finetune_trainer.strategies import apply_strategy, export_model
+    from finetune_trainer.strategies import apply_strategy, export_model, loading_kwargs
     from finetune_trainer.tasks import get_task
 
     config = with_overrides(job.config, outcome.overrides) if outcome.overrides else job.config
@@ -47,7 +47,10 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
     task = get_task(config)
     with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
         model, tokenizer = task.load_model(config.model, label_names, config.training.dropout,
-                                           output=config.output, cache_dir=cache)
+                                           output=config.output, cache_dir=cache,
+                                           load_kwargs=loading_kwargs(config.strategy))
+        base_model = task.load_model(config.model, label_names, output=config.output, cache_dir=cache)[0] \
+            if task.wants_base_model_for_card(config) else None
     controller = apply_strategy(model, config.strategy, task)
     controller.model.load_state_dict(torch.load(local / MODEL_STATE, map_location="cpu", weights_only=True))
     examples = task.load_examples(config, rank=0, world_size=1, shard_eval=False)
@@ -57,10 +60,12 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
         loader = DataLoader(dataset, batch_size=64, collate_fn=task.collator(tokenizer))
         scored = evaluate(controller.model, loader, task=task, label_names=label_names)
         test_metrics = {k.replace("eval_", "test_"): v for k, v in scored.items()}
+    card_sections = task.card_sections(config, controller.model, tokenizer, examples, base_model=base_model)
     export_model(controller.model, config.strategy, work / "out" / MODEL_DIR, tokenizer)
-    (work / "out" / MODEL_DIR / "labels.json").write_text(json.dumps(label_names))
+    if label_names:  # a task with classes (a causal LM has none)
+        (work / "out" / MODEL_DIR / "labels.json").write_text(json.dumps(label_names))
     return {"test": test_metrics, "labels": label_names, "report": examples.report.to_dict(),
-            "history": meta.get("history", [])}
+            "history": meta.get("history", []), "card_sections": card_sections}
 
 
 def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], tracker: ProgressTracker,
@@ -104,7 +109,8 @@ def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], trac
     artifacts.plot_curves(histories, meta_dir / artifacts.CURVES_FILE, metric=metric)
     card_metrics = {k: v for k, v in metrics.items() if finite(v)}
     artifacts.write_model_card(meta_dir, trained, card_metrics, scored["labels"],
-                               search=search, data_report=report, name=job.name)
+                               search=search, data_report=report, name=job.name,
+                               sections=scored.get("card_sections") or ())
     return metrics
 
 

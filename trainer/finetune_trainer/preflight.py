@@ -37,7 +37,7 @@ def check_data(config: TrainingConfig) -> None:
     """Every local data source exists and its first file has the configured columns
     (reading its header and first row only)."""
     spec = config.data
-    columns = get_task(config).columns(spec)
+    columns = get_task(config).columns(config)
     for field_name, source in (("data.train", spec.train), ("data.validation", spec.validation),
                                ("data.test", spec.test)):
         if source is None or not _is_local(source):

@@ -4,7 +4,7 @@ These pydantic models are the single source of truth for the training part of a
 FineTuneJob. The operator embeds them in its Kubernetes resource spec, the CRD schema
 is generated from them, and the trainer validates its input with the very same code.
 One module per block of the manifest: `model`, `data`, `strategy`, `training`, `tune`,
-and `job` (output, the whole config and the trainer's input).
+`causal_lm` (the `causalLm` block) and `job` (output, the whole config and the trainer's input).
 
 Cross-field rules are declared once per model in ``CEL_RULES`` as pairs of a CEL
 expression (emitted into the CRD as ``x-kubernetes-validations``) and the message the
@@ -12,6 +12,7 @@ API server shows; the pydantic validators enforce the same rules offline.
 """
 
 from finetune_trainer.config.base import EVAL_METRICS, MetricName, Mode, Spec
+from finetune_trainer.config.causal_lm import CAUSAL_LM_METRICS, CAUSAL_LM_TASK, CausalLmFormat, CausalLmSpec
 from finetune_trainer.config.data import AugmentationSpec, DataFormat, DataSpec
 from finetune_trainer.config.job import JobConfig, OutputSpec, ScalingSpec, TrainingConfig, with_overrides
 from finetune_trainer.config.model import ModelSpec
@@ -39,7 +40,7 @@ from finetune_trainer.config.tune import (
 )
 
 __all__ = [
-    "EVAL_METRICS", "MAX_SEARCH_DIMENSIONS", "AugmentationSpec", "DataFormat", "DataSpec", "DimensionType",
+    "CAUSAL_LM_METRICS", "CAUSAL_LM_TASK", "CausalLmFormat", "CausalLmSpec", "EVAL_METRICS", "MAX_SEARCH_DIMENSIONS", "AugmentationSpec", "DataFormat", "DataSpec", "DimensionType",
     "EarlyStoppingSpec", "GradualUnfreezingSpec", "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
     "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "ScalingSpec", "SchedulerSpec", "SearchDimension",
     "Spec", "StrategySpec", "StrategyType", "TrainingConfig", "TrainingSpec", "TunablePath", "TuneSchedulerSpec",

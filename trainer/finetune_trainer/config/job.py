@@ -8,6 +8,7 @@ from typing import Any, Optional
 from pydantic import Field, model_validator
 
 from finetune_trainer.config.base import Spec
+from finetune_trainer.config.causal_lm import CAUSAL_LM_CEL_RULES, CausalLmSpec, task_fit_errors
 from finetune_trainer.config.data import DataSpec
 from finetune_trainer.config.model import ModelSpec
 from finetune_trainer.config.strategy import StrategySpec
@@ -61,11 +62,29 @@ class TrainingConfig(Spec):
     output: OutputSpec
     """Where results go."""
 
+    causalLm: Optional[CausalLmSpec] = None
+    """Settings of `model.task: causal-lm` (record layout, prompt template, loss
+    masking, packing); allowed only with that task, defaults when absent."""
+
     CEL_RULES = (
         ("!has(self.tune) || self.tune.searchSpace.all(k, ['partial', 'gradualUnfreezing', 'lora'].all(b,"
-         " !k.startsWith('strategy.' + b + '.') || (has(self.strategy) ? self.strategy.type : 'full') == b))",
+         " !k.startsWith('strategy.' + b + '.') || (has(self.strategy) ? self.strategy.type : 'full') == b"
+         " || (b == 'lora' && has(self.strategy) && self.strategy.type == 'qlora')))",
          "tune.searchSpace can tune the settings of strategy.type only"),
+        *CAUSAL_LM_CEL_RULES,
     )
+
+    @property
+    def causal_lm(self) -> CausalLmSpec:
+        """The `causalLm` block, its defaults when absent."""
+        return self.causalLm or CausalLmSpec()
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> "TrainingConfig":
+        errors = task_fit_errors(self)
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
 
     @model_validator(mode="after")
     def _fp16_scaler_needs_fp32_weights(self) -> "TrainingConfig":
@@ -84,7 +103,7 @@ class TrainingConfig(Spec):
                 head, _, rest = path.partition(".")
                 if head == "strategy" and "." in rest:
                     block = rest.split(".", 1)[0]
-                    if block != self.strategy.type:
+                    if block != self.strategy.settings_block:
                         raise ValueError(
                             f"tune.searchSpace can tune the settings of strategy.type only "
                             f"('{path}' tunes {block}, but strategy.type is {self.strategy.type})"
@@ -132,3 +151,13 @@ class JobConfig(Spec):
 
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     """Workers and their resources."""
+
+    @model_validator(mode="after")
+    def _qlora_needs_gpus(self) -> "JobConfig":
+        if self.config.strategy.type == "qlora" and self.scaling.gpusPerWorker <= 0:
+            raise ValueError(
+                "strategy.type qlora loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU "
+                "on every worker; give the workers GPUs (scaling.gpusPerWorker, resources.gpus in a "
+                "FineTuneJob) or use strategy.type lora"
+            )
+        return self

@@ -32,9 +32,10 @@ class ModelSpec(Spec):
     checkpoint's own dtype. Half-precision weights cannot train with
     `training.precision: fp16` (its gradient scaler needs fp32 gradients)."""
 
-    task: Literal["sequence-classification"] = "sequence-classification"
-    """What the model is fine-tuned for. `sequence-classification` is implemented;
-    `causal-lm` and `token-classification` are planned as further values of this enum."""
+    task: Literal["sequence-classification", "causal-lm"] = "sequence-classification"
+    """What the model is fine-tuned for: `sequence-classification` (a class per text)
+    or `causal-lm` (instruction tuning or continued pre-training of a decoder-only
+    language model; its settings are the `causalLm` block)."""
 
     numLabels: Optional[int] = Field(default=None, ge=2, le=10000)
     """Number of classes. Optional when `labels` is given or labels are inferred from

@@ -39,9 +39,10 @@ from typing import Optional, Union
 from finetune_trainer.config import ModelSpec, TrainingConfig
 from finetune_trainer.errors import TrainerError
 from finetune_trainer.tasks.base import CardFacts, SplitExamples, Task
+from finetune_trainer.tasks.causal_lm import CausalLm
 from finetune_trainer.tasks.text_classification import TextClassification
 
-TASKS: dict[str, Task] = {task.name: task for task in (TextClassification(),)}
+TASKS: dict[str, Task] = {task.name: task for task in (TextClassification(), CausalLm())}
 """Every task by its `model.task` value."""
 
 
