@@ -181,7 +181,10 @@ def enable_gradient_checkpointing(model: Any) -> None:
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise TrainerError(f"training.gradientCheckpointing: {type(model).__name__} does not support gradient "
                            "checkpointing; set it to false")
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:  # pragma: no cover - older transformers
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if getattr(model.config, "use_cache", None):
         model.config.use_cache = False
 

@@ -23,7 +23,7 @@ def test_get_task_follows_model_task_and_names_the_allowed_ones(tmp_path: Path) 
     config = training_config(str(tmp_path / "t.csv"), str(tmp_path / "out"))
     assert get_task(config) is TASKS[config.model.task]
     assert get_task(config.model) is get_task() is TASKS["sequence-classification"]
-    with pytest.raises(TrainerError, match=r"model.task: unknown task 'no-such-task'; allowed: sequence-classification"):
+    with pytest.raises(TrainerError, match=r"model.task: unknown task 'no-such-task'; allowed: causal-lm, sequence-classification"):
         get_task("no-such-task")
 
 
