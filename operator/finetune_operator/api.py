@@ -264,6 +264,20 @@ class FineTuneJobSpec(TrainingConfig):
     outputPolicy: Literal["Retain", "Delete"] = "Retain"
     """What happens to the artifacts in storage when the FineTuneJob is deleted."""
 
+    CEL_RULES = (
+        *TrainingConfig.CEL_RULES,
+        ("!has(self.strategy) || self.strategy.type != 'qlora'"
+         " || (has(self.resources) && has(self.resources.worker) && self.resources.worker.gpu > 0)",
+         "strategy.type qlora needs resources.worker.gpu > 0 (4-bit loading with bitsandbytes needs a CUDA GPU)"),
+    )
+
+    @model_validator(mode="after")
+    def _qlora_needs_gpus(self) -> "FineTuneJobSpec":
+        if self.strategy.type == "qlora" and self.resources.worker.gpu == 0:
+            raise ValueError("strategy.type qlora needs resources.worker.gpu > 0 (4-bit loading with "
+                             "bitsandbytes needs a CUDA GPU; got resources.worker.gpu 0)")
+        return self
+
     def training_config(self) -> TrainingConfig:
         """The part of the spec the trainer sees."""
         document = self.to_dict()

@@ -157,7 +157,7 @@ class JobConfig(Spec):
         if self.config.strategy.type == "qlora" and self.scaling.gpusPerWorker <= 0:
             raise ValueError(
                 "strategy.type qlora loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU "
-                "on every worker; give the workers GPUs (scaling.gpusPerWorker, resources.gpus in a "
-                "FineTuneJob) or use strategy.type lora"
+                "on every worker; give the workers GPUs (scaling.gpusPerWorker; resources.worker.gpu "
+                "in a FineTuneJob) or use strategy.type lora"
             )
         return self
