@@ -371,7 +371,8 @@ def apply_strategy(model: Any, strategy: StrategySpec, task: Optional[Task] = No
 def export_model(model: Any, strategy: StrategySpec, out_dir: str | Path, tokenizer: Any = None) -> Path:
     """Save the trained model (and tokenizer) as a `from_pretrained` folder.
 
-    `qlora` saves the adapter alone (its base is 4-bit). LoRA with `mergeOnExport` saves the merged plain model (a copy is merged, so the
+    `qlora` saves the adapter alone (its base is 4-bit). LoRA with `mergeOnExport`
+    saves the merged plain model (a copy is merged, so the
     training model is left as is); without it only the adapter is saved, loadable with
     peft on top of the base model."""
     out = Path(out_dir)

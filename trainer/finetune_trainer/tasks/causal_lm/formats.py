@@ -116,7 +116,8 @@ def check_messages(value: Any, cell: str) -> list[dict[str, str]]:
         if role not in ROLES:
             raise DataError(f"{where}.role: {role!r} is not one of {', '.join(ROLES)}")
         if not isinstance(content, str):
-            raise DataError(f"{where}.content: expected text, got {type(content).__name__ if content is not None else 'nothing'}")
+            got = type(content).__name__ if content is not None else "nothing"
+            raise DataError(f"{where}.content: expected text, got {got}")
         messages.append({"role": role, "content": content})
     roles = [m["role"] for m in messages]
     if "assistant" not in roles:
@@ -145,7 +146,8 @@ class CausalRows:
             messages = record[spec.messagesColumn]
             return {"messages": messages}, ([spec.messagesColumn] if messages is None else [])
         if layout.format == "instruction":
-            values = {"instruction": _text(record[spec.instructionColumn]), "output": _text(record[spec.outputColumn]),
+            values = {"instruction": _text(record[spec.instructionColumn]),
+                      "output": _text(record[spec.outputColumn]),
                       "input": _text(record.get(spec.inputColumn)) if layout.has_input else None}
             missing = [c for c, k in ((spec.instructionColumn, "instruction"), (spec.outputColumn, "output"))
                        if values[k] is None]
