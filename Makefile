@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # On a machine with an NVIDIA GPU, point this at the CUDA build instead.
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: install demo test test-fast bench crd deploy clean
+.PHONY: install demo demo-causal-lm test test-fast bench crd deploy clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ demo: $(STAMP)
 	$(VENV)/bin/finetune run examples/demo.yaml \
 	  --set model.source="$$($(PY) -c 'from finetune_trainer.modeling import minilm_path; print(minilm_path())')"
 	$(PY) -m finetune_trainer.demo_baseline --data data/demo --run outputs/support-intents-demo
+
+# Instruction tuning offline: the project writes chat data and a tiny random Llama with
+# a tokenizer trained on it (no pre-trained causal LM is installable without a hub).
+demo-causal-lm: $(STAMP)
+	$(PY) -m finetune_trainer.demo_chat --out data/chat --model-out models/tiny-chat-llama
+	$(VENV)/bin/finetune run examples/local-causal-lm.yaml
 
 # The real-server tests (marker `kube`) need kube-apiserver, etcd and
 # kube-controller-manager: tests/kube/build.sh builds them once into a cache folder
