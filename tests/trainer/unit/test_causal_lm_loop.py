@@ -71,3 +71,32 @@ def test_a_resumed_packed_lora_run_continues_exactly(tmp_path, files):
     assert [r["step"] for r in resumed.reports] == [r["step"] for r in whole.reports][1:]
     _assert_same_weights(resumed.final_weights(), whole.final_weights())
     assert all(r["tokens_per_second"] > 0 for r in whole.reports)  # packs count their real tokens
+
+
+def test_finishing_exports_a_plain_model_scores_the_test_split_and_writes_sample_answers(tmp_path, files):
+    from transformers import AutoModelForCausalLM
+
+    from finetune_trainer.finishing import MODEL_DIR, score_and_export, write_outputs
+    from finetune_trainer.ray_train import Outcome
+    from finetune_trainer.telemetry import ProgressTracker
+
+    job = _job(tmp_path, files, causal={"sampleGenerations": 2, "maxNewTokens": 4},
+               strategy={"type": "lora", "lora": {"r": 4}}, training={"maxSteps": 2})
+    job = job.model_copy(update={"config": job.config.model_copy(
+        update={"data": job.config.data.model_copy(update={"test": str(files["validation"])})})})
+    harness = run_loop(job, tmp_path / "run")
+    best = max(harness.checkpoints)
+    outcome = Outcome(checkpoint_path=str(harness.checkpoints[best]), checkpoint_metrics=harness.reports[-1],
+                      overrides={}, best_trial=None, trials=[], last_metrics=harness.reports[-1])
+    scored = score_and_export(job, outcome, tmp_path / "work", None)
+    assert set(scored["test"]) == {"test_loss", "test_perplexity"}
+    assert scored["test"]["test_loss"] == pytest.approx(harness.reports[-1]["eval_loss"], rel=1e-5)  # same rows
+    model_dir = tmp_path / "work" / "out" / MODEL_DIR
+    assert not (model_dir / "labels.json").exists() and not (model_dir / "adapter_config.json").exists()
+    assert type(AutoModelForCausalLM.from_pretrained(model_dir)).__name__ == "LlamaForCausalLM"
+    tracker = ProgressTracker(trials_total=1, metric="eval_loss", mode="min", job_uri=str(tmp_path), echo=False)
+    metrics = write_outputs(job, outcome, scored, tracker, tmp_path / "meta")
+    assert {"eval_loss", "eval_perplexity", "test_perplexity"} <= set(metrics)
+    card = (tmp_path / "meta" / "README.md").read_text()
+    assert "pipeline_tag: text-generation" in card and "## Sample generations" in card
+    assert card.count("<\\|assistant\\|> |") == 2  # two prompts, each ending at the answer
