@@ -173,7 +173,8 @@ def test_masked_positions_carry_no_gradient(tmp_path, lm_dir, lm):
     # Position t predicts label t+1: a masked label means no gradient at t.
     masked = batch["labels"][:, 1:] == IGNORE
     per_position = logits.grad[:, :-1].abs().sum(-1)
-    assert masked.any() and (~masked).any()
+    prompt = masked & batch["attention_mask"][:, 1:].bool()  # masked real tokens, not padding
+    assert prompt.sum() > (~masked).sum()  # instruction prompts are longer than their answers
     assert torch.count_nonzero(per_position[masked]) == 0
     assert bool((per_position[~masked] > 0).all())
 
@@ -233,9 +234,10 @@ def test_packed_batches_count_their_real_tokens(tmp_path, lm_dir, lm):
     tokenizer = lm[1]
     collate = CausalLmCollator(tokenizer.pad_token_id)
     items = pack([{"input_ids": [7] * n, "labels": [7] * n} for n in (3, 4, 6)], 8)
-    assert TASK.batch_tokens(collate(items)) == 13
+    assert len(items) == 2 and TASK.batch_tokens(collate(items)) == 13
+    assert TASK.batch_samples(collate(items)) == 3  # examples, not packs
     plain = collate([{"input_ids": [7] * 3, "labels": [7] * 3}, {"input_ids": [7] * 5, "labels": [7] * 5}])
-    assert TASK.batch_tokens(plain) == 8
+    assert TASK.batch_tokens(plain) == 8 and TASK.batch_samples(plain) == 2
 
 
 # ---------------------------------------------------------------- evaluation

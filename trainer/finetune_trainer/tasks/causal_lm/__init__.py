@@ -64,6 +64,9 @@ class CausalLm(Task):
     def collator(self, processor: Any) -> CausalLmCollator:
         return CausalLmCollator(processor.pad_token_id)
 
+    def batch_samples(self, batch: dict[str, Any]) -> int:
+        return batching.batch_examples(batch)  # examples, also when packed (not packs)
+
     def batch_tokens(self, batch: dict[str, Any]) -> int:
         return batching.batch_tokens(batch)
 

@@ -138,19 +138,31 @@ class CausalLmCollator:
         return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
 
 
+def _padding_starts(batch: dict[str, Any]) -> list[Optional[int]]:
+    """Per row of a packed batch, where the collator's padding sequence starts (None: no padding)."""
+    positions, labels = batch["position_ids"], batch["labels"]
+    starts: list[Optional[int]] = []
+    for row in range(positions.shape[0]):
+        last = int((positions[row] == 0).nonzero().flatten()[-1])
+        starts.append(last if last > 0 and bool((labels[row, last:] == IGNORE).all()) else None)
+    return starts
+
+
+def batch_examples(batch: dict[str, Any]) -> int:
+    """Examples in a batch: its rows, or for packs the examples packed into them."""
+    if "position_ids" not in batch:
+        return int(batch["input_ids"].shape[0])
+    sequences = int((batch["position_ids"] == 0).sum())
+    return sequences - sum(1 for start in _padding_starts(batch) if start is not None)
+
+
 def batch_tokens(batch: dict[str, Any]) -> int:
     """Real (non-pad) tokens of a batch: the attention mask's ones, or for packs every
     position before the padding sequence the collator appended."""
     if "attention_mask" in batch:
         return int(batch["attention_mask"].sum())
-    positions, labels = batch["position_ids"], batch["labels"]
-    total = 0
-    for row in range(positions.shape[0]):
-        starts = (positions[row] == 0).nonzero().flatten().tolist()
-        last = starts[-1]
-        tail_is_padding = last > 0 and bool((labels[row, last:] == IGNORE).all())
-        total += last if tail_is_padding else positions.shape[1]
-    return total
+    length = int(batch["position_ids"].shape[1])
+    return sum(length if start is None else start for start in _padding_starts(batch))
 
 
 # ---------------------------------------------------------------- evaluation
@@ -218,5 +230,5 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], max_new
     return answers
 
 
-__all__ = ["CAUSAL_LM_EVAL_METRICS", "IGNORE", "CausalLmCollator", "CausalLmDataset", "batch_tokens", "encode",
+__all__ = ["CAUSAL_LM_EVAL_METRICS", "IGNORE", "CausalLmCollator", "CausalLmDataset", "batch_examples", "batch_tokens", "encode",
            "evaluation_counts", "generate_answers", "make_dataset", "metrics_from_counts", "pack"]
