@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # On a machine with an NVIDIA GPU, point this at the CUDA build instead.
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: install demo demo-image test test-fast bench crd deploy clean
+.PHONY: install demo demo-image demo-causal-lm test test-fast bench crd deploy clean
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ demo: $(STAMP)
 demo-image: $(STAMP)
 	$(PY) -m finetune_trainer.demo_images --out data/digits --model-out data/digits-vit
 	$(VENV)/bin/finetune run examples/local-image-classification.yaml
+
+# Instruction tuning offline: the project writes chat data and a tiny random Llama with
+# a tokenizer trained on it (no pre-trained causal LM is installable without a hub).
+demo-causal-lm: $(STAMP)
+	$(PY) -m finetune_trainer.demo_chat --out data/chat --model-out models/tiny-chat-llama
+	$(VENV)/bin/finetune run examples/local-causal-lm.yaml
 
 # The real-server tests (marker `kube`) need kube-apiserver, etcd and
 # kube-controller-manager: tests/kube/build.sh builds them once into a cache folder

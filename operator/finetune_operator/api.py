@@ -263,6 +263,14 @@ class FineTuneJobSpec(TrainingConfig):
     outputPolicy: Literal["Retain", "Delete"] = "Retain"
     """What happens to the artifacts in storage when the FineTuneJob is deleted."""
 
+    RULES = (
+        *TrainingConfig.RULES,
+        Rule("!has(self.strategy) || self.strategy.type != 'qlora'"
+             " || (has(self.resources) && has(self.resources.worker) && self.resources.worker.gpu > 0)",
+             "strategy.type qlora needs resources.worker.gpu > 0 (4-bit loading with bitsandbytes needs a CUDA GPU)",
+             lambda s: s.strategy.type != "qlora" or s.resources.worker.gpu > 0),
+    )
+
     def training_config(self) -> TrainingConfig:
         """The part of the spec the trainer sees."""
         document = self.to_dict()

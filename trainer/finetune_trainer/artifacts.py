@@ -147,6 +147,7 @@ def write_model_card(
     search: Optional[Mapping[str, Any]] = None,
     data_report: Optional[Mapping[str, Any]] = None,
     name: Optional[str] = None,
+    sections: Sequence[str] = (),
 ) -> Path:
     """`README.md` describing the model: base model, data, strategy, hyperparameters
     and metrics, in the Hugging Face model-card layout.
@@ -189,11 +190,7 @@ def write_model_card(
             )
         )
     lines += ["", "## Strategy", "", f"`{strategy.type}`"]
-    block = (
-        getattr(strategy, strategy.type, None)
-        if strategy.type in ("partial", "gradualUnfreezing", "lora")
-        else None
-    )
+    block = getattr(strategy, strategy.settings_block, None) if strategy.settings_block else None
     if block is not None:
         lines[-1] += ": " + ", ".join(f"{k}={_format(v)}" for k, v in block.to_dict().items())
     lines += ["", "## Hyperparameters", "", "The values the exported model was trained with.", "",
@@ -209,6 +206,8 @@ def write_model_card(
             lines.append(f"| {path} | {space} | {_format(chosen.get(path))} |")
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_format(v)} |" for k, v in sorted(metrics.items())]
+    if sections:  # the task's own (Task.card_sections), e.g. sample generations
+        lines += ["", *sections]
     out = Path(directory) / MODEL_CARD_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

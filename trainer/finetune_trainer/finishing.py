@@ -130,7 +130,7 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
 
     from finetune_trainer.config import with_overrides
     from finetune_trainer.evaluation import evaluate
-    from finetune_trainer.strategies import apply_strategy, export_model
+    from finetune_trainer.strategies import apply_strategy, export_model, loading_kwargs
     from finetune_trainer.tasks import get_task
 
     config = with_overrides(job.config, outcome.overrides) if outcome.overrides else job.config
@@ -140,7 +140,10 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
     task = get_task(config)
     with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
         model, tokenizer = task.load_model(config.model, label_names, config.training.dropout,
-                                           output=config.output, cache_dir=cache)
+                                           output=config.output, cache_dir=cache,
+                                           load_kwargs=loading_kwargs(config.strategy))
+        base_model = task.load_model(config.model, label_names, output=config.output, cache_dir=cache)[0] \
+            if task.wants_base_model_for_card(config) else None
     controller = apply_strategy(model, config.strategy, task)
     weights = torch.load(local / MODEL_STATE, map_location="cpu", weights_only=True, mmap=True)
     controller.model.load_state_dict(weights)
@@ -149,6 +152,7 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
     model = controller.model
     model.eval()
     report = meta.get("data_report")
+    examples = None
     if report is None:  # a checkpoint from before the report was stored with it
         log.info("the checkpoint has no data report; reading the data again to make one")
         examples = task.load_examples(config, rank=0, world_size=1, shard_eval=False)
@@ -164,9 +168,17 @@ def score_and_export(job: JobConfig, outcome: Outcome, work: Path, filesystem) -
         with torch.no_grad():
             scored = evaluate(model, loader, device, task=task, label_names=label_names)
         test_metrics = {k.replace("eval_", "test_"): v for k, v in scored.items()}
+    card_sections: list[str] = []
+    if base_model is not None:  # the task writes generations on held-out prompts into the card (opt-in)
+        if examples is None:
+            examples = task.load_examples(config, rank=0, world_size=1, shard_eval=False)
+        card_sections = task.card_sections(config, model, tokenizer, examples, base_model=base_model)
+        del base_model
     export_model(model, config.strategy, work / "out" / MODEL_DIR, tokenizer, keep_model=False)
-    (work / "out" / MODEL_DIR / "labels.json").write_text(json.dumps(label_names))
-    return {"test": test_metrics, "labels": label_names, "report": report, "history": meta.get("history", [])}
+    if label_names:  # a task with classes (a causal LM has none)
+        (work / "out" / MODEL_DIR / "labels.json").write_text(json.dumps(label_names))
+    return {"test": test_metrics, "labels": label_names, "report": report, "history": meta.get("history", []),
+            "card_sections": card_sections}
 
 
 def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], tracker: ProgressTracker,
@@ -210,7 +222,8 @@ def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], trac
     artifacts.plot_curves(histories, meta_dir / artifacts.CURVES_FILE, metric=metric)
     card_metrics = {k: v for k, v in metrics.items() if finite(v)}
     artifacts.write_model_card(meta_dir, trained, card_metrics, scored["labels"],
-                               search=search, data_report=report, name=job.name)
+                               search=search, data_report=report, name=job.name,
+                               sections=scored.get("card_sections") or ())
     return metrics
 
 

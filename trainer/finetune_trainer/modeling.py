@@ -141,6 +141,7 @@ def load_pretrained(
     output: Optional[OutputSpec] = None,
     cache_dir: Optional[str | os.PathLike] = None,
     processor_class: Any = None,
+    load_kwargs: Optional[dict[str, Any]] = None,
 ):
     """`model_class` (a transformers Auto class a task names) loaded from
     `model.source` with `config_kwargs` applied to its config, and its processor:
@@ -168,7 +169,7 @@ def load_pretrained(
                 ensure_pad_token(tokenizer, config)
             model, loading = model_class.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
-                dtype=weights_dtype(model_spec), **common
+                dtype=weights_dtype(model_spec), **common, **(load_kwargs or {})
             )
         announce_new_head(loading, head)
     except OSError as err:

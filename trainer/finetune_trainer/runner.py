@@ -186,8 +186,11 @@ def run_job(job: JobConfig, *, progress_callback: Optional[ProgressCallback] = N
         except Exception:  # already gone with the cluster
             pass
     best_trial = next((t for t in outcome.trials if t["id"] == outcome.best_trial), None)
-    final = {k: metrics.get(k) for k in ("eval_loss", "eval_accuracy", "eval_f1", "test_accuracy", "test_f1")
-             if finite(metrics.get(k))}
+    from finetune_trainer.tasks import get_task
+
+    reported = tuple(get_task(job.config).eval_metrics)  # the task's: accuracy/F1, or perplexity
+    tested = (k.replace("eval_", "test_") for k in reported if k != "eval_loss")
+    final = {k: metrics.get(k) for k in (*reported, *tested) if finite(metrics.get(k))}
     tracker.publish(tracker.build_report(state="succeeded", model_uri=model_uri, final_metrics=final,
                                          message=f"model written to {model_uri}"), force_write=True)
     return RunResult(job.name, root, model_uri, metrics, best_trial, outcome.trials)

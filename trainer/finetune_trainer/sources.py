@@ -49,9 +49,14 @@ def detect_format(source: str, spec: DataSpec, field_name: str = "data.train") -
     )
 
 
+class MissingColumnError(DataError):
+    """A source lacks a column the task reads (a task that detects its record layout
+    from the columns tries the next layout on this)."""
+
+
 def _missing_column(where: str, column: str, available: Sequence[str], columns: Columns) -> DataError:
     listing = ", ".join(repr(c) for c in available) or "none"
-    return DataError(f"{where}: column {column!r} ({columns[column]}) not found; available columns: {listing}")
+    return MissingColumnError(f"{where}: column {column!r} ({columns[column]}) not found; available columns: {listing}")
 
 
 
@@ -251,4 +256,4 @@ def iter_rows(
             raise DataError(f"{field_name}: cannot read {file}: {err}") from err
 
 
-__all__ = ["Columns", "detect_format", "iter_rows", "list_source_files"]
+__all__ = ["Columns", "MissingColumnError", "detect_format", "iter_rows", "list_source_files"]

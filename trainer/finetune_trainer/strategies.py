@@ -76,9 +76,11 @@ def _named_layer_list(model: Any, name: str) -> tuple[str, Any]:
     return name, module
 
 
-def parameter_groups(model: Any, task: Optional[Task] = None) -> ParameterGroups:
+def parameter_groups(model: Any, task: Optional[Task] = None, require_head: bool = True) -> ParameterGroups:
     """The model's parameters by part; the layer stack and embeddings where `task`
-    names them (`Task.layer_stack`, `Task.embedding_modules`), else found by name."""
+    names them (`Task.layer_stack`, `Task.embedding_modules`), else found by name.
+    `require_head` false allows a model whose head has no parameters of its own (a
+    causal LM's output layer tied to its embeddings)."""
     prefix = base_prefix(model)
     stack = task.layer_stack(model) if task is not None else None
     layer_name, layer_list = _named_layer_list(model, stack) if stack else find_layer_list(model)
@@ -109,7 +111,7 @@ def parameter_groups(model: Any, task: Optional[Task] = None) -> ParameterGroups
                 groups.embeddings.append(name)
             else:
                 groups.other.append(name)
-    if not groups.head:
+    if not groups.head and require_head:
         raise TrainerError(f"cannot find a task head outside {type(model).__name__}.{prefix}")
     return groups
 
@@ -233,7 +235,7 @@ class StrategyController:
 def _apply_partial(model: Any, spec: StrategySpec, task: Optional[Task] = None) -> ParameterGroups:
     settings = spec.partial
     assert settings is not None
-    groups = parameter_groups(model, task)
+    groups = parameter_groups(model, task, require_head=False)
     if settings.freezeLayers > len(groups.layers):
         raise TrainerError(
             f"strategy.partial.freezeLayers is {settings.freezeLayers} but the model has only "
@@ -259,38 +261,91 @@ def _apply_partial(model: Any, spec: StrategySpec, task: Optional[Task] = None) 
     return groups
 
 
+ALL_LINEAR = "all-linear"
+
+
+def lora_targets(spec: StrategySpec, task: Task) -> list[str]:
+    """`strategy.lora.targetModules`, else the task's default."""
+    settings = spec.resolved().lora
+    assert settings is not None
+    return list(settings.targetModules or task.default_lora_targets)
+
+
+def _linear_types() -> tuple[type, ...]:
+    from torch import nn
+
+    try:  # a 4-bit base (qlora) holds bitsandbytes' linear layers
+        import bitsandbytes as bnb  # type: ignore[import-not-found]
+
+        return (nn.Linear, bnb.nn.Linear4bit)
+    except ImportError:
+        return (nn.Linear,)
+
+
 def _apply_lora(model: Any, spec: StrategySpec, task: Task) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
     from torch import nn
 
     settings = spec.lora
     assert settings is not None
-    # Linear layers, and the convolutions of convolutional vision models (peft adapts both).
-    linear = {name for name, module in model.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))}
+    targets = lora_targets(spec, task)
+    # Linear layers (bitsandbytes' 4-bit ones under qlora), and the convolutions of
+    # convolutional vision models (peft adapts both).
+    linear = {name for name, module in model.named_modules() if isinstance(module, (*_linear_types(), nn.Conv2d))}
     head = task.head_modules(model)
-    matches = [
-        n
-        for n in linear
-        if any(n == t or n.endswith("." + t) for t in settings.targetModules)
-        and not any(n == h or n.startswith(h + ".") for h in head)
-    ]
-    if not matches:
-        available = sorted({n.rsplit(".", 1)[-1] for n in linear})
-        raise TrainerError(
-            f"strategy.lora.targetModules {settings.targetModules} match no linear layer of "
-            f"{type(model).__name__}; available: {', '.join(available)}"
-        )
+    if ALL_LINEAR in targets:
+        if len(targets) > 1:
+            raise TrainerError(f"strategy.lora.targetModules: {ALL_LINEAR} stands alone (got {targets})")
+        target_modules: Any = ALL_LINEAR
+        matched = "every linear layer but the output layer"
+    else:
+        matches = [
+            n
+            for n in linear
+            if any(n == t or n.endswith("." + t) for t in targets)
+            and not any(n == h or n.startswith(h + ".") for h in head)
+        ]
+        if not matches:
+            available = sorted({n.rsplit(".", 1)[-1] for n in linear})
+            raise TrainerError(
+                f"strategy.lora.targetModules {targets} match no linear layer of "
+                f"{type(model).__name__}; available: {', '.join(available)} (or {ALL_LINEAR})"
+            )
+        target_modules, matched = targets, f"{len(matches)} modules"
     config = LoraConfig(
         task_type=TaskType(task.peft_task_type) if task.peft_task_type else None,
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=list(settings.targetModules),
-        modules_to_save=head,
+        target_modules=target_modules,
+        modules_to_save=head or None,
     )
     wrapped = get_peft_model(model, config)
-    log.info("lora: adapters on %d modules, head %s trained in full", len(matches), ", ".join(head))
+    log.info("lora: adapters on %s, head %s trained in full", matched, ", ".join(head) or "(none)")
     return wrapped
+
+
+def loading_kwargs(strategy: StrategySpec, has_cuda: Optional[bool] = None) -> dict[str, Any]:
+    """What `from_pretrained` needs for `strategy`: for `qlora` a 4-bit NF4
+    bitsandbytes quantization config (double quantization, bf16 compute). A clear
+    error when no CUDA device or no bitsandbytes is there."""
+    if strategy.type != "qlora":
+        return {}
+    import torch
+
+    if not (torch.cuda.is_available() if has_cuda is None else has_cuda):
+        raise TrainerError("strategy.type qlora needs a CUDA GPU on every worker (bitsandbytes 4-bit loading); "
+                           "this worker has none: give the workers GPUs or use strategy.type lora")
+    try:
+        import bitsandbytes  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        raise TrainerError("strategy.type qlora needs the bitsandbytes package in the trainer image; install it "
+                           "or use strategy.type lora") from None
+    from transformers import BitsAndBytesConfig
+
+    return {"quantization_config": BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16)}
 
 
 def apply_strategy(model: Any, strategy: StrategySpec, task: Optional[Task] = None) -> StrategyController:
@@ -326,6 +381,11 @@ def apply_strategy(model: Any, strategy: StrategySpec, task: Optional[Task] = No
         return controller
     if spec.type == "lora":
         return StrategyController(_apply_lora(model, spec, task), spec)
+    if spec.type == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        return StrategyController(_apply_lora(model, spec, task), spec)
     raise TrainerError(f"strategy.type: unknown strategy {spec.type!r}")  # pragma: no cover
 
 
@@ -333,17 +393,17 @@ def export_model(model: Any, strategy: StrategySpec, out_dir: str | Path, tokeni
                  keep_model: bool = True) -> Path:
     """Save the trained model (and tokenizer) as a `from_pretrained` folder.
 
-    LoRA with `mergeOnExport` saves the merged plain model: a copy is merged, so the
-    training model is left as is, unless `keep_model` is false (the caller is done with
-    it), when it is merged in place and no second copy is held. Without
-    `mergeOnExport` only the adapter is saved, loadable with peft on top of the base
-    model."""
+    `qlora` saves the adapter alone (its base is 4-bit). LoRA with `mergeOnExport`
+    saves the merged plain model: a copy is merged, so the training model is left as
+    is, unless `keep_model` is false (the caller is done with it), when it is merged
+    in place and no second copy is held. Without `mergeOnExport` only the adapter is
+    saved, loadable with peft on top of the base model."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = unwrap(model)
     spec = strategy.resolved()
-    if spec.type == "lora":
-        if spec.lora.mergeOnExport:
+    if spec.type in ("lora", "qlora"):
+        if spec.lora.mergeOnExport and spec.type == "lora":
             merged = (copy.deepcopy(model) if keep_model else model).merge_and_unload()
             merged.save_pretrained(out)
         else:
@@ -362,6 +422,8 @@ __all__ = [
     "export_model",
     "find_layer_list",
     "head_module_names",
+    "loading_kwargs",
+    "lora_targets",
     "parameter_groups",
     "set_trainable",
     "trainable_names",

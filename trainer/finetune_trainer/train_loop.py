@@ -145,7 +145,7 @@ def _data_and_model(config: TrainingConfig, rank: int, world_size: int, reducer:
     together (as a dict; checkpoints carry it, so finishing need not read the data again)."""
     from finetune_trainer.sharding import rebalance
     from finetune_trainer.splitting import DataReport
-    from finetune_trainer.strategies import apply_strategy
+    from finetune_trainer.strategies import apply_strategy, loading_kwargs
     from finetune_trainer.tasks import get_task
 
     training = config.training
@@ -158,11 +158,30 @@ def _data_and_model(config: TrainingConfig, rank: int, world_size: int, reducer:
     label_names = examples.label_names
     with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
         model, tokenizer = task.load_model(config.model, label_names, training.dropout, output=config.output,
-                                           cache_dir=cache)
+                                           cache_dir=cache, load_kwargs=loading_kwargs(config.strategy))
+    if training.gradientCheckpointing:
+        enable_gradient_checkpointing(model)
     controller = apply_strategy(model, config.strategy, task)
     train_set = task.dataset(examples.train, tokenizer, config, train=True)
     validation_set = task.dataset(examples.validation, tokenizer, config)
     return train_set, validation_set, task.collator(tokenizer), label_names, controller, task, data_report
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute activations in the backward pass (`training.gradientCheckpointing`).
+    Non-reentrant checkpointing, so frozen embeddings (LoRA, partial) still pass
+    gradients to the trainable layers above them."""
+    from finetune_trainer.errors import TrainerError
+
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise TrainerError(f"training.gradientCheckpointing: {type(model).__name__} does not support gradient "
+                           "checkpointing; set it to false")
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:  # pragma: no cover - older transformers
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(model.config, "use_cache", None):
+        model.config.use_cache = False
 
 
 def _plan(training: Any, train_size: int, reducer: Reducer) -> Plan:

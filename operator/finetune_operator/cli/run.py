@@ -234,8 +234,8 @@ def summary_table(result, elapsed: float):
         table.add_row(f"trained with {key}", _show(value))
     for key, space in (search.get("space") or {}).items():
         table.add_row(f"searched {key}", str(space))
-    for key in ("eval_loss", "eval_accuracy", "eval_f1", "test_loss", "test_accuracy", "test_f1",
-                "train_samples_per_second", "train_runtime_seconds"):
+    for key in ("eval_loss", "eval_accuracy", "eval_f1", "eval_perplexity", "test_loss", "test_accuracy",
+                "test_f1", "test_perplexity", "train_samples_per_second", "train_runtime_seconds"):
         value = metrics.get(key)
         if isinstance(value, (int, float)):
             table.add_row(key, f"{value:.4f}")
@@ -290,6 +290,9 @@ def run(args: argparse.Namespace) -> int:
     console.print(summary_table(result, time.monotonic() - started))
     accuracy = result.metrics.get("test_accuracy", result.metrics.get("eval_accuracy"))
     label = "test accuracy" if "test_accuracy" in result.metrics else "validation accuracy"
+    perplexity = result.metrics.get("eval_perplexity")
     if isinstance(accuracy, (int, float)):
         console.print(f"{label}: {accuracy:.4f}  model: {result.model_uri}")
+    elif isinstance(perplexity, (int, float)):  # a causal LM
+        console.print(f"validation perplexity: {perplexity:.4f}  model: {result.model_uri}")
     return 0

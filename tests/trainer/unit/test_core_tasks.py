@@ -24,7 +24,7 @@ def test_get_task_follows_model_task_and_names_the_allowed_ones(tmp_path: Path) 
     assert get_task(config) is TASKS[config.model.task]
     assert get_task(config.model) is get_task() is TASKS["sequence-classification"]
     with pytest.raises(TrainerError, match=r"model.task: unknown task 'no-such-task'; "
-                                           r"allowed: image-classification, sequence-classification"):
+                                           r"allowed: causal-lm, image-classification, sequence-classification"):
         get_task("no-such-task")
 
 

@@ -4,7 +4,7 @@ These pydantic models are the single source of truth for the training part of a
 FineTuneJob. The operator embeds them in its Kubernetes resource spec, the CRD schema
 is generated from them, and the trainer validates its input with the very same code.
 One module per block of the manifest: `model`, `data`, `strategy`, `training`, `tune`,
-and `job` (output, the whole config and the trainer's input).
+`causal_lm` (the `causalLm` block) and `job` (output, the whole config and the trainer's input).
 
 Cross-field rules are declared once per model in ``RULES``: each `Rule` holds the CEL
 expression (emitted into the CRD as ``x-kubernetes-validations``), the message, and
@@ -13,6 +13,7 @@ express are plain validators of their model.
 """
 
 from finetune_trainer.config.base import EVAL_METRICS, MetricName, Mode, Rule, Spec
+from finetune_trainer.config.causal_lm import CAUSAL_LM_METRICS, CAUSAL_LM_TASK, CausalLmFormat, CausalLmSpec
 from finetune_trainer.config.data import AugmentationSpec, DataFormat, DataSpec
 from finetune_trainer.config.image import ImageAugmentationSpec, ImageSpec
 from finetune_trainer.config.job import (
@@ -48,6 +49,7 @@ from finetune_trainer.config.tune import (
 )
 
 __all__ = [
+    "CAUSAL_LM_METRICS", "CAUSAL_LM_TASK", "CausalLmFormat", "CausalLmSpec",
     "EVAL_METRICS", "MAX_SEARCH_DIMENSIONS", "AugmentationSpec", "DataFormat", "DataSpec", "DimensionType",
     "EarlyStoppingSpec", "GradualUnfreezingSpec", "ImageAugmentationSpec", "ImageSpec",
     "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",

@@ -11,8 +11,9 @@ from pydantic.alias_generators import to_camel
 
 # Metrics the trainer computes on the validation split; the only names a metric field
 # may take.
-EVAL_METRICS = ("eval_loss", "eval_accuracy", "eval_f1")
-MetricName = Literal["eval_loss", "eval_accuracy", "eval_f1"]
+# (eval_perplexity: causal-lm only; eval_accuracy and eval_f1: classification only.)
+EVAL_METRICS = ("eval_loss", "eval_accuracy", "eval_f1", "eval_perplexity")
+MetricName = Literal["eval_loss", "eval_accuracy", "eval_f1", "eval_perplexity"]
 Mode = Literal["min", "max"]
 
 

@@ -8,6 +8,7 @@ from typing import Any, Optional
 from pydantic import Field, model_validator
 
 from finetune_trainer.config.base import Rule, Spec
+from finetune_trainer.config.causal_lm import CAUSAL_LM_RULES, CausalLmSpec
 from finetune_trainer.config.data import DataSpec
 from finetune_trainer.config.image import ImageSpec
 from finetune_trainer.config.model import ModelSpec
@@ -86,24 +87,34 @@ class TrainingConfig(Spec):
     output: OutputSpec
     """Where results go."""
 
+    causalLm: Optional[CausalLmSpec] = None
+    """Settings of `model.task: causal-lm` (record layout, prompt template, loss
+    masking, packing); allowed only with that task, defaults when absent."""
+
     RULES = (
         Rule("!has(self.tune) || self.tune.searchSpace.all(k, ['partial', 'gradualUnfreezing', 'lora'].all(b,"
-             " !k.startsWith('strategy.' + b + '.')"
-             " || (has(self.strategy) ? self.strategy.type : 'full') == b))",
+             " !k.startsWith('strategy.' + b + '.') || (has(self.strategy) ? self.strategy.type : 'full') == b"
+             " || (b == 'lora' && has(self.strategy) && self.strategy.type == 'qlora')))",
              "tune.searchSpace can tune the settings of strategy.type only",
              lambda s: s.foreign_strategy_path is None,
              lambda s: f"'{s.foreign_strategy_path}' tunes {s.foreign_strategy_path.split('.')[1]}, "
                        f"but strategy.type is {s.strategy.type}"),
         *(Rule(cel, message, lambda c, refused=refused: not refused(c)) for cel, message, refused in _TASK_RULES),
+        *CAUSAL_LM_RULES,
     )
 
     @property
+    def causal_lm(self) -> CausalLmSpec:
+        """The `causalLm` block, its defaults when absent."""
+        return self.causalLm or CausalLmSpec()
+
+    @property
     def foreign_strategy_path(self) -> Optional[str]:
-        """The first searched path into the settings of a strategy other than
-        strategy.type, if any."""
+        """The first searched path into the settings of a strategy other than the one
+        strategy.type reads (`qlora` reads `lora`), if any."""
         for path in self.tune.searchSpace if self.tune is not None else ():
             head, _, rest = path.partition(".")
-            if head == "strategy" and "." in rest and rest.split(".", 1)[0] != self.strategy.type:
+            if head == "strategy" and "." in rest and rest.split(".", 1)[0] != self.strategy.settings_block:
                 return path
         return None
 
@@ -172,3 +183,13 @@ class JobConfig(Spec):
 
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     """Workers and their resources."""
+
+    @model_validator(mode="after")
+    def _qlora_needs_gpus(self) -> "JobConfig":
+        if self.config.strategy.type == "qlora" and self.scaling.gpusPerWorker <= 0:
+            raise ValueError(
+                "strategy.type qlora loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU "
+                "on every worker; give the workers GPUs (scaling.gpusPerWorker; resources.worker.gpu "
+                "in a FineTuneJob) or use strategy.type lora"
+            )
+        return self

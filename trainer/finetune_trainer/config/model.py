@@ -32,10 +32,11 @@ class ModelSpec(Spec):
     checkpoint's own dtype. Half-precision weights cannot train with
     `training.precision: fp16` (its gradient scaler needs fp32 gradients)."""
 
-    task: Literal["sequence-classification", "image-classification"] = "sequence-classification"
+    task: Literal["sequence-classification", "image-classification", "causal-lm"] = "sequence-classification"
     """What the model is fine-tuned for: `sequence-classification` (a class for a text
-    or text pair) or `image-classification` (a class for an image; see the `image`
-    block)."""
+    or text pair), `image-classification` (a class for an image; see the `image`
+    block) or `causal-lm` (instruction tuning or continued pre-training of a
+    decoder-only language model; its settings are the `causalLm` block)."""
 
     numLabels: Optional[int] = Field(default=None, ge=2, le=10000)
     """Number of classes. Optional when `labels` is given or labels are inferred from

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from finetune_trainer.config.base import Rule, Spec
 
-StrategyType = Literal["full", "partial", "featureExtraction", "gradualUnfreezing", "lora"]
+StrategyType = Literal["full", "partial", "featureExtraction", "gradualUnfreezing", "lora", "qlora"]
 
 
 class PartialSpec(Spec):
@@ -69,18 +69,23 @@ class LoraSpec(Spec):
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     """Dropout on the adapter input."""
 
-    targetModules: list[str] = Field(default_factory=lambda: ["query", "value"], min_length=1, max_length=64)
-    """Names (suffixes) of the linear modules that get adapters."""
+    targetModules: Optional[list[str]] = Field(default=None, min_length=1, max_length=64)
+    """Names (suffixes) of the linear modules that get adapters, or `[all-linear]` for
+    every linear layer but the output layer. Default: the task's, `[query, value]`
+    for sequence classification (BERT's names) and `[all-linear]` for causal-lm."""
 
     mergeOnExport: bool = True
-    """Export the merged model (true) or only the adapter (false)."""
+    """Export the adapter merged into the base as a plain `save_pretrained` model that
+    loads without peft (true), or only the adapter, loadable with peft on top of the
+    base model (false). `qlora` always exports the adapter alone (its base is 4-bit)."""
 
 
 class StrategySpec(Spec):
     """Which parameters are fine-tuned."""
 
     type: StrategyType = "full"
-    """`full`, `partial`, `featureExtraction`, `gradualUnfreezing` or `lora`."""
+    """`full`, `partial`, `featureExtraction`, `gradualUnfreezing`, `lora`, or `qlora`
+    (LoRA on a 4-bit base loaded with bitsandbytes; needs a CUDA GPU per worker)."""
 
     partial: Optional[PartialSpec] = None
     """Settings for `partial`."""
@@ -89,19 +94,31 @@ class StrategySpec(Spec):
     """Settings for `gradualUnfreezing`."""
 
     lora: Optional[LoraSpec] = None
-    """Settings for `lora`."""
+    """Settings for `lora` and `qlora`."""
 
-    RULES = tuple(
-        Rule(f"!has(self.{name}) || self.type == '{name}'",
-             f"{name} settings are allowed only with type {name}",
-             lambda s, name=name: getattr(s, name) is None or s.type == name,
-             lambda s: f"type is {s.type}")
-        for name in ("partial", "gradualUnfreezing", "lora")
+    RULES = (
+        *(Rule(f"!has(self.{name}) || self.type == '{name}'",
+               f"{name} settings are allowed only with type {name}",
+               lambda s, name=name: getattr(s, name) is None or s.type == name,
+               lambda s: f"type is {s.type}")
+          for name in ("partial", "gradualUnfreezing")),
+        Rule("!has(self.lora) || self.type == 'lora' || self.type == 'qlora'",
+             "lora settings are allowed only with type lora or qlora",
+             lambda s: s.lora is None or s.type in ("lora", "qlora"),
+             lambda s: f"type is {s.type}"),
     )
 
     def resolved(self) -> "StrategySpec":
         """A copy whose settings block for `type` is filled with its defaults."""
         defaults = {"partial": PartialSpec, "gradualUnfreezing": GradualUnfreezingSpec, "lora": LoraSpec}
-        if self.type in defaults and getattr(self, self.type) is None:
-            return self.model_copy(update={self.type: defaults[self.type]()})
+        block = self.settings_block
+        if block in defaults and getattr(self, block) is None:
+            return self.model_copy(update={block: defaults[block]()})
         return self
+
+    @property
+    def settings_block(self) -> Optional[str]:
+        """The name of the settings block `type` reads (`qlora` reads `lora`), if any."""
+        if self.type == "qlora":
+            return "lora"
+        return self.type if self.type in ("partial", "gradualUnfreezing", "lora") else None

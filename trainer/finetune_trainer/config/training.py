@@ -134,3 +134,8 @@ class TrainingSpec(Spec):
 
     earlyStopping: Optional[EarlyStoppingSpec] = None
     """Stop early when the watched metric stops improving."""
+
+    gradientCheckpointing: bool = False
+    """Recompute activations in the backward pass instead of keeping them (the
+    transformers gradient checkpointing): less memory for longer sequences or larger
+    batches, at roughly a third more compute."""

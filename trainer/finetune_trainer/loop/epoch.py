@@ -93,7 +93,8 @@ def _forward_backward(ctx: WorkerContext, parts: TrainingParts, state: LoopState
             parts.scaler.scale(loss).backward()
         else:
             loss.backward()
-    state.window.add_batch(float(outputs.loss.detach()), batch, ctx.task.batch_samples(batch))
+    state.window.add_batch(float(outputs.loss.detach()), batch, ctx.task.batch_samples(batch),
+                           ctx.task.batch_tokens(batch))
 
 
 def _optimizer_step(ctx: WorkerContext, parts: TrainingParts) -> None:

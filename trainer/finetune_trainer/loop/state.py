@@ -34,14 +34,14 @@ class Window:
     eval_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
-    def add_batch(self, loss: float, batch: dict[str, Any], samples: int) -> None:
-        """Count one batch of `samples` examples whose mean loss was `loss`."""
+    def add_batch(self, loss: float, batch: dict[str, Any], samples: int, tokens: int = 0) -> None:
+        """Count one batch of `samples` examples and `tokens` real tokens whose mean
+        loss was `loss`."""
         count = batch["labels"].numel()
         self.loss_sum += loss * count
         self.loss_count += count
         self.samples += samples
-        if "attention_mask" in batch:
-            self.tokens += int(batch["attention_mask"].sum())
+        self.tokens += tokens
 
     def clear(self) -> None:
         """Zero the totals (the clock restarts separately, once the report is sent)."""

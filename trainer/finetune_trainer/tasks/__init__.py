@@ -11,9 +11,9 @@ pyproject.toml says so).
 
 How to add a task
 -----------------
-1. One module, `tasks/<task>.py`, with a `Task` subclass (`tasks.base.Task`): its
+1. One module, `tasks/<task>.py` (or a package, as `tasks/causal_lm/`), with a `Task` subclass (`tasks.base.Task`): its
    `name` (the `model.task` value), `peft_task_type`, `eval_metrics` and
-   `default_metric`, and the methods: `columns` (what to read, for `sources`),
+   `default_metric`, and the methods: `columns(config)` (what to read, for `sources`),
    `load_examples` (build it on `splitting.split_rows` with a `splitting.RowRules`
    of the task: how a row is cleaned and checked, its `row_key` for the seeded
    split, its dedupe key, and `fit` for the label set or vocabulary),
@@ -25,11 +25,12 @@ How to add a task
    `sharding.rebalance` can even out the shards. Classification tasks share
    `tasks._labels` (LabelCoder, label inference, confusion counts).
 2. One registry entry: add an instance to `TASKS` below.
-3. Its config block: add the name to `ModelSpec.task`'s Literal in `config/model.py`
-   and, for data settings of its own, an optional block in `DataSpec` allowed only
-   with that task (a `Rule` in the model's `RULES`, in the way `StrategySpec` does
-   it, since the CRD takes no unions); then regenerate the CRD
-   (`finetune crd --write`).
+3. Its config block: add the name to `ModelSpec.task`'s Literal (`config/model.py`)
+   and, for settings of its own, a module `config/<task>.py` with an optional block
+   held by `TrainingConfig` and allowed only with that task (`Rule`s in the
+   config's `RULES`, as `config/causal_lm.py` does it for `causalLm` and
+   `config/image.py` for `image`, since the CRD takes no unions); then regenerate the CRD (`finetune crd --write`). Optional hooks:
+   `batch_tokens` (throughput), `default_lora_targets`, `card_sections`.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from typing import Optional, Union
 from finetune_trainer.config import ModelSpec, TrainingConfig
 from finetune_trainer.errors import TrainerError
 from finetune_trainer.tasks.base import CardFacts, SplitExamples, Task
+from finetune_trainer.tasks.causal_lm import CausalLm
 from finetune_trainer.tasks.image_classification import ImageClassification
 from finetune_trainer.tasks.text_classification import TextClassification
 
-TASKS: dict[str, Task] = {task.name: task for task in (TextClassification(), ImageClassification())}
+TASKS: dict[str, Task] = {task.name: task for task in (TextClassification(), ImageClassification(), CausalLm())}
 """Every task by its `model.task` value."""
 
 

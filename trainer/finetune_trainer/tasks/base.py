@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Optional, Sequence
 
-from finetune_trainer.config import DataSpec, ModelSpec, OutputSpec, TrainingConfig
+from finetune_trainer.config import ModelSpec, OutputSpec, TrainingConfig
 from finetune_trainer.sources import Columns, iter_rows
 from finetune_trainer.splitting import DataReport
 
@@ -57,18 +57,22 @@ class Task(ABC):
     (used for the gauges and the history); `eval_loss` among them."""
     default_metric: ClassVar[str]
     """The metric the curves show when no sweep names one."""
+    default_lora_targets: ClassVar[tuple[str, ...]] = ("query", "value")
+    """LoRA's target modules when `strategy.lora.targetModules` is unset (`all-linear`:
+    every linear layer but the output layer)."""
 
     # ------------------------------------------------------------------ data
 
     @abstractmethod
-    def columns(self, data: DataSpec) -> Columns:
-        """The columns the task reads, each with the setting that names it."""
+    def columns(self, config: TrainingConfig) -> Columns:
+        """The columns the task reads from `config.data`, each with the setting that
+        names it."""
 
     def read_rows(self, config: TrainingConfig, source: str, field_name: str
                   ) -> Iterator[tuple[str, int, dict[str, Any]]]:
         """Stream `(file, row, record)` of one source as this task reads it (what
         `preflight` peeks at): by default a table read by `sources`."""
-        return iter_rows(source, config.data, self.columns(config.data), field_name=field_name,
+        return iter_rows(source, config.data, self.columns(config), field_name=field_name,
                          output=config.output)
 
     @abstractmethod
@@ -95,13 +99,19 @@ class Task(ABC):
         """How many training samples a batch holds."""
         return int(batch["labels"].shape[0])
 
+    def batch_tokens(self, batch: dict[str, Any]) -> int:
+        """How many real (non-pad) tokens a batch holds, for throughput (0: not counted)."""
+        return int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+
     # ----------------------------------------------------------------- model
 
     @abstractmethod
     def load_model(self, model: ModelSpec, label_names: Sequence[str], dropout: Optional[float] = None, *,
                    output: Optional[OutputSpec] = None,
-                   cache_dir: Optional[str | os.PathLike] = None) -> tuple[Any, Any]:
-        """(model, processor) ready to fine-tune, the head sized for `label_names`."""
+                   cache_dir: Optional[str | os.PathLike] = None,
+                   load_kwargs: Optional[dict[str, Any]] = None) -> tuple[Any, Any]:
+        """(model, processor) ready to fine-tune, the head sized for `label_names`;
+        `load_kwargs` go to `from_pretrained` (a strategy's, e.g. a quantization config)."""
 
     @abstractmethod
     def head_modules(self, model: Any) -> list[str]:
@@ -136,6 +146,16 @@ class Task(ABC):
     @abstractmethod
     def card(self, config: TrainingConfig, label_names: Sequence[str]) -> CardFacts:
         """What the model card says about the task."""
+
+    def wants_base_model_for_card(self, config: TrainingConfig) -> bool:
+        """Whether `card_sections` compares with the base model (loaded for it)."""
+        return False
+
+    def card_sections(self, config: TrainingConfig, model: Any, processor: Any, examples: SplitExamples,
+                      base_model: Any = None) -> list[str]:
+        """Further Markdown lines of the model card made with the trained model (e.g.
+        sample generations); none by default."""
+        return []
 
 
 __all__ = ["CardFacts", "SplitExamples", "Task"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator, Optional, Sequence
 
-from finetune_trainer.config import DataSpec, ModelSpec, OutputSpec, TrainingConfig
+from finetune_trainer.config import ModelSpec, OutputSpec, TrainingConfig
 from finetune_trainer.errors import ModelError
 from finetune_trainer.modeling import base_prefix, load_pretrained, modules_outside_base
 from finetune_trainer.sources import Columns
@@ -36,7 +36,8 @@ _EMBEDDINGS = ("embeddings", "embedder")
 
 def load_model_and_processor(model_spec: ModelSpec, label_names: Sequence[str], dropout: Optional[float] = None,
                              *, output: Optional[OutputSpec] = None,
-                             cache_dir: Optional[str | os.PathLike] = None) -> tuple[Any, Any]:
+                             cache_dir: Optional[str | os.PathLike] = None,
+                             load_kwargs: Optional[dict[str, Any]] = None) -> tuple[Any, Any]:
     """An image classifier with one output per label (a new head when the checkpoint
     has none, or one for other labels) and the checkpoint's image processor."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
@@ -48,7 +49,8 @@ def load_model_and_processor(model_spec: ModelSpec, label_names: Sequence[str], 
     try:
         return load_pretrained(model_spec, AutoModelForImageClassification, purpose="image classification",
                                head="classification head", config_kwargs=config_kwargs, dropout=dropout,
-                               output=output, cache_dir=cache_dir, processor_class=AutoImageProcessor)
+                               output=output, cache_dir=cache_dir, processor_class=AutoImageProcessor,
+                               load_kwargs=load_kwargs)
     except OSError as err:  # no preprocessor_config.json
         raise ModelError(f"model.source: {model_spec.source!r} has no image processor "
                          f"(preprocessor_config.json): {err}") from err
@@ -66,10 +68,8 @@ class ImageClassification(Task):
     eval_metrics = CLASSIFICATION_METRICS
     default_metric = "eval_accuracy"
 
-    def columns(self, data: DataSpec) -> Columns:
-        from finetune_trainer.config import ImageSpec
-
-        return required_columns(data, ImageSpec())
+    def columns(self, config: TrainingConfig) -> Columns:
+        return required_columns(config.data, image_spec(config))
 
     def read_rows(self, config: TrainingConfig, source: str, field_name: str
                   ) -> Iterator[tuple[str, int, dict[str, Any]]]:
@@ -94,8 +94,10 @@ class ImageClassification(Task):
 
     def load_model(self, model: ModelSpec, label_names: Sequence[str], dropout: Optional[float] = None, *,
                    output: Optional[OutputSpec] = None,
-                   cache_dir: Optional[str | os.PathLike] = None) -> tuple[Any, Any]:
-        return load_model_and_processor(model, label_names, dropout, output=output, cache_dir=cache_dir)
+                   cache_dir: Optional[str | os.PathLike] = None,
+                   load_kwargs: Optional[dict[str, Any]] = None) -> tuple[Any, Any]:
+        return load_model_and_processor(model, label_names, dropout, output=output, cache_dir=cache_dir,
+                                        load_kwargs=load_kwargs)
 
     def head_modules(self, model: Any) -> list[str]:
         # Every architecture here names its head `classifier`; others have theirs found.

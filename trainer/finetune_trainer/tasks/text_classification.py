@@ -118,6 +118,7 @@ def load_model_and_tokenizer(
     *,
     output: Optional[OutputSpec] = None,
     cache_dir: Optional[str | os.PathLike] = None,
+    load_kwargs: Optional[dict[str, Any]] = None,
 ):
     """A sequence-classification model with `num_labels` outputs named `label_names`,
     and its tokenizer. A new classification head is initialised when the checkpoint
@@ -133,7 +134,7 @@ def load_model_and_tokenizer(
     }
     return load_pretrained(model_spec, AutoModelForSequenceClassification, purpose="sequence classification",
                            head="classification head", config_kwargs=config_kwargs, dropout=dropout,
-                           output=output, cache_dir=cache_dir)
+                           output=output, cache_dir=cache_dir, load_kwargs=load_kwargs)
 
 
 # ---------------------------------------------------------------------- task
@@ -147,8 +148,8 @@ class TextClassification(Task):
     eval_metrics = CLASSIFICATION_METRICS
     default_metric = "eval_accuracy"
 
-    def columns(self, data: DataSpec) -> Columns:
-        return required_columns(data)
+    def columns(self, config: TrainingConfig) -> Columns:
+        return required_columns(config.data)
 
     def load_examples(self, config: TrainingConfig, *, rank: int = 0, world_size: int = 1,
                       shard_eval: bool = True) -> SplitExamples:
@@ -166,9 +167,10 @@ class TextClassification(Task):
 
     def load_model(self, model: ModelSpec, label_names: Sequence[str], dropout: Optional[float] = None, *,
                    output: Optional[OutputSpec] = None,
-                   cache_dir: Optional[str | os.PathLike] = None) -> tuple[Any, Any]:
+                   cache_dir: Optional[str | os.PathLike] = None,
+                   load_kwargs: Optional[dict[str, Any]] = None) -> tuple[Any, Any]:
         return load_model_and_tokenizer(model, len(label_names), label_names, dropout, output=output,
-                                        cache_dir=cache_dir)
+                                        cache_dir=cache_dir, load_kwargs=load_kwargs)
 
     def head_modules(self, model: Any) -> list[str]:
         return modules_outside_base(model)
