@@ -21,11 +21,13 @@ from finetune_operator.api_status import (  # noqa: F401
     PHASES, TERMINAL_PHASES, BestTrial, Condition, FineTuneJobStatus, Phase, Progress,
 )
 from finetune_trainer.config import (
+    Distributed,
     JobConfig,
     OutputSpec,
     ScalingSpec,
     Spec,
     TrainingConfig,
+    distribution_problem,
 )
 
 # The one place the API's identity is spelled.
@@ -161,11 +163,21 @@ class ResourcesSpec(Spec):
     sharedMemory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Size of /dev/shm in each pod; defaults to a quarter of the pod's memory."""
 
+    distributed: Distributed = "ddp"
+    """How the Ray Train workers share the model. `ddp` (default): each worker holds a
+    whole copy and gradients are averaged. `fsdp`: FSDP2 shards parameters, gradients
+    and optimizer state across the workers, so each holds about 1/N of them; needs at
+    least 2 workers (workers x worker.gpu), and runs the full, partial,
+    featureExtraction and lora strategies."""
+
     CEL_RULES = (
         ("!has(self.acceleratorType) || (has(self.worker) && self.worker.gpu > 0)",
          "acceleratorType needs worker.gpu > 0"),
         ("!has(self.rayAcceleratorType) || (has(self.worker) && self.worker.gpu > 0)",
          "rayAcceleratorType needs worker.gpu > 0"),
+        ("!has(self.distributed) || self.distributed != 'fsdp' || (has(self.workers) && self.workers > 1)"
+         " || (has(self.worker) && self.worker.gpu > 1)",
+         "distributed fsdp needs at least 2 workers (workers x worker.gpu); use ddp for one worker"),
     )
 
     @field_validator("rayAcceleratorType", mode="before")
@@ -182,6 +194,16 @@ class ResourcesSpec(Spec):
                 raise ValueError(f"{name} needs worker.gpu > 0")
         return self
 
+    @model_validator(mode="after")
+    def _fsdp_needs_workers(self) -> "ResourcesSpec":
+        # Only the worker count here (where the CRD reports it); the strategy and
+        # precision limits are the spec's, which sees those blocks.
+        problem = distribution_problem(self.distributed, self.scaling().numWorkers, "full", "fp32",
+                                       field="distributed", workers_field="workers x worker.gpu")
+        if problem:
+            raise ValueError(problem)
+        return self
+
     def scaling(self) -> ScalingSpec:
         """What the trainer needs to know of these resources: one Ray Train worker per
         GPU (a pod's GPUs are not shared by one process), the pod's CPUs split among
@@ -194,6 +216,7 @@ class ResourcesSpec(Spec):
             cpusPerWorker=usable / per_pod,
             gpusPerWorker=1.0 if self.worker.gpu else 0.0,
             acceleratorType=self.rayAcceleratorType,
+            distributed=self.distributed,
         )
 
 
@@ -263,6 +286,24 @@ class FineTuneJobSpec(TrainingConfig):
 
     outputPolicy: Literal["Retain", "Delete"] = "Retain"
     """What happens to the artifacts in storage when the FineTuneJob is deleted."""
+
+    CEL_RULES = TrainingConfig.CEL_RULES + (
+        ("!has(self.resources) || !has(self.resources.distributed) || self.resources.distributed != 'fsdp'"
+         " || !has(self.strategy) || self.strategy.type != 'gradualUnfreezing'",
+         "resources.distributed fsdp cannot run strategy.type gradualUnfreezing; use ddp"),
+        ("!has(self.resources) || !has(self.resources.distributed) || self.resources.distributed != 'fsdp'"
+         " || !has(self.training) || self.training.precision != 'fp16'",
+         "resources.distributed fsdp cannot run training.precision fp16; use bf16 or fp32"),
+    )
+
+    @model_validator(mode="after")
+    def _distribution_fits(self) -> "FineTuneJobSpec":
+        problem = distribution_problem(self.resources.distributed, self.resources.scaling().numWorkers,
+                                       self.strategy.type, self.training.precision, field="resources.distributed",
+                                       workers_field="resources.workers x resources.worker.gpu")
+        if problem:
+            raise ValueError(problem)
+        return self
 
     def training_config(self) -> TrainingConfig:
         """The part of the spec the trainer sees."""

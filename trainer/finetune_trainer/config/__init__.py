@@ -13,7 +13,15 @@ API server shows; the pydantic validators enforce the same rules offline.
 
 from finetune_trainer.config.base import EVAL_METRICS, MetricName, Mode, Spec
 from finetune_trainer.config.data import AugmentationSpec, DataFormat, DataSpec
-from finetune_trainer.config.job import JobConfig, OutputSpec, ScalingSpec, TrainingConfig, with_overrides
+from finetune_trainer.config.job import (
+    Distributed,
+    JobConfig,
+    OutputSpec,
+    ScalingSpec,
+    TrainingConfig,
+    distribution_problem,
+    with_overrides,
+)
 from finetune_trainer.config.model import ModelSpec
 from finetune_trainer.config.strategy import (
     GradualUnfreezingSpec,
@@ -40,8 +48,8 @@ from finetune_trainer.config.tune import (
 
 __all__ = [
     "EVAL_METRICS", "MAX_SEARCH_DIMENSIONS", "AugmentationSpec", "DataFormat", "DataSpec", "DimensionType",
-    "EarlyStoppingSpec", "GradualUnfreezingSpec", "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
+    "Distributed", "EarlyStoppingSpec", "GradualUnfreezingSpec", "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
     "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "ScalingSpec", "SchedulerSpec", "SearchDimension",
     "Spec", "StrategySpec", "StrategyType", "TrainingConfig", "TrainingSpec", "TunablePath", "TuneSchedulerSpec",
-    "TuneSpec", "with_overrides",
+    "TuneSpec", "distribution_problem", "with_overrides",
 ]

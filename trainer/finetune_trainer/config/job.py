@@ -3,7 +3,7 @@ configuration with its scaling)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -101,6 +101,36 @@ def with_overrides(config: TrainingConfig, overrides: dict[str, Any]) -> Trainin
     return TrainingConfig.model_validate(document)
 
 
+Distributed = Literal["ddp", "fsdp"]
+"""How a job's workers share the model: `ddp` keeps a whole copy on every worker and
+averages gradients; `fsdp` (FSDP2, `torch.distributed.fsdp.fully_shard`) shards the
+parameters, gradients and optimizer state across the workers."""
+
+# What FSDP cannot run, and why; the same words for the operator's fields and the trainer's.
+FSDP_STRATEGY_LIMIT = ("gradualUnfreezing",)
+
+
+def distribution_problem(distributed: str, workers: int, strategy: str, precision: str, *, field: str,
+                         workers_field: str) -> Optional[str]:
+    """Why `distributed` cannot run with these settings, or None. `field` and
+    `workers_field` are the names the user wrote (`resources.distributed` in a
+    FineTuneJob, `scaling.distributed` in a JobConfig)."""
+    if distributed != "fsdp":
+        return None
+    if workers < 2:
+        return (f"{field} fsdp shards the model across workers and needs at least 2 workers ({workers_field} "
+                f"gives {workers}); use {field} ddp for one worker")
+    if strategy in FSDP_STRATEGY_LIMIT:
+        return (f"{field} fsdp cannot run strategy.type {strategy}: the sharded model cannot be re-wrapped when "
+                f"layers unfreeze mid-run; use strategy.type full, partial, featureExtraction or lora, or "
+                f"{field} ddp")
+    if precision == "fp16":
+        return (f"{field} fsdp cannot run training.precision fp16: the gradient scaler checks each shard for "
+                f"overflow on its own, so workers would disagree on skipping a step; use training.precision bf16 "
+                f"or fp32, or {field} ddp")
+    return None
+
+
 class ScalingSpec(Spec):
     """How many Ray Train workers, and what each holds."""
 
@@ -115,6 +145,10 @@ class ScalingSpec(Spec):
 
     acceleratorType: Optional[str] = None
     """Ray accelerator type to pin workers to, for example `A100`."""
+
+    distributed: Distributed = "ddp"
+    """`ddp`: every worker holds the whole model; `fsdp`: parameters, gradients and
+    optimizer state are sharded across the workers (at least 2)."""
 
 
 class JobConfig(Spec):
@@ -132,3 +166,12 @@ class JobConfig(Spec):
 
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     """Workers and their resources."""
+
+    @model_validator(mode="after")
+    def _distribution_fits(self) -> "JobConfig":
+        problem = distribution_problem(self.scaling.distributed, self.scaling.numWorkers, self.config.strategy.type,
+                                       self.config.training.precision, field="scaling.distributed",
+                                       workers_field="scaling.numWorkers")
+        if problem:
+            raise ValueError(problem)
+        return self
