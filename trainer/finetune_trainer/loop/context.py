@@ -39,12 +39,15 @@ class WorkerContext:
     """The task (finetune_trainer.tasks): what the examples, model and metrics are."""
     metrics_sink: Any = None
     """WorkerMetrics on rank 0, else None."""
+    parallel: Any = None
+    """How the workers share the model (`finetune_trainer.loop.parallel`: ddp or fsdp)."""
 
 
 @dataclass
 class TrainingParts:
     """The model and what steps it. `core` is the unwrapped model; `model` is `core`
-    prepared by Ray Train (DDP for more than one worker)."""
+    prepared for the worker group (DDP for more than one worker; under FSDP `core`
+    itself, sharded in place)."""
 
     core: Any
     model: Any
