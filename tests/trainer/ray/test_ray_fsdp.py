@@ -46,7 +46,6 @@ def test_fsdp_trains_like_ddp_with_half_the_parameters_per_worker(ray_local, tin
     assert fsdp_result.metrics["test_accuracy"] == ddp_result.metrics["test_accuracy"]
 
     sharded, whole = fsdp.trials["run"].latest, ddp.trials["run"].latest
-    assert sharded["distributed"] == "fsdp" and whole["distributed"] == "ddp"
     assert sharded["model_parameter_bytes"] == whole["model_parameter_bytes"] > 0
     assert whole["worker_parameter_bytes"] == whole["model_parameter_bytes"]
     # Dim-0 shards, padded to a multiple of 2 rows: half the model, give or take a row.
