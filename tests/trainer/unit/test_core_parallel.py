@@ -48,7 +48,7 @@ def sharded_round_trip(device_type: str, param_dtype: Any = None) -> dict[str, A
 
     from finetune_trainer.config import TrainingSpec
     from finetune_trainer.loop.parallel import FullySharded
-    from finetune_trainer.optim import build_optimizer, clip_gradients
+    from finetune_trainer.optim import build_optimizer, build_scheduler, clip_gradients
 
     device = torch.device(device_type)
     strategy = FullySharded(rank=0, world_size=1, device=device, param_dtype=param_dtype)
@@ -56,6 +56,7 @@ def sharded_round_trip(device_type: str, param_dtype: Any = None) -> dict[str, A
     model = strategy.wrap(tiny_bert())
     training = TrainingSpec(learningRate=1e-2)
     optimizer = build_optimizer(model, training)
+    build_scheduler(optimizer, training, total_steps=10)  # as the loop does: it adds initial_lr to the groups
     batch = {"input_ids": torch.randint(0, 40, (4, 8), device=device), "labels": torch.tensor([0, 1, 2, 0],
                                                                                                device=device)}
     outputs = model(**batch)

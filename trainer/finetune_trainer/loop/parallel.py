@@ -150,6 +150,12 @@ class FullySharded(Replicated):
     def load_optimizer_state(self, core: Any, optimizer: Any, state: dict[str, Any]) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
+        # Only the group settings a fresh optimizer has: torch maps the saved state onto
+        # the new optimizer's keys, and the schedule's `initial_lr` is not one of them
+        # (restore_optimizer sets the groups from the spec afterwards anyway).
+        known = {key for group in optimizer.param_groups for key in group}
+        state = {**state, "param_groups": [{k: v for k, v in group.items() if k in known}
+                                           for group in state["param_groups"]]}
         set_optimizer_state_dict(core, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
     def evaluation_end(self, module: Any, batches: int, reducer: Any,
