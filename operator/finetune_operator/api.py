@@ -28,6 +28,7 @@ from finetune_trainer.config import (
     Spec,
     TrainingConfig,
     distribution_problem,
+    distribution_problem_in,
 )
 
 # The one place the API's identity is spelled.
@@ -298,9 +299,9 @@ class FineTuneJobSpec(TrainingConfig):
 
     @model_validator(mode="after")
     def _distribution_fits(self) -> "FineTuneJobSpec":
-        problem = distribution_problem(self.resources.distributed, self.resources.scaling().numWorkers,
-                                       self.strategy.type, self.training.precision, field="resources.distributed",
-                                       workers_field="resources.workers x resources.worker.gpu")
+        problem = distribution_problem_in(self.resources.distributed, self.resources.scaling().numWorkers, self,
+                                          field="resources.distributed",
+                                          workers_field="resources.workers x resources.worker.gpu")
         if problem:
             raise ValueError(problem)
         return self

@@ -134,6 +134,11 @@ def _job(distributed: str, workers: int, **config: Any) -> dict[str, Any]:
      "scaling.distributed fsdp cannot run strategy.type gradualUnfreezing"),
     (_job("fsdp", 2, training={"precision": "fp16"}), "scaling.distributed fsdp cannot run training.precision fp16"),
     (_job("sharded", 2), "scaling.distributed"),
+    (_job("fsdp", 2, tune={"searchSpace": {"strategy.type": {"type": "choice",
+                                                              "values": ["full", "gradualUnfreezing"]}}}),
+     "cannot run strategy.type gradualUnfreezing: the sharded model cannot be re-wrapped when layers unfreeze mid-run; "
+     "use strategy.type full, partial, featureExtraction or lora, or scaling.distributed ddp (a value "
+     "tune.searchSpace can choose)"),
 ])
 def test_job_config_refuses_what_fsdp_cannot_run(job: dict[str, Any], words: str) -> None:
     from pydantic import ValidationError

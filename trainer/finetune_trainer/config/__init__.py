@@ -20,6 +20,7 @@ from finetune_trainer.config.job import (
     ScalingSpec,
     TrainingConfig,
     distribution_problem,
+    distribution_problem_in,
     with_overrides,
 )
 from finetune_trainer.config.model import ModelSpec
@@ -51,5 +52,5 @@ __all__ = [
     "Distributed", "EarlyStoppingSpec", "GradualUnfreezingSpec", "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
     "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "ScalingSpec", "SchedulerSpec", "SearchDimension",
     "Spec", "StrategySpec", "StrategyType", "TrainingConfig", "TrainingSpec", "TunablePath", "TuneSchedulerSpec",
-    "TuneSpec", "distribution_problem", "with_overrides",
+    "TuneSpec", "distribution_problem", "distribution_problem_in", "with_overrides",
 ]

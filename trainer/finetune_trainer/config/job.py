@@ -131,6 +131,24 @@ def distribution_problem(distributed: str, workers: int, strategy: str, precisio
     return None
 
 
+def distribution_problem_in(distributed: str, workers: int, config: "TrainingConfig", *, field: str,
+                            workers_field: str) -> Optional[str]:
+    """`distribution_problem` for `config` and for every strategy and precision its
+    sweep may choose (a trial of `tune.searchSpace` runs with the same workers)."""
+    def candidates(path: str, current: str) -> list[str]:
+        dimension = config.tune.searchSpace.get(path) if config.tune is not None else None
+        return [current, *[v for v in (dimension.values or []) if isinstance(v, str)]] if dimension else [current]
+
+    for strategy in candidates("strategy.type", config.strategy.type):
+        for precision in candidates("training.precision", config.training.precision):
+            problem = distribution_problem(distributed, workers, strategy, precision, field=field,
+                                           workers_field=workers_field)
+            if problem:
+                swept = strategy != config.strategy.type or precision != config.training.precision
+                return problem + (" (a value tune.searchSpace can choose)" if swept else "")
+    return None
+
+
 class ScalingSpec(Spec):
     """How many Ray Train workers, and what each holds."""
 
@@ -169,9 +187,8 @@ class JobConfig(Spec):
 
     @model_validator(mode="after")
     def _distribution_fits(self) -> "JobConfig":
-        problem = distribution_problem(self.scaling.distributed, self.scaling.numWorkers, self.config.strategy.type,
-                                       self.config.training.precision, field="scaling.distributed",
-                                       workers_field="scaling.numWorkers")
+        problem = distribution_problem_in(self.scaling.distributed, self.scaling.numWorkers, self.config,
+                                          field="scaling.distributed", workers_field="scaling.numWorkers")
         if problem:
             raise ValueError(problem)
         return self
