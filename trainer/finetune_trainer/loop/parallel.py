@@ -107,8 +107,9 @@ class FullySharded(Replicated):
         return StateDictOptions(full_state_dict=True, cpu_offload=True)
 
     def wrap(self, module: Any) -> Any:
-        """Shard `module` in place (it becomes an FSDPModule) and return it. Rank 0's
-        weights are broadcast first, as DDP does, so every shard comes from one model."""
+        """Shard `module` in place (it becomes an FSDPModule) and return it. Then rank
+        0's weights are broadcast into every rank's shards, as DDP broadcasts at wrap,
+        so all shards come from one model."""
         import torch
         from torch import nn
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
