@@ -21,12 +21,15 @@ from finetune_operator.api_status import (  # noqa: F401
     PHASES, TERMINAL_PHASES, BestTrial, Condition, FineTuneJobStatus, Phase, Progress,
 )
 from finetune_trainer.api import (
+    Distributed,
     JobConfig,
     OutputSpec,
     Rule,
     ScalingSpec,
     Spec,
     TrainingConfig,
+    distribution_problem,
+    distribution_problem_in,
 )
 
 # The one place the API's identity is spelled.
@@ -167,11 +170,22 @@ class ResourcesSpec(Spec):
     sharedMemory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Size of /dev/shm in each pod; defaults to a quarter of the pod's memory."""
 
-    RULES = tuple(
-        Rule(f"!has(self.{name}) || (has(self.worker) && self.worker.gpu > 0)",
-             f"{name} needs worker.gpu > 0",
-             lambda s, name=name: getattr(s, name) is None or s.worker.gpu > 0)
-        for name in ("acceleratorType", "rayAcceleratorType")
+    distributed: Distributed = "ddp"
+    """How the Ray Train workers share the model. `ddp` (default): each worker holds a
+    whole copy and gradients are averaged. `fsdp`: FSDP2 shards parameters, gradients
+    and optimizer state across the workers, so each holds about 1/N of them; needs at
+    least 2 workers (workers x worker.gpu), and runs the full, partial,
+    featureExtraction and lora strategies."""
+
+    RULES = (
+        *(Rule(f"!has(self.{name}) || (has(self.worker) && self.worker.gpu > 0)",
+               f"{name} needs worker.gpu > 0",
+               lambda s, name=name: getattr(s, name) is None or s.worker.gpu > 0)
+          for name in ("acceleratorType", "rayAcceleratorType")),
+        Rule("!has(self.distributed) || self.distributed != 'fsdp' || (has(self.workers) && self.workers > 1)"
+             " || (has(self.worker) && self.worker.gpu > 1)",
+             "distributed fsdp needs at least 2 workers (workers x worker.gpu); use ddp for one worker",
+             lambda s: s.distributed != "fsdp" or s.scaling().numWorkers > 1),
     )
 
     @field_validator("rayAcceleratorType", mode="before")
@@ -180,6 +194,19 @@ class ResourcesSpec(Spec):
         if isinstance(value, str) and value not in RAY_ACCELERATOR_TYPES:
             raise ValueError(unknown_ray_type_message(value))
         return value
+
+    # Replaces Spec's validator of the same name: the offline check says more than the
+    # CRD's message (the worker count it got), so it comes first.
+    @model_validator(mode="after")
+    def _obey_rules(self) -> "ResourcesSpec":
+        # Only the worker count here (where the CRD reports it); the strategy and
+        # precision limits are the spec's, which sees those blocks.
+        problem = distribution_problem(self.distributed, self.scaling().numWorkers, "full", "fp32",
+                                       field="distributed", workers_field="workers x worker.gpu")
+        if problem:
+            raise ValueError(problem)
+        self.check_rules()
+        return self
 
     def scaling(self) -> ScalingSpec:
         """What the trainer needs to know of these resources: one Ray Train worker per
@@ -193,6 +220,7 @@ class ResourcesSpec(Spec):
             cpusPerWorker=usable / per_pod,
             gpusPerWorker=1.0 if self.worker.gpu else 0.0,
             acceleratorType=self.rayAcceleratorType,
+            distributed=self.distributed,
         )
 
 
@@ -269,7 +297,28 @@ class FineTuneJobSpec(TrainingConfig):
              " || (has(self.resources) && has(self.resources.worker) && self.resources.worker.gpu > 0)",
              "strategy.type qlora needs resources.worker.gpu > 0 (4-bit loading with bitsandbytes needs a CUDA GPU)",
              lambda s: s.strategy.type != "qlora" or s.resources.worker.gpu > 0),
+        Rule("!has(self.resources) || !has(self.resources.distributed) || self.resources.distributed != 'fsdp'"
+             " || !has(self.strategy) || self.strategy.type != 'gradualUnfreezing'",
+             "resources.distributed fsdp cannot run strategy.type gradualUnfreezing; use ddp",
+             lambda s: s.resources.distributed != "fsdp" or s.strategy.type != "gradualUnfreezing"),
+        Rule("!has(self.resources) || !has(self.resources.distributed) || self.resources.distributed != 'fsdp'"
+             " || !has(self.training) || self.training.precision != 'fp16'",
+             "resources.distributed fsdp cannot run training.precision fp16; use bf16 or fp32",
+             lambda s: s.resources.distributed != "fsdp" or s.training.precision != "fp16"),
     )
+
+    # Replaces TrainingConfig's validator of the same name: the offline distribution
+    # check also covers what a sweep may choose, and says why, so it comes first.
+    @model_validator(mode="after")
+    def _obey_rules(self) -> "FineTuneJobSpec":
+        problem = distribution_problem_in(self.resources.distributed, self.resources.scaling().numWorkers, self,
+                                          field="resources.distributed",
+                                          workers_field="resources.workers x resources.worker.gpu")
+        if problem:
+            raise ValueError(problem)
+        self.check_half_precision()
+        self.check_rules()
+        return self
 
     def training_config(self) -> TrainingConfig:
         """The part of the spec the trainer sees."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from api_cases import BAD_CASES, base_job
 from api_harness import api_server_problems, apply_defaults, evaluate_rule
 from finetune_operator import api
-from finetune_operator.api import ComputeSpec, ResourcesSpec
+from finetune_operator.api import ComputeSpec, FineTuneJobSpec, ResourcesSpec
 from finetune_operator.crd import build_crd, model_schema
 from finetune_operator.manifests import load_manifests
 from finetune_trainer import config
@@ -88,6 +88,7 @@ def test_cel_sees_numbers_written_as_integers_as_doubles() -> None:
 
 # Hand-made objects around each rule's edges, valid for every per-field constraint, so
 # only the cross-field rules decide.
+_SPEC = {"model": {"source": "m"}, "data": {"train": "t"}, "output": {"uri": "o"}}
 AGREEMENT = [
     (config.ModelSpec, {"source": "m", "labels": ["a", "b"], "numLabels": 2}),
     (config.ModelSpec, {"source": "m", "labels": ["a", "b"], "numLabels": 3}),
@@ -196,6 +197,18 @@ AGREEMENT = [
     (ResourcesSpec, {"acceleratorType": "a100", "worker": {"cpu": "4"}}),
     (ResourcesSpec, {"rayAcceleratorType": "A100", "worker": {"gpu": 1}}),
     (ResourcesSpec, {"rayAcceleratorType": "A100"}),
+    (ResourcesSpec, {"distributed": "fsdp"}),
+    (ResourcesSpec, {"distributed": "fsdp", "workers": 2}),
+    (ResourcesSpec, {"distributed": "fsdp", "worker": {"gpu": 2}}),
+    (ResourcesSpec, {"distributed": "ddp"}),
+    (FineTuneJobSpec, {**_SPEC, "resources": {"distributed": "fsdp", "workers": 2}, "strategy": {"type": "lora"}}),
+    (FineTuneJobSpec, {**_SPEC, "resources": {"distributed": "fsdp", "workers": 2},
+                       "strategy": {"type": "gradualUnfreezing"}}),
+    (FineTuneJobSpec, {**_SPEC, "strategy": {"type": "gradualUnfreezing"}}),
+    (FineTuneJobSpec, {**_SPEC, "resources": {"distributed": "fsdp", "workers": 2},
+                       "training": {"precision": "fp16"}}),
+    (FineTuneJobSpec, {**_SPEC, "resources": {"distributed": "fsdp", "workers": 2},
+                       "training": {"precision": "bf16"}}),
 ]
 
 

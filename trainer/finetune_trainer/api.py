@@ -13,12 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from finetune_trainer.config import (
+    Distributed,
     JobConfig,
     OutputSpec,
     Rule,
     ScalingSpec,
     Spec,
     TrainingConfig,
+    distribution_problem,
+    distribution_problem_in,
     selection_metric,
 )
 from finetune_trainer.errors import TrainerError
@@ -55,8 +58,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "JobConfig", "OutputSpec", "ProgressReport", "Rule", "ScalingSpec", "Spec", "TrainerError",
+    "Distributed", "JobConfig", "OutputSpec", "ProgressReport", "Rule", "ScalingSpec", "Spec", "TrainerError",
     "TrainingConfig", "check_locally", "join", "latest_progress", "local_ray_init_kwargs",
-    "resolve_filesystem", "run_job", "selection_metric", "set_path", "set_verbose",
+    "distribution_problem", "distribution_problem_in", "resolve_filesystem", "run_job", "selection_metric",
+    "set_path", "set_verbose",
     "use_loopback_for_embedded_ray",
 ]

@@ -37,11 +37,15 @@ def evaluate(
     *,
     task: "Task",
     label_names: Sequence[str],
+    before_reduce: Optional[Callable[[], None]] = None,
 ) -> dict[str, float]:
     """The task's metrics of `model` over `dataloader`, its counts summed across ranks
     by `reduce` when given. Every rank must call it when `reduce` is a collective,
-    even with an empty shard."""
+    even with an empty shard. `before_reduce` runs between counting and summing (a
+    sharded model's padding forwards, which must not meet the sum's collective)."""
     counts = task.evaluation_counts(model, dataloader, device, label_names)
+    if before_reduce is not None:
+        before_reduce()
     if reduce is not None:
         counts = tuple(reduce(c) for c in counts)
     return task.metrics_from_counts(tuple(c.cpu() for c in counts))

@@ -8,7 +8,7 @@ them hurts and gains nothing.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from finetune_trainer.config import TrainingSpec
 from finetune_trainer.errors import TrainerError
@@ -115,14 +115,19 @@ def _move_schedule(scheduler: Any, state: dict[str, Any]) -> None:
 
 
 def restore_optimizer(model: Any, training: TrainingSpec, total_steps: int, optimizer_state: dict[str, Any],
-                      scheduler_state: dict[str, Any]):
+                      scheduler_state: dict[str, Any], load: Optional[Callable[[Any, dict], None]] = None):
     """(optimizer, scheduler) over the trainable parameters, continuing saved ones:
     per-parameter state (Adam's moments, momentum buffers) and the schedule's position
     come from the states; hyperparameters (rate, decay, betas) from `training`, so a
-    population-based-training explore that changed them takes effect."""
+    population-based-training explore that changed them takes effect. `load(optimizer,
+    state)` puts the saved state in (default `optimizer.load_state_dict`; a sharded
+    model's loads a named, gathered state)."""
     optimizer = build_optimizer(model, training)
     fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-    optimizer.load_state_dict(optimizer_state)
+    if load is None:
+        optimizer.load_state_dict(optimizer_state)
+    else:
+        load(optimizer, optimizer_state)
     for group, settings in zip(optimizer.param_groups, fresh):
         group.pop("initial_lr", None)
         group.update(settings)
@@ -168,10 +173,12 @@ def clip_gradients(parameters: Iterable[Any], max_grad_norm: float | None) -> fl
     parameters = [p for p in parameters if p.grad is not None]
     if not parameters:
         return 0.0
-    if max_grad_norm is None:
-        norms = torch.stack([p.grad.detach().norm(2) for p in parameters])
-        return float(norms.norm(2))
-    return float(torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm))
+    total = torch.nn.utils.get_total_norm([p.grad for p in parameters], 2.0)
+    if hasattr(total, "full_tensor"):  # sharded (FSDP) gradients: the norm over every shard
+        total = total.full_tensor()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_grad_norm, total)
+    return float(total)
 
 
 __all__ = [

@@ -2,7 +2,8 @@
 
 One function, `train_loop_per_worker(loop_config)`, does a whole data-parallel
 fine-tune: seed, load the model, apply the strategy, read this rank's shard (sharded
-before tokenisation), wrap in DDP (gloo on CPU, NCCL on GPU, chosen by Ray), train
+before tokenisation), wrap in DDP or shard with FSDP2 (`resources.distributed`, see
+`finetune_trainer.loop.parallel`; gloo on CPU, NCCL on GPU, chosen by Ray), train
 with gradient accumulation, clipping and optional mixed precision, evaluate across
 ranks, stop early, and checkpoint through `ray.train.report`.
 
@@ -14,7 +15,9 @@ The pieces live in `finetune_trainer.loop` (state, checkpointer, one epoch,
 evaluate-and-report); this module sets a worker up and runs them. Tests reach the
 loop through `LoopHooks` (`finetune_trainer.loop.hooks`), passed in the loop config.
 
-Mixed precision: bf16/fp16 use autocast (and a GradScaler for fp16) on GPU only. On
+Mixed precision: bf16/fp16 use autocast (and a GradScaler for fp16) on GPU only;
+under FSDP bf16 is the sharding's MixedPrecisionPolicy (bf16 compute, fp32 reduction
+and master weights) instead of autocast. On
 CPU the loop trains in fp32 and logs a warning: CPU autocast is slow for these models
 and fp16 is not supported there.
 """
@@ -34,6 +37,7 @@ from finetune_trainer.loop.checkpointer import Checkpointer
 from finetune_trainer.loop.context import TrainingParts, WorkerContext
 from finetune_trainer.loop.epoch import epoch_order, run_epoch
 from finetune_trainer.loop.hooks import NO_HOOKS
+from finetune_trainer.loop.parallel import parallel_for
 from finetune_trainer.loop.reducer import Reducer
 from finetune_trainer.loop.state import LoopState, Plan
 
@@ -67,10 +71,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # was started from (Train V2 has no resume_from_checkpoint: it travels in the config).
     checkpoint = ray.train.get_checkpoint() or loop_config.get("start_from")
     trainer_state = checkpointer.restore_progress(checkpoint, core, controller, state)
+    parallel = ctx.parallel
+    # Sharding replaces the parameters: the optimizer is built over the shards. DDP
+    # wraps after the optimizer, once a resumed strategy stage has set what trains.
+    model = parallel.wrap(core) if parallel.shards_in_place else None
     optimizer, scheduler = checkpointer.restore_training(trainer_state, core, controller, scaler, state)
-    wrap = _wrapper(ctx)
-    parts = TrainingParts(core=core, model=wrap(core), controller=controller, optimizer=optimizer,
-                          scheduler=scheduler, scaler=scaler, wrap=wrap)
+    if model is None:
+        model = parallel.wrap(core)
+    parts = TrainingParts(core=core, model=model, controller=controller, optimizer=optimizer,
+                          scheduler=scheduler, scaler=scaler, wrap=parallel.wrap)
     controller.trainable_changed = False
     if ctx.rank == 0:
         from finetune_trainer.telemetry import WorkerMetrics
@@ -108,6 +117,10 @@ def _set_up(loop_config: dict[str, Any]):
     device = ray.train.torch.get_device()
     _seed_everything(training.seed)
     autocast_dtype, scaler = _precision(training, device, rank)
+    parallel, autocast_dtype = parallel_for(
+        job.scaling.distributed, rank=rank, world_size=world_size, device=device, autocast_dtype=autocast_dtype,
+        # gradual unfreezing leaves parameters unused in some steps
+        find_unused_parameters=config.strategy.type == "gradualUnfreezing")
     reducer = Reducer(world_size, device)
     data = _data_and_model(config, rank, world_size, reducer)
     train_set, validation_set, collate, label_names, controller, task, data_report = data
@@ -117,8 +130,8 @@ def _set_up(loop_config: dict[str, Any]):
         validation_set=validation_set, collate=collate, label_names=label_names,
         plan=_plan(training, len(train_set), reducer),
         stopper=EarlyStopper(training.earlyStopping) if training.earlyStopping else None,
-        hooks=loop_config.get("hooks") or NO_HOOKS, data_report=data_report)
-    controller.model.to(device)
+        hooks=loop_config.get("hooks") or NO_HOOKS, data_report=data_report, parallel=parallel)
+    parallel.place(controller.model)
     return ctx, controller.model, controller, scaler
 
 
@@ -199,19 +212,6 @@ def _plan(training: Any, train_size: int, reducer: Reducer) -> Plan:
     return Plan(batch_size=training.batchSize, accumulation=accumulation, batches_per_epoch=batches_per_epoch,
                 steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                 total_epochs=math.ceil(total_steps / steps_per_epoch))
-
-
-def _wrapper(ctx: WorkerContext):
-    """A function that prepares the model for this worker group (DDP when distributed;
-    gradual unfreezing leaves parameters unused in some steps)."""
-    import ray.train.torch
-
-    kwargs = {"find_unused_parameters": ctx.config.strategy.type == "gradualUnfreezing"}
-
-    def wrap(module):
-        return ray.train.torch.prepare_model(module, parallel_strategy_kwargs=kwargs if ctx.world_size > 1 else None)
-
-    return wrap
 
 
 __all__ = ["MODEL_STATE", "STATE_JSON", "TRAINER_STATE", "epoch_order", "train_loop_per_worker"]

@@ -17,10 +17,13 @@ from finetune_trainer.config.causal_lm import CAUSAL_LM_METRICS, CAUSAL_LM_TASK,
 from finetune_trainer.config.data import AugmentationSpec, DataFormat, DataSpec
 from finetune_trainer.config.image import ImageAugmentationSpec, ImageSpec
 from finetune_trainer.config.job import (
+    Distributed,
     JobConfig,
     OutputSpec,
     ScalingSpec,
     TrainingConfig,
+    distribution_problem,
+    distribution_problem_in,
     selection_metric,
     with_overrides,
 )
@@ -51,10 +54,10 @@ from finetune_trainer.config.tune import (
 __all__ = [
     "CAUSAL_LM_METRICS", "CAUSAL_LM_TASK", "CausalLmFormat", "CausalLmSpec",
     "EVAL_METRICS", "MAX_SEARCH_DIMENSIONS", "AugmentationSpec", "DataFormat", "DataSpec", "DimensionType",
-    "EarlyStoppingSpec", "GradualUnfreezingSpec", "ImageAugmentationSpec", "ImageSpec",
+    "Distributed", "EarlyStoppingSpec", "GradualUnfreezingSpec", "ImageAugmentationSpec", "ImageSpec",
     "IntervalSpec", "JobConfig", "LoraSpec", "MetricName", "Mode",
     "ModelSpec", "OptimizerSpec", "OutputSpec", "PartialSpec", "Rule", "ScalingSpec", "SchedulerSpec",
     "SearchDimension",
     "Spec", "StrategySpec", "StrategyType", "TrainingConfig", "TrainingSpec", "TunablePath", "TuneSchedulerSpec",
-    "TuneSpec", "selection_metric", "with_overrides",
+    "TuneSpec", "distribution_problem", "distribution_problem_in", "selection_metric", "with_overrides",
 ]

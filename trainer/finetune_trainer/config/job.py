@@ -3,7 +3,7 @@ configuration with its scaling)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -123,14 +123,18 @@ class TrainingConfig(Spec):
     # combination through, and the trainer refuses it).
     @model_validator(mode="after")
     def _obey_rules(self) -> "TrainingConfig":
+        self.check_half_precision()
+        self.check_rules()
+        return self
+
+    def check_half_precision(self) -> None:
+        """fp16 training needs fp32 weights under its gradient scaler."""
         if self.model.loadDtype in ("float16", "bfloat16") and self.training.precision == "fp16":
             raise ValueError(
                 f"model.loadDtype {self.model.loadDtype} cannot train with training.precision fp16: the "
                 "gradient scaler needs fp32 weights; use model.loadDtype float32 (the default) or "
                 "training.precision bf16"
             )
-        self.check_rules()
-        return self
 
 
 def selection_metric(config: TrainingConfig) -> tuple[str, str]:
@@ -152,6 +156,54 @@ def with_overrides(config: TrainingConfig, overrides: dict[str, Any]) -> Trainin
     return TrainingConfig.model_validate(document)
 
 
+Distributed = Literal["ddp", "fsdp"]
+"""How a job's workers share the model: `ddp` keeps a whole copy on every worker and
+averages gradients; `fsdp` (FSDP2, `torch.distributed.fsdp.fully_shard`) shards the
+parameters, gradients and optimizer state across the workers."""
+
+# What FSDP cannot run, and why; the same words for the operator's fields and the trainer's.
+FSDP_STRATEGY_LIMIT = ("gradualUnfreezing",)
+
+
+def distribution_problem(distributed: str, workers: int, strategy: str, precision: str, *, field: str,
+                         workers_field: str) -> Optional[str]:
+    """Why `distributed` cannot run with these settings, or None. `field` and
+    `workers_field` are the names the user wrote (`resources.distributed` in a
+    FineTuneJob, `scaling.distributed` in a JobConfig)."""
+    if distributed != "fsdp":
+        return None
+    if workers < 2:
+        return (f"{field} fsdp shards the model across workers and needs at least 2 workers ({workers_field} "
+                f"gives {workers}); use {field} ddp for one worker")
+    if strategy in FSDP_STRATEGY_LIMIT:
+        return (f"{field} fsdp cannot run strategy.type {strategy}: the sharded model cannot be re-wrapped when "
+                f"layers unfreeze mid-run; use strategy.type full, partial, featureExtraction or lora, or "
+                f"{field} ddp")
+    if precision == "fp16":
+        return (f"{field} fsdp cannot run training.precision fp16: the gradient scaler checks each shard for "
+                f"overflow on its own, so workers would disagree on skipping a step; use training.precision bf16 "
+                f"or fp32, or {field} ddp")
+    return None
+
+
+def distribution_problem_in(distributed: str, workers: int, config: "TrainingConfig", *, field: str,
+                            workers_field: str) -> Optional[str]:
+    """`distribution_problem` for `config` and for every strategy and precision its
+    sweep may choose (a trial of `tune.searchSpace` runs with the same workers)."""
+    def candidates(path: str, current: str) -> list[str]:
+        dimension = config.tune.searchSpace.get(path) if config.tune is not None else None
+        return [current, *[v for v in (dimension.values or []) if isinstance(v, str)]] if dimension else [current]
+
+    for strategy in candidates("strategy.type", config.strategy.type):
+        for precision in candidates("training.precision", config.training.precision):
+            problem = distribution_problem(distributed, workers, strategy, precision, field=field,
+                                           workers_field=workers_field)
+            if problem:
+                swept = strategy != config.strategy.type or precision != config.training.precision
+                return problem + (" (a value tune.searchSpace can choose)" if swept else "")
+    return None
+
+
 class ScalingSpec(Spec):
     """How many Ray Train workers, and what each holds."""
 
@@ -166,6 +218,10 @@ class ScalingSpec(Spec):
 
     acceleratorType: Optional[str] = None
     """Ray accelerator type to pin workers to, for example `A100`."""
+
+    distributed: Distributed = "ddp"
+    """`ddp`: every worker holds the whole model; `fsdp`: parameters, gradients and
+    optimizer state are sharded across the workers (at least 2)."""
 
 
 class JobConfig(Spec):
@@ -192,4 +248,12 @@ class JobConfig(Spec):
                 "on every worker; give the workers GPUs (scaling.gpusPerWorker; resources.worker.gpu "
                 "in a FineTuneJob) or use strategy.type lora"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _distribution_fits(self) -> "JobConfig":
+        problem = distribution_problem_in(self.scaling.distributed, self.scaling.numWorkers, self.config,
+                                          field="scaling.distributed", workers_field="scaling.numWorkers")
+        if problem:
+            raise ValueError(problem)
         return self

@@ -13,6 +13,7 @@ import logging
 from typing import Any, Optional
 
 from finetune_trainer.checkpointing import lineage, read_checkpoint, rng_state, set_rng_state, write_checkpoint
+from finetune_trainer.errors import TrainerError
 from finetune_trainer.loop.context import TrainingParts, WorkerContext
 from finetune_trainer.loop.state import LoopState
 
@@ -35,24 +36,28 @@ class Checkpointer:
 
         ctx = self.ctx
         rng_states = ctx.reducer.gather_objects(rng_state()) if with_checkpoint else None
+        # Under FSDP gathering the states is a collective: every rank takes part.
+        model_state, optimizer_state = ctx.parallel.full_states(parts.model, parts.core, parts.optimizer) \
+            if with_checkpoint else (None, None)
         if not with_checkpoint or ctx.rank != 0:
             ray.train.report(values, checkpoint=None)
             return
         from ray.train import CheckpointUploadMode
 
-        from finetune_trainer.strategies import unwrap
-
-        directory = write_checkpoint(unwrap(parts.model).state_dict(), self._trainer_state(parts, rng_states),
+        directory = write_checkpoint(model_state, self._trainer_state(parts, optimizer_state, rng_states),
                                      self._meta(values, parts, state))
         # Uploaded off the training thread (Ray deletes the folder afterwards): the
         # other ranks go on to their next collective instead of waiting for rank 0.
         ray.train.report(values, checkpoint=ray.train.Checkpoint.from_directory(directory),
                          checkpoint_upload_mode=CheckpointUploadMode.ASYNC)
 
-    @staticmethod
-    def _trainer_state(parts: TrainingParts, rng_states: list[Any]) -> dict[str, Any]:
-        return {"optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
-                "scaler": parts.scaler.state_dict() if parts.scaler is not None else None, "rng": rng_states}
+    def _trainer_state(self, parts: TrainingParts, optimizer_state: dict[str, Any],
+                       rng_states: list[Any]) -> dict[str, Any]:
+        # `distributed` says how the optimizer state is keyed: by position (ddp) or by
+        # parameter name (fsdp, gathered from the shards).
+        return {"optimizer": optimizer_state, "scheduler": parts.scheduler.state_dict(),
+                "scaler": parts.scaler.state_dict() if parts.scaler is not None else None, "rng": rng_states,
+                "distributed": self.ctx.parallel.name}
 
     def _meta(self, values: dict[str, Any], parts: TrainingParts, state: LoopState) -> dict[str, Any]:
         ctx = self.ctx
@@ -74,7 +79,9 @@ class Checkpointer:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as directory:
-            model_state, trainer_state, meta = read_checkpoint(directory, ctx.device)
+            # A model about to be sharded loads on the host; sharding moves it.
+            target = "cpu" if ctx.parallel.shards_in_place else ctx.device
+            model_state, trainer_state, meta = read_checkpoint(directory, target)
             state.restored_from = meta.get("restored_from")
             if meta.get("trial") not in (None, ctx.trial_id):
                 # Another trial's weights (a PBT exploit): record where they came from.
@@ -109,11 +116,19 @@ class Checkpointer:
         from finetune_trainer.optim import build_optimizer, build_scheduler, rebuild_optimizer, restore_optimizer
 
         training, total_steps = self.ctx.config.training, self.ctx.plan.total_steps
+        parallel = self.ctx.parallel
         if trainer_state is None:
             optimizer = build_optimizer(core, training)
             return optimizer, build_scheduler(optimizer, training, total_steps)
-        optimizer, scheduler = restore_optimizer(core, training, total_steps, trainer_state["optimizer"],
-                                                 trainer_state["scheduler"])
+        saved = trainer_state.get("distributed", "ddp")
+        if saved != parallel.name:
+            raise TrainerError(
+                f"resources.distributed: the checkpoint to resume from was written under {saved} and this run "
+                f"uses {parallel.name}; resume with resources.distributed {saved}, or start a new job"
+            )
+        optimizer, scheduler = restore_optimizer(
+            core, training, total_steps, trainer_state["optimizer"], trainer_state["scheduler"],
+            load=lambda optimizer, saved_state: parallel.load_optimizer_state(core, optimizer, saved_state))
         # A checkpoint on an epoch's last batch lies before that epoch's unfreezing.
         if controller.restore(epoch=state.epoch, step=state.step):
             optimizer, scheduler = rebuild_optimizer(optimizer, scheduler, core, training, total_steps)

@@ -42,12 +42,15 @@ class WorkerContext:
     data_report: Optional[dict[str, Any]] = None
     """The data report of all ranks together (`DataReport.to_dict`), saved with every
     checkpoint for finishing."""
+    parallel: Any = None
+    """How the workers share the model (`finetune_trainer.loop.parallel`: ddp or fsdp)."""
 
 
 @dataclass
 class TrainingParts:
     """The model and what steps it. `core` is the unwrapped model; `model` is `core`
-    prepared by Ray Train (DDP for more than one worker)."""
+    prepared for the worker group (DDP for more than one worker; under FSDP `core`
+    itself, sharded in place)."""
 
     core: Any
     model: Any

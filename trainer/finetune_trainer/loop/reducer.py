@@ -1,4 +1,4 @@
-"""Sums, minimums and gathers across the ranks of a worker group (torch.distributed,
+"""Sums, minimums, maximums and gathers across the ranks of a worker group (torch.distributed,
 set up by Ray Train); each is a no-op for one worker."""
 
 from __future__ import annotations
@@ -32,6 +32,26 @@ class Reducer:
         tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
         return int(tensor.item())
+
+    def max_int(self, value: int) -> int:
+        import torch
+        import torch.distributed as dist
+
+        if self.world_size == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor.item())
+
+    def max_floats(self, *values: float) -> list[float]:
+        import torch
+        import torch.distributed as dist
+
+        if self.world_size == 1:
+            return [float(v) for v in values]
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return [float(v) for v in tensor.cpu()]
 
     def gather_objects(self, value: Any) -> list[Any]:
         """Every rank's `value` (any picklable object), in rank order."""

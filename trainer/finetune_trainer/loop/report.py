@@ -28,10 +28,21 @@ def evaluate(ctx: WorkerContext, parts: TrainingParts, state: LoopState) -> dict
     loader = DataLoader(ctx.validation_set, batch_size=max(ctx.config.training.batchSize, 32),
                         collate_fn=ctx.collate, generator=torch.Generator().manual_seed(ctx.config.training.seed))
     # The unwrapped module: evaluation needs no DDP gradient hooks or buffer syncs.
+    # (Under FSDP it is the sharded module itself, whose forwards are collectives.)
+    end = ctx.parallel.evaluation_end(parts.core, len(loader), ctx.reducer, lambda: _throwaway(ctx, parts))
     scores = score(parts.core, loader, device=ctx.device, reduce=ctx.reducer, task=ctx.task,
-                   label_names=ctx.label_names)
+                   label_names=ctx.label_names, before_reduce=end)
     state.window.eval_seconds += time.perf_counter() - started
     return scores
+
+
+def _throwaway(ctx: WorkerContext, parts: TrainingParts) -> None:
+    """One forward whose result is dropped, on this rank's first training example (a
+    rank may have no validation rows at all)."""
+    from finetune_trainer.loop.parallel import throwaway_forward
+
+    batch = {k: v.to(ctx.device) for k, v in ctx.collate([ctx.train_set[0]]).items()}
+    throwaway_forward(parts.core, batch)()
 
 
 def evaluate_and_report(ctx: WorkerContext, parts: TrainingParts, state: LoopState, checkpointer: Checkpointer,
@@ -84,13 +95,26 @@ def _metrics(ctx: WorkerContext, parts: TrainingParts, state: LoopState, final: 
         "tokens_per_second": tokens / elapsed if elapsed > 0 else 0.0,
         "train_samples": state.total_samples, "train_runtime_seconds": state.train_seconds,
         "world_size": ctx.world_size, "final": bool(final), "early_stopped": bool(state.stop_early),
+        "distributed": ctx.parallel.name,
     }
+    values.update(_memory(ctx, parts))
     if loss_count:
         values["loss"] = loss_sum / loss_count
     if state.resumed_from is not None:
         values["resumed_from_step"] = state.resumed_from
     values.update(state.last_eval)
     return values, samples
+
+
+def _memory(ctx: WorkerContext, parts: TrainingParts) -> dict[str, int]:
+    """The largest worker's parameter bytes and peak memory, and the whole model's
+    parameter bytes: what sharding saves, beside what it cost."""
+    from finetune_trainer.loop.parallel import peak_memory_bytes
+
+    local, whole = ctx.parallel.parameter_bytes(parts.core)
+    worker_parameters, peak = ctx.reducer.max_floats(local, peak_memory_bytes(ctx.device))
+    return {"worker_parameter_bytes": int(worker_parameters), "model_parameter_bytes": int(whole),
+            "worker_peak_memory_bytes": int(peak)}
 
 
 __all__ = ["evaluate", "evaluate_and_report", "report"]
