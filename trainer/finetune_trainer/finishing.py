@@ -44,6 +44,19 @@ from finetune_trainer.telemetry import SINGLE_TRIAL_ID, ProgressTracker
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
+
+CONFIG_FINGERPRINT = "config_fingerprint"
+"""metrics.json's key for `config_fingerprint(job.config)` of the run that wrote it."""
+
+
+def config_fingerprint(config: Any) -> str:
+    """A digest of what decides the trained model: the training configuration without
+    its output location (moving or re-crediting the output changes no weight)."""
+    import hashlib
+
+    document = config.to_dict()
+    document.pop("output", None)
+    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 """Sub-folder of the job's folder (and of the work folder's `out/`) for the model."""
 EXPORT_FILES = (MODEL_STATE, STATE_JSON)
 """The checkpoint's files that finishing fetches (not the trainer state)."""
@@ -208,6 +221,7 @@ def write_outputs(job: JobConfig, outcome: Outcome, scored: dict[str, Any], trac
                                          "train", "validation", "test")},
         "labels": scored["labels"],
         "hyperparameters": artifacts.trained_hyperparameters(trained, search),
+        CONFIG_FINGERPRINT: config_fingerprint(job.config),
     }
     if search is not None:
         metrics["search"] = search

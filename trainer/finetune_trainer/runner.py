@@ -32,8 +32,8 @@ from typing import Any, Callable, Optional
 
 from finetune_trainer import staging, storage
 from finetune_trainer.config import JobConfig, selection_metric
-from finetune_trainer.errors import TrainerError
-from finetune_trainer.finishing import MODEL_DIR, finish_on_worker, write_outputs
+from finetune_trainer.errors import StorageError, TrainerError
+from finetune_trainer.finishing import CONFIG_FINGERPRINT, MODEL_DIR, config_fingerprint, finish_on_worker, write_outputs
 from finetune_trainer.loop.hooks import LoopHooks
 from finetune_trainer.progress import ProgressReport
 from finetune_trainer.ray_errors import explain
@@ -92,12 +92,21 @@ def local_ray_init_kwargs() -> dict[str, Any]:
 
 
 def load_finished(job: JobConfig) -> Optional[RunResult]:
-    """The recorded result when the job's outputs are complete, else None."""
+    """The recorded result when the job's outputs are complete, else None. Outputs of
+    the same name written by a different training configuration are not this job's
+    result: a StorageError says so rather than hand back a model trained otherwise."""
     root = job_uri(job)
     output = job.config.output
     if not storage.is_complete(root, output):
         return None
     metrics = json.loads(storage.read_bytes(storage.join(root, "metrics.json"), output))
+    recorded = metrics.get(CONFIG_FINGERPRINT)
+    if recorded is not None and recorded != config_fingerprint(job.config):
+        raise StorageError(
+            f"output.uri: {root} already holds a finished run named {job.name!r} that was trained with a "
+            "different configuration; delete that folder to train this one, or give the job another name "
+            "(metadata.name, or --name with finetune run)"
+        )
     trials: list[dict[str, Any]] = []
     if storage.exists(storage.join(root, "trials.json"), output):
         trials = json.loads(storage.read_bytes(storage.join(root, "trials.json"), output)).get("trials", [])
