@@ -29,13 +29,19 @@ def validate(path: Path) -> tuple[int, str]:
     return code, out.getvalue() + err.getvalue()
 
 
+# A field path as format_path writes it: names joined by dots, list indexes, and odd
+# keys quoted in brackets as Python's repr quotes them (which may hold `]` or `: `).
+_QUOTED = r"""\['(?:[^'\\]|\\.)*'\]|\["(?:[^"\\]|\\.)*"\]"""
+FIELD_PATH = re.compile(rf"^((?:[A-Za-z_][^:\s\[.]*|{_QUOTED})(?:\.[^:\s\[.]+|\[\d+\]|{_QUOTED})*): ")
+
+
 def reported_fields(path: Path, output: str) -> list[str]:
     """The field each refusal line names (`<file>: <field>: <message>`)."""
     fields = []
     for line in output.splitlines():
         assert line.startswith(f"{path}: "), f"a line that names no file: {line!r}"
         rest = line[len(f"{path}: "):]
-        match = re.match(r"^([A-Za-z_][^:\s]*(?:\[[^\]]*\])*): ", rest)
+        match = FIELD_PATH.match(rest)
         fields.append(match[1] if match else "")
     return fields
 
@@ -43,7 +49,7 @@ def reported_fields(path: Path, output: str) -> list[str]:
 def related(reported: str, broken: str) -> bool:
     """The same field, a field inside it, or one that contains it (a parent that lost a
     required child, or a value replaced by a mapping that has unknown keys)."""
-    canon = lambda p: re.sub(r"\['([^']*)'\]", r".\1", p)  # noqa: E731
+    canon = lambda p: re.sub(r"\[(['\"])(.*?)\1\]", r".\2", p)  # noqa: E731
     a, b = canon(reported), canon(broken)
     return a == b or a.startswith(b + ".") or a.startswith(b + "[") or b.startswith(a + ".") \
         or b.startswith(a + "[")

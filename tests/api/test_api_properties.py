@@ -5,6 +5,9 @@ satisfy, beside the seeded mutants of test_api_fuzz:
   lines that name that node (or a field inside or around it), never with a traceback;
 - every child name the operator derives from a job name is a valid Kubernetes name
   within its limit, and two job names never share a child.
+
+`derandomize=True`: the examples are a fixed function of the test, so a CI run is
+repeatable; `HYPOTHESIS_PROFILE=explore` draws new random examples on every run.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import copy
 import tempfile
 from pathlib import Path
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +25,10 @@ from api_cases import base_job
 from fuzz_manifests import _nodes, dotted, write
 from test_api_fuzz import related, reported_fields, validate
 from tests.support.kube_names import is_dns1035_label, is_dns1123_label
+
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("explore", derandomize=False, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BASE = base_job()
 NODES = [parts for parts, _ in _nodes(BASE) if parts and parts[0] == "spec"]
@@ -32,7 +41,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(node=st.sampled_from(NODES), value=json_values)
 def test_any_value_at_any_field_is_accepted_or_refused_at_that_field(node, value):
     document = copy.deepcopy(BASE)
@@ -54,7 +63,7 @@ def test_any_value_at_any_field_is_accepted_or_refused_at_that_field(node, value
 job_names = st.from_regex(r"\A[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z", fullmatch=True)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500)
 @given(name=job_names)
 def test_every_child_name_is_valid_within_its_limit(name):
     from finetune_operator import naming
@@ -67,7 +76,7 @@ def test_every_child_name_is_valid_within_its_limit(name):
     assert cleanup.endswith("-cleanup")
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500)
 @given(a=job_names, b=job_names)
 def test_two_job_names_never_share_a_child(a, b):
     from finetune_operator import naming
@@ -78,7 +87,7 @@ def test_two_job_names_never_share_a_child(a, b):
         assert child(a) != child(b), (child.__name__, a, b)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(prefix=st.from_regex(r"\A[a-z][-a-z0-9]{59}\Z", fullmatch=True),
        tails=st.lists(st.from_regex(r"\A[a-z0-9]{1,20}\Z", fullmatch=True), min_size=2, max_size=8, unique=True))
 def test_long_names_with_a_shared_prefix_keep_distinct_children(prefix, tails):
