@@ -28,7 +28,6 @@ from finetune_trainer.api import (
     ScalingSpec,
     Spec,
     TrainingConfig,
-    distribution_problem,
     distribution_problem_in,
 )
 
@@ -185,7 +184,8 @@ class ResourcesSpec(Spec):
         Rule("!has(self.distributed) || self.distributed != 'fsdp' || (has(self.workers) && self.workers > 1)"
              " || (has(self.worker) && self.worker.gpu > 1)",
              "distributed fsdp needs at least 2 workers (workers x worker.gpu); use ddp for one worker",
-             lambda s: s.distributed != "fsdp" or s.scaling().numWorkers > 1),
+             lambda s: s.distributed != "fsdp" or s.scaling().numWorkers > 1,
+             lambda s: f"workers x worker.gpu gives {s.scaling().numWorkers}"),
     )
 
     @field_validator("rayAcceleratorType", mode="before")
@@ -194,19 +194,6 @@ class ResourcesSpec(Spec):
         if isinstance(value, str) and value not in RAY_ACCELERATOR_TYPES:
             raise ValueError(unknown_ray_type_message(value))
         return value
-
-    # Replaces Spec's validator of the same name: the offline check says more than the
-    # CRD's message (the worker count it got), so it comes first.
-    @model_validator(mode="after")
-    def _obey_rules(self) -> "ResourcesSpec":
-        # Only the worker count here (where the CRD reports it); the strategy and
-        # precision limits are the spec's, which sees those blocks.
-        problem = distribution_problem(self.distributed, self.scaling().numWorkers, "full", "fp32",
-                                       field="distributed", workers_field="workers x worker.gpu")
-        if problem:
-            raise ValueError(problem)
-        self.check_rules()
-        return self
 
     def scaling(self) -> ScalingSpec:
         """What the trainer needs to know of these resources: one Ray Train worker per
@@ -307,17 +294,17 @@ class FineTuneJobSpec(TrainingConfig):
              lambda s: s.resources.distributed != "fsdp" or s.training.precision != "fp16"),
     )
 
-    # Replaces TrainingConfig's validator of the same name: the offline distribution
-    # check also covers what a sweep may choose, and says why, so it comes first.
+    # Replaces TrainingConfig's validator of the same name: after the rules, the
+    # strategies and precisions a sweep may choose are checked too (offline only).
     @model_validator(mode="after")
     def _obey_rules(self) -> "FineTuneJobSpec":
+        self.check_half_precision()
+        self.check_rules()
         problem = distribution_problem_in(self.resources.distributed, self.resources.scaling().numWorkers, self,
                                           field="resources.distributed",
                                           workers_field="resources.workers x resources.worker.gpu")
         if problem:
             raise ValueError(problem)
-        self.check_half_precision()
-        self.check_rules()
         return self
 
     def training_config(self) -> TrainingConfig:
