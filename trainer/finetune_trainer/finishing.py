@@ -89,7 +89,7 @@ def finish_on_worker(job: JobConfig, outcome: Outcome, filesystem, model_uri: st
         if isinstance(cause, TrainerError):
             raise cause from None
         raise
-    log.info("scored and exported on node %s with %s", scored["ran_on"]["node_id"], scored["ran_on"]["resources"])
+    log.debug("scored and exported on node %s with %s", scored["ran_on"]["node_id"], scored["ran_on"]["resources"])
     return scored
 
 
