@@ -60,8 +60,20 @@ def write_checkpoint(model_state: dict[str, Any], trainer_state: dict[str, Any],
     directory = Path(tempfile.mkdtemp(prefix="finetune-ckpt-"))
     torch.save(model_state, directory / MODEL_STATE)
     torch.save(trainer_state, directory / TRAINER_STATE)
-    (directory / STATE_JSON).write_text(json.dumps(meta))
+    # The sizes of the weight files, so that a reader of the stored copy can tell a
+    # whole checkpoint from one whose upload was cut off (`is_whole`).
+    sizes = {name: (directory / name).stat().st_size for name in (MODEL_STATE, TRAINER_STATE)}
+    (directory / STATE_JSON).write_text(json.dumps({**meta, "file_bytes": sizes}))
     return str(directory)
+
+
+def is_whole(sizes: dict[str, int], stored: dict[str, int]) -> bool:
+    """Whether the stored files (name -> size) hold every weight file at the size
+    its `state.json` recorded (`file_bytes`); a checkpoint written before sizes were
+    recorded counts as whole when its files are there."""
+    if not sizes:
+        return all(name in stored for name in (MODEL_STATE, TRAINER_STATE))
+    return all(stored.get(name) == size for name, size in sizes.items())
 
 
 def lineage(directory: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -87,5 +99,5 @@ def read_checkpoint(directory: str | Path, device: Any) -> tuple[dict[str, Any],
     return model_state, trainer_state, meta
 
 
-__all__ = ["MODEL_STATE", "STATE_JSON", "TRAINER_STATE", "lineage", "read_checkpoint", "rng_state", "set_rng_state",
+__all__ = ["MODEL_STATE", "STATE_JSON", "TRAINER_STATE", "is_whole", "lineage", "read_checkpoint", "rng_state", "set_rng_state",
            "write_checkpoint"]

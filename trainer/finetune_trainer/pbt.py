@@ -10,13 +10,21 @@ and mutated hyperparameters. The restarted driver finds it with `tune.get_checkp
 and passes it to a new `TorchTrainer` in the loop's config (`start_from`; Train V2
 refuses `resume_from_checkpoint`), under a run name of its own: a run name that
 already holds checkpoints would resume from those instead.
+
+The sweep's best checkpoint under PBT is read from the checkpoints themselves
+(`stored_candidates`), not from Tune's result logs: a restarted trial's training
+iteration rewinds, and Tune's logs of it then miss reports or drop them all, so a
+sweep whose every checkpoint was whole could end with "no checkpoint" to export.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from typing import Any, Callable, Optional
+
+from finetune_trainer.checkpointing import STATE_JSON, is_whole
 
 _END = "end"
 
@@ -87,4 +95,51 @@ def fit_reporting_to_tune(make_trainer: Callable[[tuple], Any]) -> None:
         raise failure[0]
 
 
-__all__ = ["fit_reporting_to_tune", "run_name"]
+def stored_candidates(trials_root: str, filesystem: Any, metric: str) -> list[tuple[float, int, str, dict, dict, str]]:
+    """Every whole checkpoint of every Train run under `trials_root` that scored
+    `metric`, as the sweep's candidates (value, order, path, metrics, hyperparameters,
+    trial); `order` grows with the checkpoint's time, so later ones win ties."""
+    from pyarrow import fs as pafs
+
+    filesystem = filesystem or pafs.LocalFileSystem()
+    found: list[tuple[str, str, dict]] = []
+    for run in _children(filesystem, trials_root):
+        if run.type != pafs.FileType.Directory:
+            continue
+        for folder in _children(filesystem, run.path):
+            if folder.type != pafs.FileType.Directory or not folder.base_name.startswith("checkpoint_"):
+                continue
+            files = {f.base_name: f.size for f in _children(filesystem, folder.path) if f.type == pafs.FileType.File}
+            meta = _read_meta(filesystem, f"{folder.path}/{STATE_JSON}") if STATE_JSON in files else None
+            if meta is not None and is_whole(meta.get("file_bytes") or {}, files):
+                found.append((folder.base_name, folder.path, meta))
+    candidates = []
+    for order, (_, path, meta) in enumerate(sorted(found, key=lambda item: item[0]), start=1):
+        metrics = meta.get("metrics") or {}
+        value = metrics.get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+            candidates.append((float(value), order, path, dict(metrics), dict(meta.get("hyperparameters") or {}),
+                               str(meta.get("trial"))))
+    return candidates
+
+
+def _children(filesystem: Any, path: str) -> list[Any]:
+    from pyarrow import fs as pafs
+
+    try:
+        return filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except OSError:
+        return []
+
+
+def _read_meta(filesystem: Any, path: str) -> Optional[dict[str, Any]]:
+    """A checkpoint's state.json, or None when it is unreadable (an upload cut off)."""
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            meta = json.loads(stream.read())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+__all__ = ["fit_reporting_to_tune", "run_name", "stored_candidates"]

@@ -231,6 +231,11 @@ def run_sweep(job: JobConfig, queue, storage_path: str, filesystem, hooks: Optio
     trainable = tune.with_resources(_trial_driver(job, queue, trials_root, filesystem, hooks), {"cpu": TRIAL_DRIVER_CPUS})
     grid = _tuner(job, trainable, storage_path, filesystem).fit()
     trials, candidates = _collect(job, grid)
+    if spec.scheduler.name == "pbt":
+        # Restarted trials make Tune's result logs lossy; the checkpoints say it all.
+        from finetune_trainer.pbt import stored_candidates
+
+        candidates = stored_candidates(trials_root, filesystem, spec.metric)
     # Later reports win ties, because Ray keeps the newest of equally scored checkpoints.
     sign = 1.0 if spec.mode == "min" else -1.0
     candidates.sort(key=lambda c: (sign * c[0], -c[1]))

@@ -130,7 +130,8 @@ def _set_up(loop_config: dict[str, Any]):
         validation_set=validation_set, collate=collate, label_names=label_names,
         plan=_plan(training, len(train_set), reducer),
         stopper=EarlyStopper(training.earlyStopping) if training.earlyStopping else None,
-        hooks=loop_config.get("hooks") or NO_HOOKS, data_report=data_report, parallel=parallel)
+        hooks=loop_config.get("hooks") or NO_HOOKS, data_report=data_report, parallel=parallel,
+        overrides=dict(loop_config.get("overrides") or {}))
     parallel.place(controller.model)
     return ctx, controller.model, controller, scaler
 

@@ -67,7 +67,7 @@ class Checkpointer:
                 "early_stopping": ctx.stopper.state_dict() if ctx.stopper else None,
                 "train_samples": state.total_samples, "train_runtime_seconds": state.train_seconds,
                 "restored_from": state.restored_from, "label_names": ctx.label_names, "trial": ctx.trial_id,
-                "data_report": ctx.data_report, "metrics": values}
+                "data_report": ctx.data_report, "hyperparameters": ctx.overrides or {}, "metrics": values}
 
     # ------------------------------------------------------------ restore
 

@@ -44,6 +44,9 @@ class WorkerContext:
     checkpoint for finishing."""
     parallel: Any = None
     """How the workers share the model (`finetune_trainer.loop.parallel`: ddp or fsdp)."""
+    overrides: Optional[dict[str, Any]] = None
+    """The trial's hyperparameters (manifest path -> value) that `config` applies;
+    saved with every checkpoint, so the sweep can name what trained the one it picks."""
 
 
 @dataclass
