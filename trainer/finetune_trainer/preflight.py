@@ -12,6 +12,7 @@ from __future__ import annotations
 from finetune_trainer import storage
 from finetune_trainer.config import JobConfig, TrainingConfig
 from finetune_trainer.modeling import downloads_allowed, resolve_model_source
+from finetune_trainer.splitting import no_data_rows
 from finetune_trainer.staging import is_hub_id, require_cached
 from finetune_trainer.tasks import get_task
 
@@ -33,8 +34,8 @@ def check_model(config: TrainingConfig) -> None:
 
 
 def check_data(config: TrainingConfig) -> None:
-    """Every local data source exists and its first file has the configured columns
-    (reading its header and first row only)."""
+    """Every local data source exists, has a data row, and its first file has the
+    configured columns (reading its header and first row only)."""
     spec = config.data
     task = get_task(config)
     for field_name, source in (("data.train", spec.train), ("data.validation", spec.validation),
@@ -43,7 +44,8 @@ def check_data(config: TrainingConfig) -> None:
             continue
         rows = task.read_rows(config, source, field_name)
         try:
-            next(rows, None)
+            if next(rows, None) is None:
+                raise no_data_rows(field_name, source)
         finally:
             rows.close()
 

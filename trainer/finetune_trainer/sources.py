@@ -122,6 +122,11 @@ def _iter_jsonl(stream: io.TextIOBase, where: str, columns: Columns) -> Iterator
         raise DataError(f"{where}: the file is not UTF-8 text ({err})") from err
 
 
+def _one_line(err: BaseException) -> str:
+    """A library's error message on one line (pyarrow's run over several)."""
+    return " ".join(str(err).split())
+
+
 def _iter_parquet(
     source: str, where: str, columns: Columns, output: Optional[OutputSpec]
 ) -> Iterator[tuple[int, dict]]:
@@ -133,14 +138,22 @@ def _iter_parquet(
         try:
             parquet = pq.ParquetFile(handle)
         except (pa.ArrowInvalid, OSError) as err:
-            raise DataError(f"{where}: cannot parse the file as parquet: {err}") from err
+            raise DataError(f"{where}: cannot parse the file as parquet: {_one_line(err)}") from err
         names = parquet.schema_arrow.names
         wanted = list(columns)
         for column in wanted:
             if column not in names:
                 raise _missing_column(where, column, names, columns)
         row_number = 0
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=wanted):
+        batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=wanted)
+        while True:
+            try:
+                batch = next(batches, None)
+            except (pa.ArrowInvalid, OSError) as err:  # a damaged row group
+                raise DataError(f"{where}: cannot read the parquet file after row {row_number}: "
+                                f"{_one_line(err)}") from err
+            if batch is None:
+                break
             for record in batch.to_pylist():
                 row_number += 1
                 yield row_number, record

@@ -163,8 +163,14 @@ def scan(
         if shard_of(digest, world_size) == rank:
             kept.append(Row(file, row_number, position, values, digest))
     if position == 0:
-        raise DataError(f"{field_name} ({source}): the file has no data rows")
+        raise no_data_rows(field_name, source)
     return kept
+
+
+def no_data_rows(field_name: str, source: str) -> DataError:
+    """The error for a source without a single data row (the local check before Ray
+    starts says it in the same words)."""
+    return DataError(f"{field_name} ({source}): the file has no data rows")
 
 
 def drop_duplicates(rows: list[Row], rules: RowRules, strict: bool, report: DataReport) -> list[Row]:
@@ -257,6 +263,7 @@ __all__ = [
     "SplitRows",
     "drop_duplicates",
     "is_validation",
+    "no_data_rows",
     "row_hash",
     "scan",
     "shard_of",

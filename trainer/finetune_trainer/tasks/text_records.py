@@ -69,13 +69,16 @@ class Examples:
         self.rows.extend(more.rows)
 
 
-def _text_value(value: Any) -> Optional[str]:
+def _text_value(value: Any) -> Any:
+    """A text cell cleaned: None when missing or blank; a value that is not text
+    (a number, an object) is kept as it is, for `_Rows.check` to refuse."""
     if value is None:
         return None
     if isinstance(value, float) and math.isnan(value):
         return None
-    text = value if isinstance(value, str) else str(value)
-    return text if text.strip() else None
+    if not isinstance(value, str):
+        return value
+    return value if value.strip() else None
 
 
 def row_key(text: str, pair: Optional[str]) -> str:
@@ -122,6 +125,12 @@ class _Rows:
         return {"text": text, "pair": pair, "label": label}, missing
 
     def check(self, values: dict[str, Any], where: str, row_number: int) -> None:
+        for key, column in (("text", self.spec.textColumn), ("pair", self.spec.textPairColumn)):
+            if values[key] is not None and not isinstance(values[key], str):
+                # A typed file (JSON Lines, parquet) whose text column holds numbers or
+                # objects: most likely data.textColumn names the wrong column.
+                raise DataError(f"{where}: row {row_number}, column {column!r}: expected text, got "
+                                f"{type(values[key]).__name__} {values[key]!r:.40}")
         label = values["label"]
         cell = f"{where}: row {row_number}, column {self.spec.labelColumn!r}"
         if self.known is not None:
