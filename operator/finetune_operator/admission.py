@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Iterable, Optional
+from urllib.parse import unquote
 
 from finetune_operator import naming
 from finetune_operator.api import MUTABLE_SPEC_PATHS, TERMINAL_PHASES, FineTuneJobSpec, Phase
@@ -57,9 +58,21 @@ KUEUE_ADMITS = AdmissionDecision(AdmissionState.ADMITTED, "Kueue", "admission is
 
 def _under_prefix(uri: str, prefix: str) -> bool:
     """Whether `uri` lies at or below `prefix`, on a path-segment boundary: prefix
-    `s3://team-a` admits `s3://team-a/x` but not `s3://team-a-evil/x`."""
+    `s3://team-a` admits `s3://team-a/x` but not `s3://team-a-evil/x`. The URI is
+    judged as written and with its %-escapes decoded (a store or proxy that decodes
+    them must not see another path), and a `..` segment or a backslash in either is
+    never under any prefix."""
     base = prefix.rstrip("/")
-    return uri == base or uri.startswith(base + "/")
+    for form in (uri, unquote(uri)):
+        if "\\" in form or ".." in form.split("/"):
+            return False
+        if not (form == base or form.startswith(base + "/")):
+            return False
+    return True
+
+
+def _same_endpoint(a: Optional[str], b: Optional[str]) -> bool:
+    return (a or "").rstrip("/").lower() == (b or "").rstrip("/").lower()
 
 
 def check_shared_output(spec: FineTuneJobSpec) -> Optional[AdmissionDecision]:
@@ -79,20 +92,56 @@ def check_shared_output(spec: FineTuneJobSpec) -> Optional[AdmissionDecision]:
 
 
 def check_storage(namespace: str, spec: FineTuneJobSpec, settings: Settings) -> Optional[AdmissionDecision]:
-    """A rejection when output.uri is outside the namespace's allowed prefix, or is
-    not shared storage."""
+    """A rejection when output.uri is outside the namespace's allowed prefix (or on
+    another endpoint than the platform's), when a source is outside what the namespace
+    may read, or when the output is not shared storage."""
     prefix = settings.storage_prefix(namespace)
     if prefix is None:
-        return check_shared_output(spec)
+        return check_sources(namespace, spec, settings) or check_shared_output(spec)
     uri = spec.output.uri
-    if ".." in uri.split("/") or not _under_prefix(uri, prefix):
+    if not _under_prefix(uri, prefix):
         return AdmissionDecision(
             AdmissionState.REJECTED,
             EventReason.STORAGE_NOT_ALLOWED.value,
             f"output.uri: {uri!r} is not allowed in namespace {namespace}; "
-            f"outputs must lie under {prefix.rstrip('/')}/ (without '..')",
+            f"outputs must lie under {prefix.rstrip('/')}/ (without '..', backslashes or %-escaped separators)",
         )
-    return check_shared_output(spec)
+    endpoint = spec.output.endpoint
+    if endpoint and not _same_endpoint(endpoint, settings.default_s3_endpoint):
+        # The prefix names a path on the platform's store; the same path on another
+        # server is outside what the platform can isolate.
+        allowed = f"leave it empty or set {settings.default_s3_endpoint}" if settings.default_s3_endpoint \
+            else "leave it empty"
+        return AdmissionDecision(
+            AdmissionState.REJECTED,
+            EventReason.STORAGE_NOT_ALLOWED.value,
+            f"output.endpoint: {endpoint!r} is not allowed in namespace {namespace}, whose outputs go to the "
+            f"platform's storage under {prefix.rstrip('/')}/; {allowed}",
+        )
+    return check_sources(namespace, spec, settings) or check_shared_output(spec)
+
+
+def check_sources(namespace: str, spec: FineTuneJobSpec, settings: Settings) -> Optional[AdmissionDecision]:
+    """A rejection when an s3:// model or data source lies outside the prefixes the
+    namespace may read (settings.read_prefixes); hub ids and paths inside the image
+    are not storage and are left alone."""
+    prefixes = settings.read_prefixes_for(namespace)
+    if prefixes is None:
+        return None
+    data = spec.data
+    for field_name, source in (("model.source", spec.model.source), ("data.train", data.train),
+                               ("data.validation", data.validation), ("data.test", data.test)):
+        if not source or not source.lower().startswith("s3:"):
+            continue
+        if not any(_under_prefix(source, prefix) for prefix in prefixes):
+            allowed = ", ".join(f"{p.rstrip('/')}/" for p in prefixes)
+            return AdmissionDecision(
+                AdmissionState.REJECTED,
+                EventReason.STORAGE_NOT_ALLOWED.value,
+                f"{field_name}: {source!r} is not readable in namespace {namespace}; s3:// sources must lie "
+                f"under {allowed}",
+            )
+    return None
 
 
 def check_secret_ref(namespace: str, spec_dict: dict[str, Any]) -> Optional[AdmissionDecision]:

@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     """Per namespace, the storage prefix every output.uri must lie under. A namespace
     not listed may write anywhere."""
 
+    read_prefixes: dict[str, list[str]] = Field(default_factory=dict)
+    """Per namespace, the prefixes every s3:// model.source and data source must lie
+    under (the namespace's storage prefix is always readable, so a job can read what
+    an earlier one wrote). A namespace not listed may read whatever its credentials
+    reach."""
+
     priority_classes: dict[str, int] = Field(default_factory=dict)
     """Value of each PriorityClass name, to order the operator's queue (mirror the
     cluster's PriorityClass objects; unknown names count as 0)."""
@@ -194,6 +200,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"prefix for namespace {namespace!r} must be a non-empty path without '..'")
         return value
 
+    @field_validator("read_prefixes")
+    @classmethod
+    def _read_prefixes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for namespace, prefixes in value.items():
+            for prefix in prefixes:
+                if not prefix.startswith("s3://") or ".." in prefix.split("/"):
+                    raise ValueError(f"read prefix {prefix!r} for namespace {namespace!r} must be an s3:// "
+                                     "prefix without '..'")
+        return value
+
     # ---------------------------------------------------------------- lookups
 
     def watches(self, namespace: str) -> bool:
@@ -207,6 +223,15 @@ class Settings(BaseSettings):
     def storage_prefix(self, namespace: str) -> Optional[str]:
         """The prefix outputs of `namespace` must lie under, if one is set."""
         return self.storage_prefixes.get(namespace)
+
+    def read_prefixes_for(self, namespace: str) -> Optional[list[str]]:
+        """The prefixes s3:// sources of `namespace` must lie under (its storage
+        prefix among them), or None when its reads are not restricted."""
+        prefixes = self.read_prefixes.get(namespace)
+        if prefixes is None:
+            return None
+        own = self.storage_prefix(namespace)
+        return [*prefixes, own] if own else list(prefixes)
 
     def priority_value(self, priority_class: Optional[str]) -> int:
         """The queue priority of a PriorityClass name (0 when unknown or unset)."""

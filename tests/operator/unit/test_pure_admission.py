@@ -23,6 +23,19 @@ TENANT = Settings(storage_prefixes={"team-a": "s3://shared/team-a/"}, priority_c
     ("s3://shared/team-b/model", False),
     ("s3://shared/team-a/../team-b/model", False),
     ("/local/path", False),
+    # path tricks
+    ("s3://shared/team-a/x/..", False),
+    ("s3://shared/team-a//../team-b", False),
+    ("s3://shared/team-a/%2e%2e/team-b", False),
+    ("s3://shared/team-a/%2E%2E%2fteam-b", False),
+    ("s3://shared/team-a%2f..%2fteam-b", False),
+    ("s3://shared/team-a/..%5cteam-b", False),
+    ("s3://shared/team-a\\..\\team-b", False),
+    ("s3://shared//team-a/model", False),
+    ("s3://other-bucket/team-a/model", False),
+    ("S3://shared/team-a/model", False),
+    ("s3://shared/team-a/a%20model", True),
+    ("s3://shared/team-a/./model", True),
 ])
 def test_storage_prefix(make_job, uri, allowed):
     _, spec = make_job(output={"uri": uri})
@@ -33,6 +46,78 @@ def test_storage_prefix(make_job, uri, allowed):
         assert decision.state == "rejected"
         assert decision.reason == "StorageNotAllowed"
         assert "output.uri" in decision.message and "s3://shared/team-a/" in decision.message
+
+
+@pytest.mark.parametrize(("endpoint", "allowed"), [
+    (None, True),
+    ("http://minio.platform:9000", True),
+    ("http://MINIO.platform:9000/", True),
+    ("http://attacker.example:9000", False),
+    ("https://minio.platform:9000.evil.example", False),
+])
+def test_a_restricted_namespace_writes_to_the_platforms_endpoint_only(make_job, endpoint, allowed):
+    settings = Settings(storage_prefixes={"team-a": "s3://shared/team-a/"},
+                        default_s3_endpoint="http://minio.platform:9000")
+    output = {"uri": "s3://shared/team-a/model", **({"endpoint": endpoint} if endpoint else {})}
+    _, spec = make_job(output=output)
+    decision = admission.check_storage("team-a", spec, settings)
+    if allowed:
+        assert decision is None
+    else:
+        assert decision.reason == "StorageNotAllowed"
+        assert decision.message.startswith("output.endpoint:") and "http://minio.platform:9000" in decision.message
+    # Without a default endpoint the only allowed value is none at all.
+    _, spec = make_job(output=output)
+    plain = admission.check_storage("team-a", spec, Settings(storage_prefixes={"team-a": "s3://shared/team-a/"}))
+    assert (plain is None) is (endpoint is None)
+
+
+READERS = Settings(storage_prefixes={"team-a": "s3://shared/team-a/"},
+                   read_prefixes={"team-a": ["s3://datasets/public/"], "team-c": ["s3://datasets/team-c/"]})
+
+
+@pytest.mark.parametrize(("field", "value", "allowed"), [
+    ("model.source", "s3://datasets/public/minilm", True),
+    ("model.source", "s3://shared/team-a/earlier-run/model", True),  # its own outputs
+    ("model.source", "s3://shared/team-b/their-model", False),
+    ("model.source", "s3://datasets/public/../team-b/model", False),
+    ("model.source", "sentence-transformers/all-MiniLM-L6-v2", True),  # a hub id is not storage
+    ("model.source", "/models/in-the-image", True),
+    ("data.train", "s3://datasets/public/sst2/train.parquet", True),
+    ("data.train", "s3://datasets/public%2f..%2fprivate/train.csv", False),
+    ("data.validation", "s3://datasets/private/dev.csv", False),
+    ("data.test", "s3://shared/team-b/test.csv", False),
+])
+def test_a_namespace_reads_only_under_its_read_prefixes(make_job, field, value, allowed):
+    block, key = field.split(".")
+    overrides = {"data": {"train": "s3://datasets/public/train.csv"}, "output": {"uri": "s3://shared/team-a/out"}}
+    overrides.setdefault(block, {})[key] = value
+    _, spec = make_job(**overrides)
+    decision = admission.check_storage("team-a", spec, READERS)
+    if allowed:
+        assert decision is None
+    else:
+        assert decision.reason == "StorageNotAllowed"
+        assert decision.message.startswith(f"{field}:")
+        assert "s3://datasets/public/" in decision.message and "s3://shared/team-a/" in decision.message
+
+
+def test_read_prefixes_without_a_storage_prefix_and_unlisted_namespaces(make_job):
+    train = {"train": "s3://datasets/team-c/train.csv"}
+    _, spec = make_job(model={"source": "s3://datasets/team-c/m"}, data=train, output={"uri": "s3://anywhere/out"})
+    assert admission.check_storage("team-c", spec, READERS) is None
+    _, spec = make_job(model={"source": "s3://datasets/public/m"}, data=train, output={"uri": "s3://anywhere/out"})
+    decision = admission.check_storage("team-c", spec, READERS)
+    assert decision is not None and decision.message.startswith("model.source:")
+    assert admission.check_storage("team-z", spec, READERS) is None  # reads unrestricted
+
+
+def test_bad_read_prefixes_are_refused_at_start():
+    from pydantic import ValidationError
+
+    for prefixes in (["/local/data"], ["s3://datasets/../x"]):
+        with pytest.raises(ValidationError, match="read prefix"):
+            Settings(read_prefixes={"team-a": prefixes})
 
 
 def test_namespaces_without_a_prefix_write_anywhere(make_job):
