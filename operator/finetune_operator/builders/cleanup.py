@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from finetune_operator import naming
+from finetune_operator.builders.pods import container_security, pod_security
 from finetune_operator.settings import Settings
 
 # Deletes `<output.uri>/<run name>` with the trainer's own storage code; runs in the
@@ -43,7 +44,10 @@ def build_cleanup_job(job: dict, settings: Settings) -> dict:
         "command": ["python", "-c", CLEANUP_SCRIPT],
         "env": [{"name": "FINETUNE_OUTPUT", "value": json.dumps(output, sort_keys=True)},
                 {"name": "FINETUNE_RUN_NAME", "value": run}],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
+        # Read-only root: Python's scratch files go to an emptyDir at /tmp.
+        "securityContext": container_security(settings, read_only_root=True),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     if secret:
         container["envFrom"] = [{"secretRef": {"name": secret}}]
@@ -56,6 +60,9 @@ def build_cleanup_job(job: dict, settings: Settings) -> dict:
             "backoffLimit": 3,
             "ttlSecondsAfterFinished": 600,
             "template": {"metadata": {"labels": labels},
-                         "spec": {"restartPolicy": "Never", "containers": [container]}},
+                         "spec": {"restartPolicy": "Never", "containers": [container],
+                                  "automountServiceAccountToken": False,  # it never calls the API
+                                  "securityContext": pod_security(settings),
+                                  "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]}},
         },
     }

@@ -60,17 +60,25 @@ def _env_from(spec: FineTuneJobSpec) -> list[dict]:
     return [{"secretRef": {"name": spec.output.secretRef.name}}]
 
 
-def _container_security(settings: Settings) -> dict:
-    return {
+def container_security(settings: Settings, *, read_only_root: bool = False) -> dict:
+    """Every container the operator creates: not root, no privilege escalation, no
+    capabilities, the runtime's seccomp profile. The root filesystem is read-only
+    where the program allows it (the cleanup Job); Ray's head and workers write their
+    session files, spilled objects and model caches under the root (/tmp/ray, $HOME),
+    and the submitter runs the Ray CLI, so theirs stays writable."""
+    context = {
         "runAsNonRoot": True,
         "runAsUser": settings.rayjob.run_as_user,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    if read_only_root:
+        context["readOnlyRootFilesystem"] = True
+    return context
 
 
-def _pod_security(settings: Settings) -> dict:
+def pod_security(settings: Settings) -> dict:
     return {
         "runAsNonRoot": True,
         "runAsUser": settings.rayjob.run_as_user,
@@ -121,7 +129,7 @@ def pod_template(
         "resources": _resources(cpu, memory, gpu, disk),
         "env": _env(spec, settings, job_obj) + _driver_env(settings, with_config),
         "volumeMounts": mounts,
-        "securityContext": _container_security(settings),
+        "securityContext": container_security(settings),
     }
     env_from = _env_from(spec)
     if env_from:
@@ -129,7 +137,7 @@ def pod_template(
     pod: dict[str, Any] = {
         "containers": [main],
         "volumes": volumes,
-        "securityContext": _pod_security(settings),
+        "securityContext": pod_security(settings),
     }
     if settings.rayjob.service_account:
         pod["serviceAccountName"] = settings.rayjob.service_account
@@ -186,9 +194,9 @@ def submitter_template(job_obj: dict, spec: FineTuneJobSpec, settings: Settings)
             "image": submitter_image(settings),
             "imagePullPolicy": settings.rayjob.image_pull_policy,
             "resources": _resources(cpu, memory),
-            "securityContext": _container_security(settings),
+            "securityContext": container_security(settings),
         }],
-        "securityContext": _pod_security(settings),
+        "securityContext": pod_security(settings),
     }
     if settings.rayjob.service_account:
         pod["serviceAccountName"] = settings.rayjob.service_account

@@ -27,15 +27,27 @@ def test_cleanup_job_for_a_job_with_a_secret():
         "spec": {
             "backoffLimit": 3,
             "ttlSecondsAfterFinished": 600,
-            "template": {"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", "containers": [{
-                "name": "cleanup",
-                "image": "trainer:1",
-                "command": ["python", "-c", builders.CLEANUP_SCRIPT],
-                "env": [{"name": "FINETUNE_OUTPUT", "value": json.dumps(output, sort_keys=True)},
-                        {"name": "FINETUNE_RUN_NAME", "value": "team-a-scratch"}],
-                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-                "envFrom": [{"secretRef": {"name": "s3-creds"}}],
-            }]}},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "containers": [{
+                    "name": "cleanup",
+                    "image": "trainer:1",
+                    "command": ["python", "-c", builders.CLEANUP_SCRIPT],
+                    "env": [{"name": "FINETUNE_OUTPUT", "value": json.dumps(output, sort_keys=True)},
+                            {"name": "FINETUNE_RUN_NAME", "value": "team-a-scratch"}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                                  "limits": {"cpu": "500m", "memory": "512Mi"}},
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
+                                        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+                                        "readOnlyRootFilesystem": True},
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                    "envFrom": [{"secretRef": {"name": "s3-creds"}}],
+                }],
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            }},
         },
     }
 
