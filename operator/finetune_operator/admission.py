@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional
 from urllib.parse import unquote
 
 from finetune_operator import naming
-from finetune_operator.api import MUTABLE_SPEC_PATHS, TERMINAL_PHASES, FineTuneJobSpec, Phase
+from finetune_operator.api import MUTABLE_SPEC_PATHS, TERMINAL_PHASES, FineTuneJobSpec, Phase, parse_quantity
 from finetune_operator.events import EventReason
 from finetune_operator.settings import Settings
 
@@ -140,6 +140,37 @@ def check_sources(namespace: str, spec: FineTuneJobSpec, settings: Settings) -> 
                 EventReason.STORAGE_NOT_ALLOWED.value,
                 f"{field_name}: {source!r} is not readable in namespace {namespace}; s3:// sources must lie "
                 f"under {allowed}",
+            )
+    return None
+
+
+def check_resources(namespace: str, spec: FineTuneJobSpec, settings: Settings) -> Optional[AdmissionDecision]:
+    """A rejection when the job asks for more than one job of the namespace may
+    (settings.job_limits): workers, GPUs, CPU or memory, the head's included."""
+    limits = settings.job_limits_for(namespace)
+    if limits is None:
+        return None
+    resources = spec.resources
+    workers = resources.workers
+    asked = [
+        ("resources.workers", limits.max_workers, workers, str(workers), "worker pods"),
+        ("resources.worker.gpu", limits.max_gpus, workers * resources.worker.gpu,
+         f"{workers} x {resources.worker.gpu}", "GPUs"),
+        ("resources.worker.cpu", limits.max_cpu and parse_quantity(limits.max_cpu),
+         workers * parse_quantity(resources.worker.cpu) + parse_quantity(resources.head.cpu),
+         f"{workers} x {resources.worker.cpu} + the head's {resources.head.cpu}", "CPU"),
+        ("resources.worker.memory", limits.max_memory and parse_quantity(limits.max_memory),
+         workers * parse_quantity(resources.worker.memory) + parse_quantity(resources.head.memory),
+         f"{workers} x {resources.worker.memory} + the head's {resources.head.memory}", "memory"),
+    ]
+    shown = {"CPU": limits.max_cpu, "memory": limits.max_memory}
+    for field_name, limit, total, how, what in asked:
+        if limit is not None and total > limit:
+            return AdmissionDecision(
+                AdmissionState.REJECTED,
+                EventReason.RESOURCES_NOT_ALLOWED.value,
+                f"{field_name}: the job asks for {how} {what}, more than one job in namespace {namespace} may "
+                f"use ({shown.get(what, limit)}); ask for less or have the platform team raise the limit",
             )
     return None
 

@@ -42,7 +42,8 @@ class Admitter:
     async def decide(self, job: dict, spec: FineTuneJobSpec, queue: list[JobSummary]) -> AdmissionDecision:
         """Tenancy rules, the Secret's existence, then the namespace's queue."""
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        rejected = admission.check_storage(namespace, spec, self.settings)
+        rejected = admission.check_storage(namespace, spec, self.settings) \
+            or admission.check_resources(namespace, spec, self.settings)
         if rejected is not None:
             return rejected
         ref = spec.output.secretRef

@@ -30,6 +30,7 @@ class EventReason(str, Enum):
     INVALID_SPEC = "InvalidSpec"
     SPEC_CHANGE_REFUSED = "SpecChangeRefused"
     STORAGE_NOT_ALLOWED = "StorageNotAllowed"
+    RESOURCES_NOT_ALLOWED = "ResourcesNotAllowed"
     SECRET_NOT_FOUND = "SecretNotFound"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     RAYJOB_MISSING = "RayJobMissing"
@@ -47,6 +48,7 @@ _WARNINGS = frozenset({
     EventReason.INVALID_SPEC,
     EventReason.SPEC_CHANGE_REFUSED,
     EventReason.STORAGE_NOT_ALLOWED,
+    EventReason.RESOURCES_NOT_ALLOWED,
     EventReason.SECRET_NOT_FOUND,
     EventReason.DEADLINE_EXCEEDED,
     EventReason.RAYJOB_MISSING,

@@ -116,6 +116,25 @@ class RayJobDefaults(BaseModel):
     """Tolerate the usual `nvidia.com/gpu` NoSchedule taint on GPU workers."""
 
 
+class JobLimits(BaseModel):
+    """The most one FineTuneJob of a namespace may ask for; a job asking more fails
+    (`ResourcesNotAllowed`, naming the field). Unset: no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_workers: Optional[int] = Field(default=None, ge=1)
+    """Ray worker pods (resources.workers)."""
+
+    max_gpus: Optional[int] = Field(default=None, ge=0)
+    """GPUs of all workers together (resources.workers x resources.worker.gpu)."""
+
+    max_cpu: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN)
+    """CPU of the head and all workers together."""
+
+    max_memory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN)
+    """Memory of the head and all workers together."""
+
+
 class Settings(BaseSettings):
     """Everything the operator is configured with."""
 
@@ -148,6 +167,10 @@ class Settings(BaseSettings):
     under (the namespace's storage prefix is always readable, so a job can read what
     an earlier one wrote). A namespace not listed may read whatever its credentials
     reach."""
+
+    job_limits: dict[str, JobLimits] = Field(default_factory=dict)
+    """Per namespace, the most one job may ask for (workers, GPUs, CPU, memory); the
+    key `*` applies to namespaces not listed."""
 
     priority_classes: dict[str, int] = Field(default_factory=dict)
     """Value of each PriorityClass name, to order the operator's queue (mirror the
@@ -223,6 +246,10 @@ class Settings(BaseSettings):
     def storage_prefix(self, namespace: str) -> Optional[str]:
         """The prefix outputs of `namespace` must lie under, if one is set."""
         return self.storage_prefixes.get(namespace)
+
+    def job_limits_for(self, namespace: str) -> Optional[JobLimits]:
+        """The most one job of `namespace` may ask for, if limited."""
+        return self.job_limits.get(namespace, self.job_limits.get("*"))
 
     def read_prefixes_for(self, namespace: str) -> Optional[list[str]]:
         """The prefixes s3:// sources of `namespace` must lie under (its storage

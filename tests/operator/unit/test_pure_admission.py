@@ -323,3 +323,31 @@ def test_a_local_output_is_refused_for_a_cluster_job(make_job, uri):
         assert decision.message.startswith("output.uri:") and "s3://" in decision.message
     _, spec = make_job(output={"uri": "s3://models/out"})
     assert admission.check_storage("team-b", spec, Settings()) is None
+
+
+LIMITED = Settings(job_limits={"team-a": {"max_workers": 4, "max_gpus": 8, "max_cpu": "17", "max_memory": "64Gi"},
+                               "*": {"max_workers": 2}})
+
+
+@pytest.mark.parametrize(("resources", "field"), [
+    ({"workers": 4, "worker": {"cpu": "4", "memory": "15Gi", "gpu": 2}}, None),  # 17 CPU, 64 GiB, 8 GPUs: at the limit
+    ({"workers": 5}, "resources.workers"),
+    ({"workers": 3, "worker": {"gpu": 3}}, "resources.worker.gpu"),
+    ({"workers": 4, "worker": {"cpu": "4500m"}}, "resources.worker.cpu"),
+    ({"workers": 4, "worker": {"memory": "15Gi"}, "head": {"memory": "5Gi"}}, "resources.worker.memory"),
+])
+def test_a_job_asking_more_than_its_namespace_allows_fails_naming_the_field(make_job, resources, field):
+    _, spec = make_job(resources=resources)
+    decision = admission.check_resources("team-a", spec, LIMITED)
+    if field is None:
+        assert decision is None
+    else:
+        assert decision.state == "rejected" and decision.reason == "ResourcesNotAllowed"
+        assert decision.message.startswith(f"{field}:") and "team-a" in decision.message
+
+
+def test_job_limits_default_for_unlisted_namespaces_and_none_without_settings(make_job):
+    _, spec = make_job(resources={"workers": 3})
+    decision = admission.check_resources("team-z", spec, LIMITED)
+    assert decision is not None and "(2)" in decision.message
+    assert admission.check_resources("team-z", spec, Settings()) is None
