@@ -29,13 +29,26 @@ from finetune_trainer.checkpointing import STATE_JSON, is_whole
 _END = "end"
 
 
-def run_name(trial_id: str, start: Optional[Any]) -> str:
-    """The Train run name for a trial started from `start` (a Tune checkpoint or None):
-    the trial id for a fresh start, plus a digest of the checkpoint's path otherwise, so
-    the same start (a retry) maps to the same run and resumes there."""
+def run_name(trial_id: str, start: Optional[Any], trials_root: Optional[str] = None, filesystem: Any = None) -> str:
+    """The Train run name for a trial started from `start` (a Tune checkpoint or None).
+
+    A fresh start is the trial id, so a retry resumes that run's own checkpoints. A
+    start from a checkpoint (an exploit, or a retry after one) is a new run each time:
+    the trial id, a digest of the checkpoint's path, and how many runs under
+    `trials_root` already started from it. Reusing a name would resume that run's
+    newest checkpoint instead of `start`, so a second exploit from the same donor
+    checkpoint would train on from the trial's own weights. (A retry loses nothing
+    by it: every checkpoint of the run was reported to Tune, and `start` is the newest.)"""
     if start is None:
         return trial_id
-    return f"{trial_id}-{hashlib.sha256(str(start.path).encode()).hexdigest()[:8]}"
+    stem = f"{trial_id}-{hashlib.sha256(str(start.path).encode()).hexdigest()[:8]}"
+    if trials_root is None:
+        return stem
+    from pyarrow import fs as pafs
+
+    taken = {info.base_name for info in _children(filesystem or pafs.LocalFileSystem(), trials_root)}
+    runs = sum(1 for name in taken if name == stem or name.startswith(stem + "-"))
+    return stem if runs == 0 else f"{stem}-{runs}"
 
 
 def _forwarder_class():

@@ -139,7 +139,8 @@ def _trial_driver(job: JobConfig, queue, trials_root: str, filesystem, hooks: Op
         start = tune.get_checkpoint() if pbt else None
 
         def make(callbacks: tuple):
-            return make_trainer(job, name=pbt_mod.run_name(trial_id, start), storage_path=trials_root,
+            return make_trainer(job, name=pbt_mod.run_name(trial_id, start, trials_root, filesystem),
+                                storage_path=trials_root,
                                 filesystem=filesystem, queue=queue, trial_id=trial_id, overrides=overrides,
                                 extra_callbacks=callbacks, resume_from=start, hooks=hooks)
 

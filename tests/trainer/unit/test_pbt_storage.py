@@ -1,5 +1,6 @@
-"""Under PBT the sweep picks its best checkpoint from the stored checkpoints themselves:
-whole ones only, scored by their own state.json, later ones winning ties."""
+"""PBT and storage: the sweep picks its best checkpoint from the stored checkpoints
+themselves (whole ones only, scored by their own state.json, later ones winning ties),
+and each start from a checkpoint trains in a Train run of its own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import torch
 
 from finetune_trainer.checkpointing import MODEL_STATE, STATE_JSON, write_checkpoint
-from finetune_trainer.pbt import stored_candidates
+from finetune_trainer.pbt import run_name, stored_candidates
 
 
 def _store(root: Path, run: str, stamp: str, trial: str, eval_loss: float, hyperparameters: dict) -> Path:
@@ -56,3 +57,26 @@ def test_checkpoints_without_the_metric_and_a_missing_root_give_no_candidates(tm
     assert stored_candidates(str(tmp_path), None, "eval_loss") == []
     assert stored_candidates(str(tmp_path), None, "eval_accuracy") == []
     assert stored_candidates(str(tmp_path / "absent"), None, "eval_loss") == []
+
+
+class _Start:
+    """What Tune hands a restarted trial: a checkpoint with a path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def test_every_start_from_a_checkpoint_is_a_run_of_its_own(tmp_path):
+    root = tmp_path / "trials"
+    assert run_name("t_00000", None, str(root)) == "t_00000"  # a fresh start (and its retries)
+    donor = _Start(str(tmp_path / "t_00001" / "checkpoint_000003"))
+    first = run_name("t_00000", donor, str(root))
+    assert first.startswith("t_00000-") and first == run_name("t_00000", donor, str(root))  # nothing ran yet
+    (root / first).mkdir(parents=True)
+    second = run_name("t_00000", donor, str(root))  # exploited again from the same checkpoint
+    assert second == f"{first}-1"
+    (root / second).mkdir()
+    assert run_name("t_00000", donor, str(root)) == f"{first}-2"
+    # Another donor checkpoint, or another trial, starts its own count.
+    assert run_name("t_00000", _Start(str(tmp_path / "t_00001" / "checkpoint_000004")), str(root)).count("-") == 1
+    assert run_name("t_00002", donor, str(root)).count("-") == 1
