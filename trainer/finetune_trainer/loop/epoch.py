@@ -13,17 +13,8 @@ from typing import Any
 from finetune_trainer.loop.checkpointer import Checkpointer
 from finetune_trainer.loop.context import TrainingParts, WorkerContext
 from finetune_trainer.loop.report import evaluate_and_report
+from finetune_trainer.loop.seeding import epoch_order
 from finetune_trainer.loop.state import LoopState
-
-
-def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled example order of one epoch: a pure function of seed and epoch, so a
-    resumed run sees the same batches it would have seen."""
-    import torch
-
-    generator = torch.Generator()
-    generator.manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num_examples, generator=generator).tolist()
 
 
 def run_epoch(ctx: WorkerContext, parts: TrainingParts, state: LoopState, checkpointer: Checkpointer) -> bool:
@@ -34,7 +25,7 @@ def run_epoch(ctx: WorkerContext, parts: TrainingParts, state: LoopState, checkp
 
     plan = ctx.plan
     training = ctx.config.training
-    order = epoch_order(len(ctx.train_set), training.seed + ctx.rank, state.epoch)
+    order = epoch_order(len(ctx.train_set), training.seed, state.epoch, rank=ctx.rank)
     ctx.train_set.set_epoch(state.epoch)
     usable = order[: plan.batches_per_epoch * plan.batch_size]
     start = state.batch_in_epoch * plan.batch_size
