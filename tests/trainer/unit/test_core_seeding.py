@@ -74,3 +74,36 @@ def test_epoch_orders_are_reproducible_and_differ_by_rank_epoch_and_seed() -> No
     orders = {tuple(epoch_order(size, seed, epoch, rank=rank))
               for seed in (42, 43, 44) for rank in (0, 1) for epoch in (0, 1)}
     assert len(orders) == 12
+
+
+class _TwoRanks:
+    """The one collective `_plan` calls, answered for two ranks of the given sizes."""
+
+    def __init__(self, sizes_in_batches: list[int]) -> None:
+        self.others = sizes_in_batches
+
+    def min_int(self, value: int) -> int:
+        return min([value, *self.others])
+
+
+@pytest.mark.parametrize("sizes", [(1009, 1008), (1000, 1000), (17, 16), (8, 7)])
+def test_every_rank_trains_on_each_of_its_rows_once_per_epoch_in_as_many_batches_as_the_others(sizes) -> None:
+    """Shards differ by up to a row after rebalancing; a shard of 16k+1 rows against one
+    of 16k used to leave one row out of every epoch (all ranks take the smallest shard's
+    number of batches)."""
+    import math
+
+    from finetune_trainer.config import TrainingSpec
+    from finetune_trainer.loop.epoch import epoch_batches
+    from finetune_trainer.train_loop import _plan
+
+    training = TrainingSpec(batchSize=16, epochs=1)
+    batch_counts = [math.ceil(size / training.batchSize) for size in sizes]
+    counts = set()
+    for rank, size in enumerate(sizes):
+        plan = _plan(training, size, _TwoRanks(batch_counts))
+        batches = epoch_batches(epoch_order(size, 42, 0, rank=rank), plan.batch_size, plan.batches_per_epoch)
+        assert sorted(i for batch in batches for i in batch) == list(range(size))
+        assert all(len(batch) == training.batchSize for batch in batches[:-1])
+        counts.add(len(batches))
+    assert len(counts) == 1
