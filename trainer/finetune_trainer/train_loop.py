@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import tempfile
 import time
 from typing import Any
@@ -39,18 +38,10 @@ from finetune_trainer.loop.epoch import epoch_order, run_epoch
 from finetune_trainer.loop.hooks import NO_HOOKS
 from finetune_trainer.loop.parallel import parallel_for
 from finetune_trainer.loop.reducer import Reducer
+from finetune_trainer.loop.seeding import seed_everything, seed_rank_streams
 from finetune_trainer.loop.state import LoopState, Plan
 
 log = logging.getLogger("finetune_trainer.train_loop")
-
-
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -115,7 +106,7 @@ def _set_up(loop_config: dict[str, Any]):
     rank, world_size = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(max(1, int(job.scaling.cpusPerWorker)))
     device = ray.train.torch.get_device()
-    _seed_everything(training.seed)
+    seed_everything(training.seed)  # the same new head on every rank
     autocast_dtype, scaler = _precision(training, device, rank)
     parallel, autocast_dtype = parallel_for(
         job.scaling.distributed, rank=rank, world_size=world_size, device=device, autocast_dtype=autocast_dtype,
@@ -123,6 +114,7 @@ def _set_up(loop_config: dict[str, Any]):
         find_unused_parameters=config.strategy.type == "gradualUnfreezing")
     reducer = Reducer(world_size, device)
     data = _data_and_model(config, rank, world_size, reducer)
+    seed_rank_streams(training.seed, rank)  # from here each rank draws its own dropout masks
     train_set, validation_set, collate, label_names, controller, task, data_report = data
     ctx = WorkerContext(task=task,
         job=job, config=config, trial_id=str(loop_config.get("trial") or "run"), rank=rank, world_size=world_size,

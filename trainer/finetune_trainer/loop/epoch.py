@@ -13,17 +13,17 @@ from typing import Any
 from finetune_trainer.loop.checkpointer import Checkpointer
 from finetune_trainer.loop.context import TrainingParts, WorkerContext
 from finetune_trainer.loop.report import evaluate_and_report
+from finetune_trainer.loop.seeding import epoch_order
 from finetune_trainer.loop.state import LoopState
 
 
-def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled example order of one epoch: a pure function of seed and epoch, so a
-    resumed run sees the same batches it would have seen."""
-    import torch
-
-    generator = torch.Generator()
-    generator.manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num_examples, generator=generator).tolist()
+def epoch_batches(order: list[int], batch_size: int, batches: int) -> list[list[int]]:
+    """`order` cut into `batches` batches of `batch_size` rows, the last taking every
+    row left. Every rank takes the same number of batches (the smallest shard's), and
+    a shard one row longer than the others would otherwise leave a row of every epoch
+    out: its last batch has that row more instead."""
+    cuts = [order[i * batch_size:(i + 1) * batch_size] for i in range(batches - 1)]
+    return cuts + [order[(batches - 1) * batch_size:]]
 
 
 def run_epoch(ctx: WorkerContext, parts: TrainingParts, state: LoopState, checkpointer: Checkpointer) -> bool:
@@ -34,14 +34,13 @@ def run_epoch(ctx: WorkerContext, parts: TrainingParts, state: LoopState, checkp
 
     plan = ctx.plan
     training = ctx.config.training
-    order = epoch_order(len(ctx.train_set), training.seed + ctx.rank, state.epoch)
+    order = epoch_order(len(ctx.train_set), training.seed, state.epoch, rank=ctx.rank)
     ctx.train_set.set_epoch(state.epoch)
-    usable = order[: plan.batches_per_epoch * plan.batch_size]
-    start = state.batch_in_epoch * plan.batch_size
+    batches = epoch_batches(order, plan.batch_size, plan.batches_per_epoch)
     # A generator of its own: a DataLoader otherwise draws its base seed from the
     # global RNG, so a run resumed mid-epoch (one loader more) would shift every
     # later dropout mask by one draw.
-    loader = DataLoader(ctx.train_set, batch_size=plan.batch_size, sampler=usable[start:], collate_fn=ctx.collate,
+    loader = DataLoader(ctx.train_set, batch_sampler=batches[state.batch_in_epoch:], collate_fn=ctx.collate,
                         generator=torch.Generator().manual_seed(training.seed))
     micro = 0
     window_size = plan.accumulation
@@ -115,4 +114,4 @@ def _optimizer_step(ctx: WorkerContext, parts: TrainingParts) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-__all__ = ["epoch_order", "run_epoch"]
+__all__ = ["epoch_batches", "epoch_order", "run_epoch"]
