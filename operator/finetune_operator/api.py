@@ -202,11 +202,13 @@ class ResourcesSpec(Spec):
         per_pod = max(self.worker.gpu, 1)
         cpus = parse_quantity(self.worker.cpu)
         usable = max(cpus - 0.5, 0.5) if cpus >= 1 else cpus
+        # By the YAML names, so a count out of ScalingSpec's range is reported under
+        # the name a JobConfig gives it (numWorkers), as it always was.
         return ScalingSpec(
-            num_workers=self.workers * per_pod,
-            cpus_per_worker=usable / per_pod,
-            gpus_per_worker=1.0 if self.worker.gpu else 0.0,
-            accelerator_type=self.ray_accelerator_type,
+            numWorkers=self.workers * per_pod,
+            cpusPerWorker=usable / per_pod,
+            gpusPerWorker=1.0 if self.worker.gpu else 0.0,
+            acceleratorType=self.ray_accelerator_type,
             distributed=self.distributed,
         )
 
