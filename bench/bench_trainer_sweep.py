@@ -74,7 +74,7 @@ def run_sweep(scheduler: str, scratch: Path) -> dict:
         return {
             "test_accuracy": float(result.metrics["test_accuracy"]),
             "eval_accuracy": float(result.metrics["eval_accuracy"]),
-            "worker_seconds": job.scaling.numWorkers * sum(float(t["metrics"].get("time_total_s") or 0.0)
+            "worker_seconds": job.scaling.num_workers * sum(float(t["metrics"].get("time_total_s") or 0.0)
                                                            for t in trials),
             "steps": sum(int(t.get("steps") or 0) for t in trials),
             "completed": sum(t["status"] == "completed" for t in trials),

@@ -46,12 +46,12 @@ class Admitter:
             or admission.check_resources(namespace, spec, self.settings)
         if rejected is not None:
             return rejected
-        ref = spec.output.secretRef
+        ref = spec.output.secret_ref
         if ref is not None and not await self.kube.secret_exists(namespace, ref.name):
             # Not final: the Secret may be created after the job; the timer re-checks.
             return AdmissionDecision(AdmissionState.QUEUED, EventReason.SECRET_NOT_FOUND.value,
                                      events.secret_not_found_message(ref.name, namespace))
-        if spec.scheduling.queueName:
+        if spec.scheduling.queue_name:
             return admission.KUEUE_ADMITS
         lock = self._namespace_locks.setdefault(namespace, asyncio.Lock())
         async with lock:

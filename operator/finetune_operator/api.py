@@ -79,7 +79,7 @@ class ComputeSpec(Spec):
     """GPUs (`nvidia.com/gpu`). Each GPU gets its own Ray Train worker, so a pod with
     4 GPUs runs 4 data-parallel workers."""
 
-    ephemeralStorage: Optional[str] = Field(
+    ephemeral_storage: Optional[str] = Field(
         default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Local disk to request for checkpoints and the model (a request, not a limit);
     defaults to the operator's setting."""
@@ -109,7 +109,7 @@ class HeadSpec(Spec):
     memory: str = Field(default="4Gi", pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Memory quantity."""
 
-    ephemeralStorage: Optional[str] = Field(
+    ephemeral_storage: Optional[str] = Field(
         default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Local disk to request (the export reads the best checkpoint here); defaults to
     the operator's setting."""
@@ -130,7 +130,7 @@ class Toleration(Spec):
     effect: Optional[Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]] = None
     """Taint effect to match; empty matches all."""
 
-    tolerationSeconds: Optional[int] = None
+    toleration_seconds: Optional[int] = None
     """For NoExecute: how long the pod stays bound after the taint appears."""
 
 
@@ -149,24 +149,24 @@ class ResourcesSpec(Spec):
     image: Optional[str] = None
     """Trainer image; defaults to the operator's configured image."""
 
-    nodeSelector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict)
     """Node labels the worker pods must match."""
 
     tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
     """Tolerations of the worker pods."""
 
-    acceleratorType: Optional[str] = None
+    accelerator_type: Optional[str] = None
     """GPU model as the cluster's node label value, for example `nvidia-tesla-a100`;
     worker pods select nodes on the operator's accelerator label
     (`cloud.google.com/gke-accelerator` by default). Only places pods; see
     rayAcceleratorType for Ray."""
 
-    rayAcceleratorType: Optional[Literal[RAY_ACCELERATOR_TYPES]] = None  # type: ignore[valid-type]
+    ray_accelerator_type: Optional[Literal[RAY_ACCELERATOR_TYPES]] = None  # type: ignore[valid-type]
     """GPU model as Ray names it (`A100`, `H100`, `L4`, ...): Ray Train workers ask for
     this accelerator. Optional; a name Ray does not detect on the nodes means the
     workers can never start."""
 
-    sharedMemory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
+    shared_memory: Optional[str] = Field(default=None, pattern=QUANTITY_PATTERN, max_length=QUANTITY_MAX_LENGTH)
     """Size of /dev/shm in each pod; defaults to a quarter of the pod's memory."""
 
     distributed: Distributed = "ddp"
@@ -179,16 +179,16 @@ class ResourcesSpec(Spec):
     RULES = (
         *(Rule(f"!has(self.{name}) || (has(self.worker) && self.worker.gpu > 0)",
                f"{name} needs worker.gpu > 0",
-               lambda s, name=name: getattr(s, name) is None or s.worker.gpu > 0)
-          for name in ("acceleratorType", "rayAcceleratorType")),
+               lambda s, field=field: getattr(s, field) is None or s.worker.gpu > 0)
+          for field, name in (("accelerator_type", "acceleratorType"), ("ray_accelerator_type", "rayAcceleratorType"))),
         Rule("!has(self.distributed) || self.distributed != 'fsdp' || (has(self.workers) && self.workers > 1)"
              " || (has(self.worker) && self.worker.gpu > 1)",
              "distributed fsdp needs at least 2 workers (workers x worker.gpu); use ddp for one worker",
-             lambda s: s.distributed != "fsdp" or s.scaling().numWorkers > 1,
-             lambda s: f"workers x worker.gpu gives {s.scaling().numWorkers}"),
+             lambda s: s.distributed != "fsdp" or s.scaling().num_workers > 1,
+             lambda s: f"workers x worker.gpu gives {s.scaling().num_workers}"),
     )
 
-    @field_validator("rayAcceleratorType", mode="before")
+    @field_validator("ray_accelerator_type", mode="before")
     @classmethod
     def _known_ray_type(cls, value: Any) -> Any:
         if isinstance(value, str) and value not in RAY_ACCELERATOR_TYPES:
@@ -202,11 +202,13 @@ class ResourcesSpec(Spec):
         per_pod = max(self.worker.gpu, 1)
         cpus = parse_quantity(self.worker.cpu)
         usable = max(cpus - 0.5, 0.5) if cpus >= 1 else cpus
+        # By the YAML names, so a count out of ScalingSpec's range is reported under
+        # the name a JobConfig gives it (numWorkers), as it always was.
         return ScalingSpec(
             numWorkers=self.workers * per_pod,
             cpusPerWorker=usable / per_pod,
             gpusPerWorker=1.0 if self.worker.gpu else 0.0,
-            acceleratorType=self.rayAcceleratorType,
+            acceleratorType=self.ray_accelerator_type,
             distributed=self.distributed,
         )
 
@@ -226,33 +228,33 @@ class JobOutputSpec(OutputSpec):
     """Where the model, metrics and checkpoints go, and the credentials to write
     there."""
 
-    secretRef: Optional[SecretRef] = None
+    secret_ref: Optional[SecretRef] = None
     """Secret with the S3 credentials, in the job's namespace."""
 
 
 class SchedulingSpec(Spec):
     """Queueing, priority and lifetime of the job on the cluster."""
 
-    queueName: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    queue_name: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
     """Kueue LocalQueue to submit to. When set, Kueue admits the job; the operator
     only labels and suspends it."""
 
-    priorityClassName: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    priority_class_name: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
     """PriorityClass of the Ray pods; also orders the operator's own queue."""
 
     suspend: bool = False
     """Suspend the job: its Ray cluster is deleted, and it resumes from its last
     checkpoint when set back to false."""
 
-    activeDeadlineSeconds: Optional[int] = Field(default=None, ge=1)
+    active_deadline_seconds: Optional[int] = Field(default=None, ge=1)
     """Fail the job when it has run this long. GPU jobs that set none get the
     operator's default deadline."""
 
-    backoffLimit: int = Field(default=0, ge=0, le=100)
+    backoff_limit: int = Field(default=0, ge=0, le=100)
     """Retries on a new Ray cluster after a failure; each resumes from the last
     checkpoint."""
 
-    ttlSecondsAfterFinished: Optional[int] = Field(default=None, ge=0)
+    ttl_seconds_after_finished: Optional[int] = Field(default=None, ge=0)
     """Seconds the finished job's Ray head pod is kept (to read logs) before KubeRay
     deletes the Ray cluster; the worker pods are deleted as soon as the job ends. The
     RayJob itself stays until the FineTuneJob is deleted. Defaults to the operator's
@@ -275,7 +277,7 @@ class FineTuneJobSpec(TrainingConfig):
     scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
     """Queueing, priority and lifetime."""
 
-    outputPolicy: Literal["Retain", "Delete"] = "Retain"
+    output_policy: Literal["Retain", "Delete"] = "Retain"
     """What happens to the artifacts in storage when the FineTuneJob is deleted."""
 
     RULES = (
@@ -300,7 +302,7 @@ class FineTuneJobSpec(TrainingConfig):
     def _obey_rules(self) -> "FineTuneJobSpec":
         self.check_half_precision()
         self.check_rules()
-        problem = distribution_problem_in(self.resources.distributed, self.resources.scaling().numWorkers, self,
+        problem = distribution_problem_in(self.resources.distributed, self.resources.scaling().num_workers, self,
                                           field="resources.distributed",
                                           workers_field="resources.workers x resources.worker.gpu")
         if problem:
@@ -368,7 +370,7 @@ class ObjectMeta(Spec):
 class FineTuneJob(Spec):
     """A whole FineTuneJob manifest."""
 
-    apiVersion: Literal[API_VERSION]  # type: ignore[valid-type]
+    api_version: Literal[API_VERSION]  # type: ignore[valid-type]
     """Must be finetune.dev/v1alpha1."""
 
     kind: Literal[KIND]  # type: ignore[valid-type]

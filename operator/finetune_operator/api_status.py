@@ -46,10 +46,10 @@ class Condition(Spec):
     message: str = ""
     """Human-readable detail."""
 
-    lastTransitionTime: datetime
+    last_transition_time: datetime
     """When status last changed."""
 
-    observedGeneration: Optional[int] = None
+    observed_generation: Optional[int] = None
     """The spec generation this condition was computed from."""
 
 
@@ -59,7 +59,7 @@ class Progress(Spec):
     step: int = 0
     """Optimizer steps done in the current or best trial."""
 
-    totalSteps: Optional[int] = None
+    total_steps: Optional[int] = None
     """Optimizer steps planned per trial."""
 
     epoch: float = 0.0
@@ -68,10 +68,10 @@ class Progress(Spec):
     percent: float = 0.0
     """Overall completion, 0 to 100."""
 
-    trialsCompleted: int = 0
+    trials_completed: int = 0
     """Finished trials of a sweep."""
 
-    trialsTotal: int = 1
+    trials_total: int = 1
     """Trials planned."""
 
 
@@ -97,19 +97,19 @@ class FineTuneJobStatus(Spec):
     )
     """Accepted, Queued, Running, Retrying, Succeeded, Failed and Suspended."""
 
-    observedGeneration: Optional[int] = None
+    observed_generation: Optional[int] = None
     """The spec generation the status reflects."""
 
-    rayJobName: Optional[str] = None
+    ray_job_name: Optional[str] = None
     """The RayJob that runs this job."""
 
     attempt: int = 0
     """Which attempt is running: 1 for the first, more after retries."""
 
-    startTime: Optional[datetime] = None
+    start_time: Optional[datetime] = None
     """When the RayJob was created."""
 
-    completionTime: Optional[datetime] = None
+    completion_time: Optional[datetime] = None
     """When the job succeeded or failed."""
 
     progress: Optional[Progress] = None
@@ -118,17 +118,17 @@ class FineTuneJobStatus(Spec):
     metrics: dict[str, float] = Field(default_factory=dict)
     """Latest validation metrics."""
 
-    bestMetrics: dict[str, float] = Field(default_factory=dict)
+    best_metrics: dict[str, float] = Field(default_factory=dict)
     """Best validation (and final test) metrics so far."""
 
-    bestMetric: Optional[str] = None
+    best_metric: Optional[str] = None
     """The ranking metric's best value as `name=value` (for example `eval_loss=0.312`),
     shown by `kubectl get`."""
 
-    bestTrial: Optional[BestTrial] = None
+    best_trial: Optional[BestTrial] = None
     """The winning trial of a sweep."""
 
-    modelUri: Optional[str] = None
+    model_uri: Optional[str] = None
     """Where the fine-tuned model is, once the job succeeded."""
 
     message: Optional[str] = None

@@ -114,11 +114,11 @@ def _progress_block(report: ProgressReport) -> dict:
         "step": report.step,
         "epoch": report.epoch,
         "percent": report.percent,
-        "trialsCompleted": report.trialsCompleted,
-        "trialsTotal": report.trialsTotal,
+        "trialsCompleted": report.trials_completed,
+        "trialsTotal": report.trials_total,
     }
-    if report.totalSteps is not None:
-        block["totalSteps"] = report.totalSteps
+    if report.total_steps is not None:
+        block["totalSteps"] = report.total_steps
     return block
 
 
@@ -238,15 +238,15 @@ def _record_progress(status: dict, spec: FineTuneJobSpec, progress: ProgressRepo
     status["progress"] = _progress_block(progress)
     if progress.metrics:
         status["metrics"] = dict(progress.metrics)
-    if progress.bestMetrics:
-        status["bestMetrics"] = dict(progress.bestMetrics)
+    if progress.best_metrics:
+        status["bestMetrics"] = dict(progress.best_metrics)
         metric, _ = selection_metric(spec)
-        if metric in progress.bestMetrics:
-            status["bestMetric"] = f"{metric}={progress.bestMetrics[metric]:.4g}"
-    if progress.bestTrial is not None:
-        status["bestTrial"] = progress.bestTrial.to_dict()
-    if progress.modelUri and progress.state == "succeeded":
-        status["modelUri"] = progress.modelUri
+        if metric in progress.best_metrics:
+            status["bestMetric"] = f"{metric}={progress.best_metrics[metric]:.4g}"
+    if progress.best_trial is not None:
+        status["bestTrial"] = progress.best_trial.to_dict()
+    if progress.model_uri and progress.state == "succeeded":
+        status["modelUri"] = progress.model_uri
 
 
 def _check_rayjob_deleted(draft: _Draft) -> Optional[Verdict]:
@@ -291,18 +291,18 @@ def _observe_rayjob(draft: _Draft, rayjob: dict, job_name: str) -> RayJobOutcome
 
 def _check_kueue_hold(spec: FineTuneJobSpec, rayjob: dict, outcome: RayJobOutcome) -> Optional[Verdict]:
     """A Kueue job whose RayJob Kueue keeps suspended (the user did not ask) is queued."""
-    held = (spec.scheduling.queueName and not spec.scheduling.suspend
+    held = (spec.scheduling.queue_name and not spec.scheduling.suspend
             and (rayjob.get("spec") or {}).get("suspend") and outcome.phase in (Phase.PENDING, Phase.SUSPENDED))
     if not held:
         return None
     return Verdict(Phase.QUEUED, "WaitingForKueue",
-                   f"waiting for Kueue to admit the job from LocalQueue {spec.scheduling.queueName}")
+                   f"waiting for Kueue to admit the job from LocalQueue {spec.scheduling.queue_name}")
 
 
 def _check_deadline(draft: _Draft, spec: FineTuneJobSpec, outcome: RayJobOutcome) -> Optional[Verdict]:
     """A live, unsuspended job past activeDeadlineSeconds since its start fails (the
     backstop described in the module doc)."""
-    deadline = spec.scheduling.activeDeadlineSeconds
+    deadline = spec.scheduling.active_deadline_seconds
     started = parse_time(draft.status.get("startTime"))
     if (not deadline or not started or outcome.phase in TERMINAL_PHASES or outcome.phase == Phase.SUSPENDED
             or (draft.now - started).total_seconds() <= deadline):
@@ -327,7 +327,7 @@ def _rayjob_message(outcome: RayJobOutcome, rj_status: dict, rj_name: str, attem
     if outcome.phase == Phase.SUCCEEDED:
         return progress.message if progress and progress.message else f"RayJob {rj_name} succeeded"
     if outcome.retrying:
-        return f"attempt {attempt} of {spec.scheduling.backoffLimit + 1} starting on a new Ray cluster"
+        return f"attempt {attempt} of {spec.scheduling.backoff_limit + 1} starting on a new Ray cluster"
     if outcome.phase == Phase.RUNNING and progress is not None:
         return progress.message or f"training: {progress.percent:.0f}% done"
     if outcome.reason == "UnknownRayJobState":

@@ -28,10 +28,10 @@ def test_the_crd_lists_the_allowed_names() -> None:
 def test_node_label_and_ray_type_go_their_own_ways() -> None:
     resources = ResourcesSpec.model_validate({"acceleratorType": "nvidia-tesla-a100", "rayAcceleratorType": "A100",
                                               "worker": {"gpu": 1}})
-    assert resources.scaling().acceleratorType == "A100"
+    assert resources.scaling().accelerator_type == "A100"
     # The node label alone pins the hardware; Ray is not asked for a type it may not know.
     resources = ResourcesSpec.model_validate({"acceleratorType": "nvidia-tesla-a100", "worker": {"gpu": 1}})
-    assert resources.scaling().acceleratorType is None
+    assert resources.scaling().accelerator_type is None
 
 
 @pytest.mark.parametrize("value", ["nvidia-tesla-a100", "a100", "A100 "])

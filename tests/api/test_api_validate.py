@@ -242,7 +242,7 @@ def test_load_jobs_returns_validated_models(tmp_path: Path) -> None:
     first, other = load_jobs(job)
     assert isinstance(first, FineTuneJob) and first.metadata.name == "demo"
     assert other.spec.strategy.resolved().lora.r == 8
-    assert other.spec.training.learningRate == 5e-5
+    assert other.spec.training.learning_rate == 5e-5
 
 
 def test_manifest_error_carries_every_problem() -> None:

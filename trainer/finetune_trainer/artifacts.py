@@ -117,8 +117,8 @@ def _get_path(config: TrainingConfig, path: str) -> Any:
 def trained_hyperparameters(config: TrainingConfig, search: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """The hyperparameters of `config` by dotted spec path: the usual ones, then every
     path a sweep searched (read from `config`, so the chosen trial's values)."""
-    paths = [p for p in _LABELS if not (p == "training.maxSteps" and config.training.maxSteps is None)
-             and not (p == "training.epochs" and config.training.maxSteps is not None)
+    paths = [p for p in _LABELS if not (p == "training.maxSteps" and config.training.max_steps is None)
+             and not (p == "training.epochs" and config.training.max_steps is not None)
              and not (p == "training.dropout" and config.training.dropout is None)]
     paths += [p for p in (search or {}).get("space", {}) if p not in paths]
     return {path: _get_path(config, path) for path in paths}
@@ -174,8 +174,8 @@ def write_model_card(
         f"- train: `{config.data.train}`",
         f"- validation: `{config.data.validation}`"
         if config.data.validation
-        else f"- validation: {config.data.validationFraction:.0%} of the training data "
-        f"(seed {config.data.shuffleSeed})",
+        else f"- validation: {config.data.validation_fraction:.0%} of the training data "
+        f"(seed {config.data.shuffle_seed})",
     ]
     if config.data.test:
         lines.append(f"- test: `{config.data.test}`")

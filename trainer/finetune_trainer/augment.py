@@ -52,8 +52,8 @@ class Augmenter:
         words = text.split()
         if not words:
             return text
-        words = word_dropout(words, self.spec.wordDropout, rng)
-        words = word_swap(words, self.spec.wordSwap, rng)
+        words = word_dropout(words, self.spec.word_dropout, rng)
+        words = word_swap(words, self.spec.word_swap, rng)
         return " ".join(words)
 
 

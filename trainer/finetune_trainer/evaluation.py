@@ -63,8 +63,8 @@ class EarlyStopper:
         if self.best is None:
             return True
         if self.spec.mode == "min":
-            return value < self.best - self.spec.minDelta
-        return value > self.best + self.spec.minDelta
+            return value < self.best - self.spec.min_delta
+        return value > self.best + self.spec.min_delta
 
     def update(self, metrics: dict[str, float]) -> bool:
         """Record one evaluation; True when training should stop."""

@@ -67,10 +67,10 @@ out of memory on a worker-sized node would only do so again."""
 
 def scoring_task_options(scaling: ScalingSpec) -> dict[str, Any]:
     """`ray.remote` options that place the finishing task like one training worker."""
-    options: dict[str, Any] = {"num_cpus": scaling.cpusPerWorker, "num_gpus": scaling.gpusPerWorker,
+    options: dict[str, Any] = {"num_cpus": scaling.cpus_per_worker, "num_gpus": scaling.gpus_per_worker,
                                "max_retries": SCORING_RETRIES}
-    if scaling.acceleratorType:
-        options["accelerator_type"] = scaling.acceleratorType
+    if scaling.accelerator_type:
+        options["accelerator_type"] = scaling.accelerator_type
     return options
 
 
@@ -254,7 +254,7 @@ def _search_record(job: JobConfig, outcome: Outcome) -> Optional[dict[str, Any]]
         return None
     from finetune_trainer import artifacts
 
-    space = {path: _describe(dimension) for path, dimension in spec.searchSpace.items()}
+    space = {path: _describe(dimension) for path, dimension in spec.search_space.items()}
     return artifacts.search_record(space, outcome.overrides, best_trial=outcome.best_trial,
                                    trials=len(outcome.trials), metric=spec.metric, mode=spec.mode)
 

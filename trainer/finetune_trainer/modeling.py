@@ -111,7 +111,7 @@ def weights_dtype(model_spec: ModelSpec) -> Any:
     checkpoint would then train without fp32 master weights), or "auto"."""
     import torch
 
-    return "auto" if model_spec.loadDtype == "auto" else getattr(torch, model_spec.loadDtype)
+    return "auto" if model_spec.load_dtype == "auto" else getattr(torch, model_spec.load_dtype)
 
 
 def ensure_pad_token(tokenizer: Any, config: Any) -> None:

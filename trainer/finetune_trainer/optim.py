@@ -53,8 +53,8 @@ def build_optimizer(model: Any, training: TrainingSpec):
     import torch
 
     spec = training.optimizer
-    groups = parameter_groups(model, training.weightDecay)
-    lr = training.learningRate
+    groups = parameter_groups(model, training.weight_decay)
+    lr = training.learning_rate
     # Fused kernels update every tensor in one pass: AdamW's step on MiniLM took 15 ms
     # fused against 118 ms as a per-tensor loop on one CPU thread.
     float_types = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -76,9 +76,9 @@ def build_optimizer(model: Any, training: TrainingSpec):
 
 def warmup_steps(training: TrainingSpec, total_steps: int) -> int:
     scheduler = training.scheduler
-    if scheduler.warmupSteps:
-        return min(scheduler.warmupSteps, total_steps)
-    return math.ceil(scheduler.warmupRatio * total_steps)
+    if scheduler.warmup_steps:
+        return min(scheduler.warmup_steps, total_steps)
+    return math.ceil(scheduler.warmup_ratio * total_steps)
 
 
 def build_scheduler(optimizer: Any, training: TrainingSpec, total_steps: int):
@@ -153,15 +153,15 @@ def rebuild_optimizer(optimizer: Any, scheduler: Any, model: Any, training: Trai
 def steps_per_epoch(num_train_examples_per_rank: int, training: TrainingSpec) -> int:
     """Optimizer steps per epoch on one rank: batches / accumulation, rounded up (the
     last, partial accumulation of an epoch also makes a step)."""
-    batches = math.ceil(num_train_examples_per_rank / training.batchSize)
-    return max(1, math.ceil(batches / training.gradientAccumulationSteps)) if batches else 0
+    batches = math.ceil(num_train_examples_per_rank / training.batch_size)
+    return max(1, math.ceil(batches / training.gradient_accumulation_steps)) if batches else 0
 
 
 def total_optimizer_steps(num_train_examples_per_rank: int, training: TrainingSpec) -> int:
     """All optimizer steps of the run: `maxSteps`, else epochs x steps per epoch
     (fractional epochs rounded up)."""
-    if training.maxSteps is not None:
-        return training.maxSteps
+    if training.max_steps is not None:
+        return training.max_steps
     return math.ceil(training.epochs * steps_per_epoch(num_train_examples_per_rank, training))
 
 

@@ -27,7 +27,7 @@ def check_model(config: TrainingConfig) -> None:
     if storage.is_s3(model.source):
         return
     if is_hub_id(model.source):
-        if not (model.allowDownload or downloads_allowed()):
+        if not (model.allow_download or downloads_allowed()):
             require_cached(model.source, model.revision)
         return
     resolve_model_source(model)

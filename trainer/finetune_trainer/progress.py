@@ -36,15 +36,15 @@ class ProgressReport(Spec):
 
     state: Literal["running", "succeeded", "failed"] = "running"
     step: int = 0
-    totalSteps: Optional[int] = None
+    total_steps: Optional[int] = None
     epoch: float = 0.0
     percent: float = Field(default=0.0, ge=0.0, le=100.0)
-    trialsCompleted: int = 0
-    trialsTotal: int = 1
+    trials_completed: int = 0
+    trials_total: int = 1
     metrics: dict[str, float] = Field(default_factory=dict)
-    bestMetrics: dict[str, float] = Field(default_factory=dict)
-    bestTrial: Optional[TrialSummary] = None
-    modelUri: Optional[str] = None
+    best_metrics: dict[str, float] = Field(default_factory=dict)
+    best_trial: Optional[TrialSummary] = None
+    model_uri: Optional[str] = None
     message: Optional[str] = None
 
     def to_line(self) -> str:

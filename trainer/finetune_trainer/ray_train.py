@@ -61,19 +61,19 @@ def _scaling_config(job: JobConfig):
     from ray.train import ScalingConfig
 
     scaling = job.scaling
-    resources = {"CPU": scaling.cpusPerWorker}
-    use_gpu = scaling.gpusPerWorker > 0
+    resources = {"CPU": scaling.cpus_per_worker}
+    use_gpu = scaling.gpus_per_worker > 0
     if use_gpu:
-        resources["GPU"] = scaling.gpusPerWorker
-    return ScalingConfig(num_workers=scaling.numWorkers, use_gpu=use_gpu, resources_per_worker=resources,
-                         accelerator_type=scaling.acceleratorType)
+        resources["GPU"] = scaling.gpus_per_worker
+    return ScalingConfig(num_workers=scaling.num_workers, use_gpu=use_gpu, resources_per_worker=resources,
+                         accelerator_type=scaling.accelerator_type)
 
 
 def _checkpoint_config(config: TrainingConfig):
     from ray.train import CheckpointConfig
 
     metric, mode = selection_metric(config)
-    return CheckpointConfig(num_to_keep=config.output.keepCheckpoints, checkpoint_score_attribute=metric,
+    return CheckpointConfig(num_to_keep=config.output.keep_checkpoints, checkpoint_score_attribute=metric,
                             checkpoint_score_order=mode)
 
 
@@ -96,7 +96,7 @@ def make_trainer(job: JobConfig, *, name: str, storage_path: str, filesystem, qu
         checkpoint_config=_checkpoint_config(config),
         callbacks=[*extra_callbacks, report_forwarder(queue, trial_id, overrides)],
     )
-    backend = TorchConfig(backend="nccl" if job.scaling.gpusPerWorker > 0 else "gloo")
+    backend = TorchConfig(backend="nccl" if job.scaling.gpus_per_worker > 0 else "gloo")
     return TorchTrainer(train_loop_per_worker, train_loop_config=loop_config, torch_config=backend,
                         scaling_config=_scaling_config(job), run_config=run_config)
 

@@ -215,7 +215,7 @@ def split_rows(
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
     spec = config.data
-    seed = spec.shuffleSeed
+    seed = spec.shuffle_seed
     output = config.output  # its endpoint also serves s3:// data sources
     report = DataReport()
     rows = scan(spec.train, spec, "data.train", rules, rank=rank, world_size=world_size, seed=seed,
@@ -235,19 +235,19 @@ def split_rows(
         validation = further(spec.validation, "data.validation", eval_rank, eval_world, eval_report)
         train = rows
     else:
-        train = [r for r in rows if not is_validation(r.digest, spec.validationFraction)]
-        validation = [r for r in rows if is_validation(r.digest, spec.validationFraction)]
+        train = [r for r in rows if not is_validation(r.digest, spec.validation_fraction)]
+        validation = [r for r in rows if is_validation(r.digest, spec.validation_fraction)]
         if not shard_eval and world_size > 1:
             everything = further(spec.train, "data.train", 0, 1, DataReport())
-            validation = [r for r in everything if is_validation(r.digest, spec.validationFraction)]
+            validation = [r for r in everything if is_validation(r.digest, spec.validation_fraction)]
     test = None
     if spec.test:
         test = further(spec.test, "data.test", eval_rank, eval_world, eval_report)
 
     train = drop_duplicates(train, rules, spec.strict, report)
     train.sort(key=lambda r: r.digest)  # the seeded shuffle
-    if spec.maxSamples is not None:
-        quota = spec.maxSamples // world_size + (1 if rank < spec.maxSamples % world_size else 0)
+    if spec.max_samples is not None:
+        quota = spec.max_samples // world_size + (1 if rank < spec.max_samples % world_size else 0)
         train = train[:quota]
     train.sort(key=lambda r: r.position)
     report.train, report.validation = len(train), len(validation)

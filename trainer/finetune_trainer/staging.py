@@ -63,7 +63,7 @@ def stage_model(job: JobConfig) -> JobConfig:
     model = job.config.model
     if not is_hub_id(model.source):
         return job
-    if not (model.allowDownload or downloads_allowed()):
+    if not (model.allow_download or downloads_allowed()):
         require_cached(model.source, model.revision)
         return job
     target = staged_uri(job)

@@ -147,7 +147,7 @@ class StrategyController:
     # -------------------------------------------------------- gradual unfreezing
 
     def _gradual(self):
-        return self.spec.gradualUnfreezing if self.spec.type == "gradualUnfreezing" else None
+        return self.spec.gradual_unfreezing if self.spec.type == "gradualUnfreezing" else None
 
     def _set_stage(self, layers: int, embeddings: bool) -> set[str]:
         """Make the head plus the top `layers` layers (and the embeddings) trainable."""
@@ -168,7 +168,7 @@ class StrategyController:
         assert settings is not None and self.groups is not None
         stages = units // settings.every
         layers = min(self.num_layers, stages)
-        embeddings = settings.unfreezeEmbeddings and stages > self.num_layers
+        embeddings = settings.unfreeze_embeddings and stages > self.num_layers
         if layers == self.unfrozen_layers and embeddings == self.embeddings_unfrozen:
             return False
         names = self._set_stage(layers, embeddings)
@@ -236,17 +236,17 @@ def _apply_partial(model: Any, spec: StrategySpec, task: Optional[Task] = None) 
     settings = spec.partial
     assert settings is not None
     groups = parameter_groups(model, task, require_head=False)
-    if settings.freezeLayers > len(groups.layers):
+    if settings.freeze_layers > len(groups.layers):
         raise TrainerError(
-            f"strategy.partial.freezeLayers is {settings.freezeLayers} but the model has only "
+            f"strategy.partial.freezeLayers is {settings.freeze_layers} but the model has only "
             f"{len(groups.layers)} layers (allowed: 0-{len(groups.layers)})"
         )
     frozen: set[str] = set()
-    if settings.freezeEmbeddings:
+    if settings.freeze_embeddings:
         frozen.update(groups.embeddings)
-    for layer in groups.layers[: settings.freezeLayers]:
+    for layer in groups.layers[: settings.freeze_layers]:
         frozen.update(layer)
-    patterns = [re.compile(p) for p in settings.freezePatterns]
+    patterns = [re.compile(p) for p in settings.freeze_patterns]
     names = [name for name, _ in model.named_parameters()]
     for pattern in patterns:
         matched = [n for n in names if pattern.search(n)]
@@ -268,7 +268,7 @@ def lora_targets(spec: StrategySpec, task: Task) -> list[str]:
     """`strategy.lora.targetModules`, else the task's default."""
     settings = spec.resolved().lora
     assert settings is not None
-    return list(settings.targetModules or task.default_lora_targets)
+    return list(settings.target_modules or task.default_lora_targets)
 
 
 def _linear_types() -> tuple[type, ...]:
@@ -370,7 +370,7 @@ def apply_strategy(model: Any, strategy: StrategySpec, task: Optional[Task] = No
         controller = StrategyController(model, spec, groups=groups)
         controller.history.append(
             {
-                "unit": spec.gradualUnfreezing.unit,
+                "unit": spec.gradual_unfreezing.unit,
                 "at": 0,
                 "layers": [],
                 "embeddings": False,
@@ -403,7 +403,7 @@ def export_model(model: Any, strategy: StrategySpec, out_dir: str | Path, tokeni
     model = unwrap(model)
     spec = strategy.resolved()
     if spec.type in ("lora", "qlora"):
-        if spec.lora.mergeOnExport and spec.type == "lora":
+        if spec.lora.merge_on_export and spec.type == "lora":
             merged = (copy.deepcopy(model) if keep_model else model).merge_and_unload()
             merged.save_pretrained(out)
         else:

@@ -45,7 +45,7 @@ def _search_alg(job: JobConfig, concurrency: int = 0):
     (`concurrency`, 0 for none) itself: Tune ignores `max_concurrent_trials` beside a
     BasicVariantGenerator instance."""
     spec = job.config.tune
-    if spec.searchAlgorithm == "bayesian":
+    if spec.search_algorithm == "bayesian":
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
         import optuna
@@ -66,13 +66,13 @@ def _scheduler(job: JobConfig):
     spec = job.config.tune
     settings = spec.scheduler
     if settings.name == "asha":
-        return ASHAScheduler(time_attr="training_iteration", grace_period=settings.gracePeriod,
-                             reduction_factor=settings.reductionFactor, max_t=100_000)
+        return ASHAScheduler(time_attr="training_iteration", grace_period=settings.grace_period,
+                             reduction_factor=settings.reduction_factor, max_t=100_000)
     if settings.name == "pbt":
         from ray import tune
 
         mutations = {}
-        for path, dimension in spec.searchSpace.items():
+        for path, dimension in spec.search_space.items():
             if dimension.type in ("choice", "grid"):
                 mutations[path] = list(dimension.values)
             elif dimension.type == "loguniform":
@@ -82,7 +82,7 @@ def _scheduler(job: JobConfig):
             else:
                 mutations[path] = tune.randint(int(dimension.min), int(dimension.max))
         return PopulationBasedTraining(time_attr="training_iteration",
-                                       perturbation_interval=settings.perturbationInterval,
+                                       perturbation_interval=settings.perturbation_interval,
                                        hyperparam_mutations=mutations)
     return FIFOScheduler()
 
@@ -91,12 +91,12 @@ def concurrent_trials(job: JobConfig, available_cpus: float, available_gpus: flo
     """How many trials fit at once: the spec's bound, else what the resources allow."""
     spec = job.config.tune
     scaling = job.scaling
-    per_trial_cpu = scaling.numWorkers * scaling.cpusPerWorker + TRIAL_DRIVER_CPUS
-    fit = int(available_cpus // per_trial_cpu) if per_trial_cpu else spec.numTrials
-    if scaling.gpusPerWorker > 0:
-        fit = min(fit, int(available_gpus // (scaling.numWorkers * scaling.gpusPerWorker)))
+    per_trial_cpu = scaling.num_workers * scaling.cpus_per_worker + TRIAL_DRIVER_CPUS
+    fit = int(available_cpus // per_trial_cpu) if per_trial_cpu else spec.num_trials
+    if scaling.gpus_per_worker > 0:
+        fit = min(fit, int(available_gpus // (scaling.num_workers * scaling.gpus_per_worker)))
     fit = max(1, fit)
-    return min(fit, spec.maxConcurrentTrials or fit, trial_count(job))
+    return min(fit, spec.max_concurrent_trials or fit, trial_count(job))
 
 
 def _checkpoint_exists(path: str, filesystem) -> bool:
@@ -115,8 +115,8 @@ def trial_count(job: JobConfig) -> int:
     spec = job.config.tune
     if spec is None:
         return 1
-    count = spec.numTrials
-    for dimension in spec.searchSpace.values():
+    count = spec.num_trials
+    for dimension in spec.search_space.values():
         if dimension.type == "grid":
             count *= len(dimension.values or [])
     return count
@@ -127,7 +127,7 @@ def _trial_driver(job: JobConfig, queue, trials_root: str, filesystem, hooks: Op
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    paths = list(job.config.tune.searchSpace)
+    paths = list(job.config.tune.search_space)
     pbt = job.config.tune.scheduler.name == "pbt"
 
     def trial_driver(config: dict[str, Any]) -> None:
@@ -162,11 +162,11 @@ def _tuner(job: JobConfig, trainable, storage_path: str, filesystem):
     pbt = spec.scheduler.name == "pbt"
     resources = ray.cluster_resources()
     concurrency = concurrent_trials(job, resources.get("CPU", 1.0), resources.get("GPU", 0.0))
-    param_space = {path: _domain(dimension) for path, dimension in spec.searchSpace.items()}
+    param_space = {path: _domain(dimension) for path, dimension in spec.search_space.items()}
     tune_config = tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=_search_alg(job, concurrency),
-                                  scheduler=_scheduler(job), num_samples=spec.numTrials)
+                                  scheduler=_scheduler(job), num_samples=spec.num_trials)
     # Under PBT Tune keeps each trial's newest checkpoints (what an exploit copies).
-    tune_checkpoints = tune.CheckpointConfig(num_to_keep=job.config.output.keepCheckpoints) if pbt else None
+    tune_checkpoints = tune.CheckpointConfig(num_to_keep=job.config.output.keep_checkpoints) if pbt else None
     run_config = tune.RunConfig(name=job.name, storage_path=storage_path, storage_filesystem=filesystem,
                                 failure_config=tune.FailureConfig(max_failures=max_failures()),
                                 checkpoint_config=tune_checkpoints,
@@ -187,7 +187,7 @@ def _collect(job: JobConfig, grid) -> tuple[list[dict[str, Any]], list[tuple[flo
     """(every trial's record, every reported checkpoint as a candidate) from Tune's
     results. A candidate is (value, order, checkpoint path, metrics, overrides, trial)."""
     spec = job.config.tune
-    paths = list(spec.searchSpace)
+    paths = list(spec.search_space)
     trials: list[dict[str, Any]] = []
     candidates: list[tuple[float, int, str, dict, dict, str]] = []
     order = 0

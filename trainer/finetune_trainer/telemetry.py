@@ -249,12 +249,12 @@ class ProgressTracker:
                       if k in ("loss", *_every_eval_metric(), "samples_per_second",
                                "tokens_per_second", "learning_rate") and math.isfinite(v)}
         return ProgressReport(
-            state=state, step=step, totalSteps=total, epoch=float(max(epochs) if epochs else 0.0),
-            percent=round(min(100.0, max(0.0, percent)), 2), trialsCompleted=completed if state == "running"
-            else max(completed, len(self.trials)), trialsTotal=max(self.trials_total, 1), metrics=latest,
-            bestMetrics=best_metrics,
-            bestTrial=TrialSummary(id=best.id, hyperparameters=best.hyperparameters) if best else None,
-            modelUri=model_uri, message=message,
+            state=state, step=step, total_steps=total, epoch=float(max(epochs) if epochs else 0.0),
+            percent=round(min(100.0, max(0.0, percent)), 2), trials_completed=completed if state == "running"
+            else max(completed, len(self.trials)), trials_total=max(self.trials_total, 1), metrics=latest,
+            best_metrics=best_metrics,
+            best_trial=TrialSummary(id=best.id, hyperparameters=best.hyperparameters) if best else None,
+            model_uri=model_uri, message=message,
         )
 
     def publish(self, report: Optional[ProgressReport] = None, *, force_write: bool = False) -> ProgressReport:

@@ -83,7 +83,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         done = run_epoch(ctx, parts, state, checkpointer)
     if state.stop_early and ctx.rank == 0:
         log.info("early stopping: %s did not improve for %d evaluations; stopped at step %d",
-                 selection_metric(ctx.config)[0], ctx.config.training.earlyStopping.patience, state.step)
+                 selection_metric(ctx.config)[0], ctx.config.training.early_stopping.patience, state.step)
 
 
 def _set_up(loop_config: dict[str, Any]):
@@ -104,7 +104,7 @@ def _set_up(loop_config: dict[str, Any]):
     training = config.training
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
-    torch.set_num_threads(max(1, int(job.scaling.cpusPerWorker)))
+    torch.set_num_threads(max(1, int(job.scaling.cpus_per_worker)))
     device = ray.train.torch.get_device()
     seed_everything(training.seed)  # the same new head on every rank
     autocast_dtype, scaler = _precision(training, device, rank)
@@ -121,7 +121,7 @@ def _set_up(loop_config: dict[str, Any]):
         device=device, reducer=reducer, autocast_dtype=autocast_dtype, train_set=train_set,
         validation_set=validation_set, collate=collate, label_names=label_names,
         plan=_plan(training, len(train_set), reducer),
-        stopper=EarlyStopper(training.earlyStopping) if training.earlyStopping else None,
+        stopper=EarlyStopper(training.early_stopping) if training.early_stopping else None,
         hooks=loop_config.get("hooks") or NO_HOOKS, data_report=data_report, parallel=parallel,
         overrides=dict(loop_config.get("overrides") or {}))
     parallel.place(controller.model)
@@ -160,12 +160,12 @@ def _data_and_model(config: TrainingConfig, rank: int, world_size: int, reducer:
     # Each rank counts disjoint rows (and its own shard's labels), before rebalancing.
     data_report = DataReport.merge(reducer.gather_objects(examples.report)).to_dict()
     if world_size > 1:  # hash shards are even only on average: move the surplus
-        examples.train = rebalance(examples.train, rank, config.data.shuffleSeed, reducer.gather_objects)
+        examples.train = rebalance(examples.train, rank, config.data.shuffle_seed, reducer.gather_objects)
     label_names = examples.label_names
     with tempfile.TemporaryDirectory(prefix="finetune-model-") as cache:
         model, tokenizer = task.load_model(config.model, label_names, training.dropout, output=config.output,
                                            cache_dir=cache, load_kwargs=loading_kwargs(config.strategy))
-    if training.gradientCheckpointing:
+    if training.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     controller = apply_strategy(model, config.strategy, task)
     train_set = task.dataset(examples.train, tokenizer, config, train=True)
@@ -196,13 +196,13 @@ def _plan(training: Any, train_size: int, reducer: Reducer) -> Plan:
     calls stay in step."""
     from finetune_trainer.optim import total_optimizer_steps
 
-    batches_per_epoch = reducer.min_int(math.ceil(train_size / training.batchSize))
+    batches_per_epoch = reducer.min_int(math.ceil(train_size / training.batch_size))
     if batches_per_epoch < 1:
         raise ValueError("data.train: a worker got no training examples; use fewer workers or more data")
-    accumulation = training.gradientAccumulationSteps
+    accumulation = training.gradient_accumulation_steps
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / accumulation))
-    total_steps = total_optimizer_steps(batches_per_epoch * training.batchSize, training)
-    return Plan(batch_size=training.batchSize, accumulation=accumulation, batches_per_epoch=batches_per_epoch,
+    total_steps = total_optimizer_steps(batches_per_epoch * training.batch_size, training)
+    return Plan(batch_size=training.batch_size, accumulation=accumulation, batches_per_epoch=batches_per_epoch,
                 steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                 total_epochs=math.ceil(total_steps / steps_per_epoch))
 

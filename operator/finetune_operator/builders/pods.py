@@ -55,9 +55,9 @@ def _env(spec: FineTuneJobSpec, settings: Settings, job_obj: dict) -> list[dict]
 def _env_from(spec: FineTuneJobSpec) -> list[dict]:
     # A secretRef is only a name: the kubelet resolves it in the pod's own namespace,
     # which is the FineTuneJob's, so no job can read another tenant's Secret.
-    if spec.output.secretRef is None:
+    if spec.output.secret_ref is None:
         return []
-    return [{"secretRef": {"name": spec.output.secretRef.name}}]
+    return [{"secretRef": {"name": spec.output.secret_ref.name}}]
 
 
 def container_security(settings: Settings, *, read_only_root: bool = False) -> dict:
@@ -141,15 +141,15 @@ def pod_template(
     }
     if settings.rayjob.service_account:
         pod["serviceAccountName"] = settings.rayjob.service_account
-    if spec.scheduling.priorityClassName:
-        pod["priorityClassName"] = spec.scheduling.priorityClassName
+    if spec.scheduling.priority_class_name:
+        pod["priorityClassName"] = spec.scheduling.priority_class_name
     if placement:
-        selector = dict(spec.resources.nodeSelector)
-        if spec.resources.acceleratorType and settings.rayjob.accelerator_node_label:
-            selector[settings.rayjob.accelerator_node_label] = spec.resources.acceleratorType
+        selector = dict(spec.resources.node_selector)
+        if spec.resources.accelerator_type and settings.rayjob.accelerator_node_label:
+            selector[settings.rayjob.accelerator_node_label] = spec.resources.accelerator_type
         if selector:
             pod["nodeSelector"] = selector
-        tolerations = [t.model_dump(exclude_none=True) for t in spec.resources.tolerations]
+        tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.resources.tolerations]
         if gpu and settings.rayjob.gpu_toleration:
             gpu_taint = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
             if gpu_taint not in tolerations:
@@ -167,7 +167,7 @@ def pod_template(
 
 
 def _shm(memory: str, spec: FineTuneJobSpec, settings: Settings) -> str:
-    return shm_size(memory, spec.resources.sharedMemory, settings)
+    return shm_size(memory, spec.resources.shared_memory, settings)
 
 
 def object_store(memory: str, spec: FineTuneJobSpec, settings: Settings) -> str:

@@ -23,7 +23,7 @@ WORKER_GROUP = "workers"
 def rayjob_suspended(spec: FineTuneJobSpec) -> bool:
     """Whether the RayJob is created suspended: the user asked for it, or Kueue
     decides when it starts (Kueue unsuspends it on admission)."""
-    return spec.scheduling.suspend or bool(spec.scheduling.queueName)
+    return spec.scheduling.suspend or bool(spec.scheduling.queue_name)
 
 
 def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> dict:
@@ -34,27 +34,27 @@ def build_rayjob(job_obj: dict, spec: FineTuneJobSpec, settings: Settings) -> di
     scheduling = spec.scheduling
     metadata = child_metadata(job_obj, naming.rayjob_name(name), naming.COMPONENT_RAYJOB)
     metadata["annotations"] = {naming.RUN_NAME_ANNOTATION: naming.run_name(namespace, name)}
-    if scheduling.queueName:
-        metadata["labels"][naming.KUEUE_QUEUE_LABEL] = scheduling.queueName
+    if scheduling.queue_name:
+        metadata["labels"][naming.KUEUE_QUEUE_LABEL] = scheduling.queue_name
 
     digest = config_hash(job_obj, spec)
     head = pod_template(
         job_obj, spec, settings, container=HEAD_CONTAINER, cpu=resources.head.cpu,
         memory=resources.head.memory, gpu=0,
-        disk=resources.head.ephemeralStorage or settings.rayjob.head_ephemeral_storage,
+        disk=resources.head.ephemeral_storage or settings.rayjob.head_ephemeral_storage,
         with_config=True, placement=False, digest=digest,
     )
     worker = pod_template(
         job_obj, spec, settings, container=WORKER_CONTAINER, cpu=resources.worker.cpu,
         memory=resources.worker.memory, gpu=resources.worker.gpu,
-        disk=resources.worker.ephemeralStorage or settings.rayjob.worker_ephemeral_storage,
+        disk=resources.worker.ephemeral_storage or settings.rayjob.worker_ephemeral_storage,
         with_config=False, placement=True, digest=digest,
     )
     mutables = build_rayjob_desired_mutables(spec, settings)
     rayjob_spec: dict[str, Any] = {
         "entrypoint": ENTRYPOINT,
         "submissionMode": "K8sJobMode",
-        "backoffLimit": scheduling.backoffLimit,
+        "backoffLimit": scheduling.backoff_limit,
         "suspend": rayjob_suspended(spec),
         "submitterPodTemplate": submitter_template(job_obj, spec, settings),
         "metadata": {naming.SUBMISSION_RUN_NAME_KEY: naming.run_name(namespace, name),
@@ -115,7 +115,7 @@ def build_rayjob_patch(rayjob: dict, spec: FineTuneJobSpec, settings: Settings) 
         # TTL stays where that RayJob keeps it.
         rules = desired.pop("deletionStrategy")["deletionRules"]
         desired["ttlSecondsAfterFinished"] = max(rule["condition"]["ttlSeconds"] for rule in rules)
-    if spec.scheduling.queueName and not spec.scheduling.suspend:
+    if spec.scheduling.queue_name and not spec.scheduling.suspend:
         desired.pop("suspend")
     changes = {key: value for key, value in desired.items() if current.get(key) != value}
     return {"spec": changes} if changes else None
@@ -126,9 +126,9 @@ def build_rayjob_desired_mutables(spec: FineTuneJobSpec, settings: Settings) -> 
     deletes the field in a merge patch). The TTL lives in the deletion rules, or in
     ttlSecondsAfterFinished when the older shutdownAfterJobFinishes is used."""
     scheduling = spec.scheduling
-    ttl = (scheduling.ttlSecondsAfterFinished if scheduling.ttlSecondsAfterFinished is not None
+    ttl = (scheduling.ttl_seconds_after_finished if scheduling.ttl_seconds_after_finished is not None
            else settings.rayjob.ttl_seconds_after_finished)
-    deadline = scheduling.activeDeadlineSeconds
+    deadline = scheduling.active_deadline_seconds
     if deadline is None and is_gpu_job(spec):
         deadline = settings.rayjob.gpu_active_deadline_seconds
     out: dict[str, Any] = {"suspend": scheduling.suspend}

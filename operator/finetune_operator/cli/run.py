@@ -143,8 +143,8 @@ def _start_ray(job_config, cpus: float | None) -> None:
         tune = job_config.config.tune
         concurrent = 1
         if tune is not None:
-            concurrent = tune.maxConcurrentTrials or min(tune.numTrials, 2)
-        needed = scaling.numWorkers * scaling.cpusPerWorker * concurrent + DRIVER_HEADROOM_CPUS
+            concurrent = tune.max_concurrent_trials or min(tune.num_trials, 2)
+        needed = scaling.num_workers * scaling.cpus_per_worker * concurrent + DRIVER_HEADROOM_CPUS
         declared = cpus or max(float(os.cpu_count() or 1), needed)
         ray.init(address="local", num_cpus=int(declared + 0.999), include_dashboard=True,
                  log_to_driver=False, configure_logging=True, logging_level="WARNING", **local_ray_init_kwargs())
@@ -202,9 +202,9 @@ class LiveView:
 
     def update(self, report, trials) -> None:
         self.trials = trials
-        detail = f"step {report.step}" + (f"/{report.totalSteps}" if report.totalSteps else "")
-        if report.trialsTotal > 1:
-            detail += f"  trials {report.trialsCompleted}/{report.trialsTotal}"
+        detail = f"step {report.step}" + (f"/{report.total_steps}" if report.total_steps else "")
+        if report.trials_total > 1:
+            detail += f"  trials {report.trials_completed}/{report.trials_total}"
         if report.metrics.get("loss") is not None:
             detail += f"  loss {report.metrics['loss']:.4f}"
         if self.metric in report.metrics:

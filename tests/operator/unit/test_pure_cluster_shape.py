@@ -106,12 +106,12 @@ def test_a_rayjob_made_with_shutdown_keeps_its_ttl_field_on_patch(make_job):
 def test_one_ray_train_worker_per_gpu(make_job, pods, gpus, cpu, workers, cpus_each):
     job_obj, spec = make_job(resources={"workers": pods, "worker": {"gpu": gpus, "cpu": cpu, "memory": "64Gi"}})
     config = JobConfig.model_validate(json.loads(builders.build_configmap(job_obj, spec, SETTINGS)["data"]["job.json"]))
-    assert config.scaling.numWorkers == workers
-    assert config.scaling.gpusPerWorker == (1.0 if gpus else 0.0)
-    assert config.scaling.cpusPerWorker == pytest.approx(cpus_each)
+    assert config.scaling.num_workers == workers
+    assert config.scaling.gpus_per_worker == (1.0 if gpus else 0.0)
+    assert config.scaling.cpus_per_worker == pytest.approx(cpus_each)
     # What each pod holds fits the workers Ray packs onto it.
     per_pod = max(gpus, 1)
-    assert per_pod * config.scaling.cpusPerWorker <= parse_quantity(cpu)
+    assert per_pod * config.scaling.cpus_per_worker <= parse_quantity(cpu)
     from finetune_trainer.ray_train import _scaling_config
 
     scaling = _scaling_config(config)
@@ -183,7 +183,7 @@ def test_the_download_switch_reaches_the_driver_only(make_job):
 def test_a_jobs_own_download_switch_travels_in_its_config(make_job):
     job_obj, spec = make_job(model={"source": "org/some-model", "allowDownload": True})
     config = JobConfig.model_validate(json.loads(builders.build_configmap(job_obj, spec, SETTINGS)["data"]["job.json"]))
-    assert config.config.model.allowDownload is True
+    assert config.config.model.allow_download is True
 
 
 def test_the_gpu_example_frees_its_gpus_and_asks_ray_for_a_real_type():
@@ -201,8 +201,8 @@ def test_the_gpu_example_frees_its_gpus_and_asks_ray_for_a_real_type():
     worker = body["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
     assert worker["nodeSelector"]["cloud.google.com/gke-accelerator"] == "nvidia-tesla-a100"
     scaling = spec.job_config("x").scaling
-    assert scaling.acceleratorType in RAY_ACCELERATOR_TYPES
-    assert spec.model.allowDownload, "its model is a hub id: the cluster must be allowed to fetch it"
+    assert scaling.accelerator_type in RAY_ACCELERATOR_TYPES
+    assert spec.model.allow_download, "its model is a hub id: the cluster must be allowed to fetch it"
 
 
 @pytest.mark.parametrize("settings", [SETTINGS, Settings(rayjob=RayJobDefaults(deletion_rules=False)),

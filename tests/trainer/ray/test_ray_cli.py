@@ -114,6 +114,6 @@ def test_module_entry_point_runs_a_job_config_and_prints_progress(tiny_model, in
     from finetune_trainer.progress import latest_progress
 
     final = latest_progress(lines)
-    assert final.state == "succeeded" and final.modelUri == str(tmp_path / "out" / "module-entry" / "model")
+    assert final.state == "succeeded" and final.model_uri == str(tmp_path / "out" / "module-entry" / "model")
     assert (tmp_path / "out" / "module-entry" / "model" / "_SUCCESS").is_file()
-    assert f"job module-entry finished: model at {final.modelUri}" in done.stdout
+    assert f"job module-entry finished: model at {final.model_uri}" in done.stdout

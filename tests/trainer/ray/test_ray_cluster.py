@@ -24,8 +24,8 @@ def test_workers_that_cannot_be_placed_fail_the_run(ray_local, tiny_model, inten
     monkeypatch.setenv(CONTROLLER_FAILURE_LIMIT_ENV, "1")
     job = make_job("unplaceable", tiny_model, intent_data, str(tmp_path / "out"), workers=1)
     # A GPU of a type this CPU-only Ray has not: the placement group never forms.
-    job = job.model_copy(update={"scaling": job.scaling.model_copy(update={"gpusPerWorker": 1.0,
-                                                                           "acceleratorType": "A100"})})
+    job = job.model_copy(update={"scaling": job.scaling.model_copy(update={"gpus_per_worker": 1.0,
+                                                                           "accelerator_type": "A100"})})
     outcome: dict[str, BaseException] = {}
 
     def run() -> None:
@@ -72,7 +72,7 @@ def test_workers_train_from_the_copy_the_driver_staged(ray_local, tiny_model, in
     job = make_job("hub", tiny_model, intent_data, str(tmp_path / "out"), workers=2,
                    training={"epochs": 1, "evaluation": {"every": 8, "unit": "step"},
                              "checkpoint": {"every": 8, "unit": "step"}})
-    model = job.config.model.model_copy(update={"source": "acme/intents-base", "allowDownload": True})
+    model = job.config.model.model_copy(update={"source": "acme/intents-base", "allow_download": True})
     job = job.model_copy(update={"config": job.config.model_copy(update={"model": model})})
     result = run_job(job, echo=False)
     assert downloads == ["acme/intents-base"]  # once, for two workers and the export

@@ -30,7 +30,7 @@ def test_scoring_and_export_run_in_a_task_sized_like_a_worker(ray_local, tiny_mo
     scored = finish_on_worker(job, Outcome(str(checkpoint), {}, {}, None, [], {}), None, model_uri)
 
     assert scored["ran_on"]["pid"] != os.getpid()
-    assert scored["ran_on"]["resources"] == {"CPU": job.scaling.cpusPerWorker}
+    assert scored["ran_on"]["resources"] == {"CPU": job.scaling.cpus_per_worker}
     assert "test_accuracy" in scored["test"] and scored["report"]["test"] == 30
     assert (Path(model_uri) / "_SUCCESS").is_file()
     model = AutoModelForSequenceClassification.from_pretrained(model_uri)

@@ -62,7 +62,7 @@ def test_single_run_writes_a_loadable_model_and_records(ray_local, tiny_model, i
     assert steps == [4, 8, 12]
     # Every training row is used in every epoch (the hash shards are evened out first).
     assert metrics["train_samples"] == 2 * 96
-    assert reports.reports[-1].state == "succeeded" and reports.reports[-1].modelUri == result.model_uri
+    assert reports.reports[-1].state == "succeeded" and reports.reports[-1].model_uri == result.model_uri
     assert json.loads((root / "progress.json").read_text())["state"] == "succeeded"
 
     model = AutoModelForSequenceClassification.from_pretrained(root / "model")

@@ -67,7 +67,7 @@ def test_store_down_mid_run_fails_clearly_and_reports_no_model(ray_local, tiny_m
     assert stopped.is_set()
     message = str(failure.value)
     assert "store" in message or "s3" in message.lower(), message
-    assert reports[-1].state == "failed" and reports[-1].modelUri is None
+    assert reports[-1].state == "failed" and reports[-1].model_uri is None
 
     s3_store.start()
     files = _s3_files(s3_store, f"{s3_bucket}/jobs/s3-outage")

@@ -54,13 +54,13 @@ def test_progress_tracker_reports_best_trial_and_writes_progress_json(tmp_path):
     assert on_disk()["bestTrial"]["id"] == "a"  # the first report is written at once
     now[0] += 1.0
     tracker.handle(_event("b", 5, 0.8, lr=0.01))
-    assert seen[-1].bestTrial.id == "b"
+    assert seen[-1].best_trial.id == "b"
     assert on_disk()["bestTrial"]["id"] == "a"  # 1 s later: reported, not rewritten
     now[0] += tracker.WRITE_INTERVAL_S
     report = tracker.handle(_event("a", 10, 0.7, final=True, lr=0.1))
-    assert report.bestTrial.id == "b" and report.bestTrial.hyperparameters == {"training.learningRate": 0.01}
-    assert report.bestMetrics == {"eval_accuracy": 0.8}
-    assert report.trialsCompleted == 1 and report.trialsTotal == 2
+    assert report.best_trial.id == "b" and report.best_trial.hyperparameters == {"training.learningRate": 0.01}
+    assert report.best_metrics == {"eval_accuracy": 0.8}
+    assert report.trials_completed == 1 and report.trials_total == 2
     assert report.percent == pytest.approx(75.0)  # a done, b half-way
     assert tracker.trials["a"].checkpoints == [("/ckpt/a5", tracker.trials["a"].history[0])]
     assert parse_progress_line("log prefix " + report.to_line()) == report
@@ -97,7 +97,7 @@ def test_concurrent_trials_fit_resources_and_respect_the_spec():
     assert concurrent_trials(_job(max_concurrent=1), available_cpus=64) == 1
     assert concurrent_trials(_job(trials=3), available_cpus=64) == 3
     grid = _job(trials=1).model_copy(deep=True)
-    grid.config.tune.searchSpace = {"training.batchSize": SearchDimension(type="grid", values=[8, 16, 32])}
+    grid.config.tune.search_space = {"training.batchSize": SearchDimension(type="grid", values=[8, 16, 32])}
     assert concurrent_trials(grid, available_cpus=64) == 3  # a 3-point grid is 3 trials, though numTrials is 1
 
 
@@ -151,7 +151,7 @@ def test_finetune_run_applies_overrides_and_makes_paths_absolute(tmp_path, monke
         "spec:\n  model: {source: model}\n  data: {train: data/train.csv}\n  output: {uri: outputs}\n")
     monkeypatch.chdir(tmp_path)
     job = load_job(_run_args(manifest, "training.learningRate=3e-5", "spec.training.epochs=1", workers=3))
-    assert job.spec.training.learningRate == 3e-5 and job.spec.training.epochs == 1
+    assert job.spec.training.learning_rate == 3e-5 and job.spec.training.epochs == 1
     assert job.spec.resources.workers == 3
     assert job.spec.data.train == str(tmp_path / "data" / "train.csv")
     assert job.spec.model.source == str(tmp_path / "model")
@@ -249,7 +249,7 @@ def test_searches_are_seeded(ray_local, tmp_path):
             tune.report({"lr": config["training.learningRate"], "eval_loss": 1.0})
 
         job = _seeded_search_job(seed)
-        space = {path: _domain(dimension) for path, dimension in job.config.tune.searchSpace.items()}
+        space = {path: _domain(dimension) for path, dimension in job.config.tune.search_space.items()}
         tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 0.25}), param_space=space,
                            tune_config=tune.TuneConfig(search_alg=_search_alg(job, concurrency), num_samples=4,
                                                        metric="eval_loss", mode="min"),
@@ -278,7 +278,7 @@ def test_search_algorithms_hold_the_cap_on_trials_at_once(algorithm):
     def live_trials(cap: int) -> tuple[int, bool]:
         """(trials handed out before any finished, whether one more comes after one finishes)"""
         job = _seeded_search_job(7, algorithm)
-        space = {path: _domain(dimension) for path, dimension in job.config.tune.searchSpace.items()}
+        space = {path: _domain(dimension) for path, dimension in job.config.tune.search_space.items()}
         search = _search_alg(job, cap)
         if not isinstance(search, SearchAlgorithm):
             search = SearchGenerator(search)

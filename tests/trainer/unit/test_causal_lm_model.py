@@ -70,7 +70,7 @@ def test_causal_settings_and_perplexity_need_the_causal_task():
             "metric": "eval_perplexity"}))
     ok = TrainingConfig.model_validate(_config(causalLm={"packing": True}, strategy={"type": "qlora",
                                                                                      "lora": {"r": 4}}))
-    assert ok.causal_lm.packing and ok.strategy.resolved().lora.r == 4
+    assert ok.causal_lm_settings.packing and ok.strategy.resolved().lora.r == 4
 
 
 def test_qlora_needs_gpus_on_the_workers():

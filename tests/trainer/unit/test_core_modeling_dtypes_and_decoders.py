@@ -39,7 +39,7 @@ def test_half_weights_with_the_fp16_scaler_are_refused_naming_both_fields(tmp_pa
     with pytest.raises(ValidationError, match=r"model.loadDtype float16 cannot train with training.precision fp16"):
         training_config("t.csv", "out", model={"loadDtype": "float16"}, training={"precision": "fp16"})
     assert training_config("t.csv", "out", model={"loadDtype": "bfloat16"},
-                           training={"precision": "bf16"}).model.loadDtype == "bfloat16"
+                           training={"precision": "bf16"}).model.load_dtype == "bfloat16"
 
 
 def word_level_tokenizer(directory: Path, specials: dict[str, str]):

@@ -98,12 +98,12 @@ def test_every_rank_trains_on_each_of_its_rows_once_per_epoch_in_as_many_batches
     from finetune_trainer.train_loop import _plan
 
     training = TrainingSpec(batchSize=16, epochs=1)
-    batch_counts = [math.ceil(size / training.batchSize) for size in sizes]
+    batch_counts = [math.ceil(size / training.batch_size) for size in sizes]
     counts = set()
     for rank, size in enumerate(sizes):
         plan = _plan(training, size, _TwoRanks(batch_counts))
         batches = epoch_batches(epoch_order(size, 42, 0, rank=rank), plan.batch_size, plan.batches_per_epoch)
         assert sorted(i for batch in batches for i in batch) == list(range(size))
-        assert all(len(batch) == training.batchSize for batch in batches[:-1])
+        assert all(len(batch) == training.batch_size for batch in batches[:-1])
         counts.add(len(batches))
     assert len(counts) == 1

@@ -120,6 +120,6 @@ def test_hash_shards_of_real_rows_come_out_uneven_and_rebalance_to_even(tmp_path
     loaded = [load_examples(config, rank=r, world_size=2).train for r in range(2)]
     sizes = [len(s) for s in loaded]
     assert sum(sizes) == 2000 and sizes[0] != sizes[1]
-    results = run_ranks(loaded, seed=config.data.shuffleSeed)
+    results = run_ranks(loaded, seed=config.data.shuffle_seed)
     assert [len(s) for s in results] == [1000, 1000]
     assert sorted(r for s in results for r in s.rows) == sorted(r for s in loaded for r in s.rows)

@@ -73,7 +73,7 @@ def test_the_splitter_knows_no_task_only_its_rules(tmp_path: Path) -> None:
     assert len(kept) == len(set(kept))
     assert not set(kept) & {r.values["a"] for r in split.validation}
     assert split.report.dropped_duplicates + len(kept) == sum(
-        1 for r in rows[:60] if not splitting.is_validation(splitting.row_hash(config.data.shuffleSeed, r["a"]),
+        1 for r in rows[:60] if not splitting.is_validation(splitting.row_hash(config.data.shuffle_seed, r["a"]),
                                                            0.25))
     shards = [splitting.split_rows(config, _Pairs(), rank=r, world_size=2).train for r in range(2)]
     assert sorted(r.values["a"] for s in shards for r in s) == sorted(kept)

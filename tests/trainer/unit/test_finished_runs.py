@@ -31,7 +31,7 @@ def test_a_finished_run_of_the_same_configuration_is_returned(tmp_path):
     assert result is not None and result.already_finished and result.metrics["eval_loss"] == 0.5
     # Where the output lives is not part of the configuration that trained the model.
     moved = job.model_copy(update={"config": job.config.model_copy(
-        update={"output": job.config.output.model_copy(update={"keepCheckpoints": 5})})})
+        update={"output": job.config.output.model_copy(update={"keep_checkpoints": 5})})})
     assert config_fingerprint(moved.config) == config_fingerprint(job.config)
 
 

@@ -37,26 +37,26 @@ class CausalLmSpec(Spec):
     alpaca layout), `text` (one `data.textColumn` column, for continued pre-training),
     or `auto`: detected from the training data's columns in that order."""
 
-    messagesColumn: str = Field(default="messages", min_length=1)
+    messages_column: str = Field(default="messages", min_length=1)
     """Column holding the chat messages (`chat`)."""
 
-    instructionColumn: str = Field(default="instruction", min_length=1)
+    instruction_column: str = Field(default="instruction", min_length=1)
     """Column holding the instruction (`instruction`)."""
 
-    inputColumn: str = Field(default="input", min_length=1)
+    input_column: str = Field(default="input", min_length=1)
     """Column holding the optional input that follows the instruction (`instruction`);
     the data may leave the column out entirely."""
 
-    outputColumn: str = Field(default="output", min_length=1)
+    output_column: str = Field(default="output", min_length=1)
     """Column holding the wanted answer (`instruction`)."""
 
-    chatTemplate: Optional[str] = Field(default=None, min_length=1, max_length=65536)
+    chat_template: Optional[str] = Field(default=None, min_length=1, max_length=65536)
     """A Jinja chat template (the transformers `chat_template` format) used when the
     tokenizer has none. `chat` data needs a template from one of the two;
     `instruction` data without one is laid out as `### Instruction:` / `### Input:` /
     `### Response:`."""
 
-    trainOnPrompt: bool = False
+    train_on_prompt: bool = False
     """Train on the whole sequence. Off (the default), the loss covers only the
     assistant / output tokens and the prompt's labels are -100."""
 
@@ -65,11 +65,11 @@ class CausalLmSpec(Spec):
     Position ids restart at every example, so attention does not cross examples (the
     model builds a block-diagonal causal mask from them). Evaluation never packs."""
 
-    sampleGenerations: int = Field(default=0, ge=0, le=16)
+    sample_generations: int = Field(default=0, ge=0, le=16)
     """Greedy answers to this many held-out validation prompts, by the base model and
     the fine-tuned one, written into the model card (0: none)."""
 
-    maxNewTokens: int = Field(default=32, ge=1, le=1024)
+    max_new_tokens: int = Field(default=32, ge=1, le=1024)
     """Longest answer generated for the model card."""
 
 
@@ -84,15 +84,15 @@ def _causal(config: Any) -> bool:
 
 
 def _early_metric(config: Any) -> Optional[str]:
-    return config.training.earlyStopping.metric if config.training.earlyStopping else None
+    return config.training.early_stopping.metric if config.training.early_stopping else None
 
 
 CAUSAL_LM_RULES: tuple[Rule, ...] = (
     Rule(f"!has(self.causalLm) || {_IS_CAUSAL}", "causalLm settings are allowed only with model.task causal-lm",
-         lambda c: c.causalLm is None or _causal(c), lambda c: f"model.task is {c.model.task}"),
+         lambda c: c.causal_lm is None or _causal(c), lambda c: f"model.task is {c.model.task}"),
     Rule(f"!({_IS_CAUSAL}) || (!has(self.model.labels) && !has(self.model.numLabels))",
          "model.labels and model.numLabels do not apply to model.task causal-lm (it predicts tokens, not classes)",
-         lambda c: not _causal(c) or (c.model.labels is None and c.model.numLabels is None)),
+         lambda c: not _causal(c) or (c.model.labels is None and c.model.num_labels is None)),
     Rule(f"!({_IS_CAUSAL}) || !({_STRATEGY} in {list(CLASSIFIER_ONLY_STRATEGIES)})",
          "strategy.type featureExtraction and gradualUnfreezing need a classification head; model.task causal-lm "
          "allows full, partial, lora and qlora",

@@ -14,16 +14,16 @@ DataFormat = Literal["csv", "tsv", "jsonl", "parquet", "imagefolder"]
 class AugmentationSpec(Spec):
     """Random text augmentation applied to training examples only."""
 
-    wordDropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    word_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Probability of dropping each word of a training example."""
 
-    wordSwap: float = Field(default=0.0, ge=0.0, lt=1.0)
+    word_swap: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Probability of swapping each word with its right neighbour."""
 
     RULES = (
         Rule("self.wordDropout > 0.0 || self.wordSwap > 0.0",
              "set wordDropout or wordSwap above 0, or leave augmentation out",
-             lambda s: s.wordDropout > 0.0 or s.wordSwap > 0.0),
+             lambda s: s.word_dropout > 0.0 or s.word_swap > 0.0),
     )
 
 
@@ -45,26 +45,26 @@ class DataSpec(Spec):
     """File format. Inferred from the file extension when absent (a folder of label
     folders of images is an `imagefolder`, for `model.task: image-classification` only)."""
 
-    textColumn: str = Field(default="text", min_length=1)
+    text_column: str = Field(default="text", min_length=1)
     """Column with the input text."""
 
-    textPairColumn: Optional[str] = None
+    text_pair_column: Optional[str] = None
     """Optional second text column, for sentence-pair tasks."""
 
-    labelColumn: str = Field(default="label", min_length=1)
+    label_column: str = Field(default="label", min_length=1)
     """Column with the label: a class name or an integer id."""
 
-    validationFraction: float = Field(default=0.1, gt=0.0, le=0.5)
+    validation_fraction: float = Field(default=0.1, gt=0.0, le=0.5)
     """Share of the training data held out for validation when no `validation` source
     is given."""
 
-    maxSeqLength: int = Field(default=128, ge=8, le=8192)
+    max_seq_length: int = Field(default=128, ge=8, le=8192)
     """Token sequences are truncated to this length."""
 
-    maxSamples: Optional[int] = Field(default=None, ge=1)
+    max_samples: Optional[int] = Field(default=None, ge=1)
     """Use at most this many training examples (after shuffling)."""
 
-    shuffleSeed: int = Field(default=42, ge=0)
+    shuffle_seed: int = Field(default=42, ge=0)
     """Seed for shuffling and for the validation split."""
 
     strict: bool = False

@@ -18,43 +18,43 @@ from finetune_trainer.config.base import Rule, Spec
 class ImageAugmentationSpec(Spec):
     """Random augmentation of training images only (never at evaluation)."""
 
-    randomResizedCrop: bool = False
+    random_resized_crop: bool = False
     """Crop a random part of each image (area share in `cropScale`, aspect ratio 3/4
     to 4/3) before the processor resizes it to the model's input size."""
 
-    cropScale: list[float] = Field(default_factory=lambda: [0.5, 1.0], min_length=2, max_length=2)
+    crop_scale: list[float] = Field(default_factory=lambda: [0.5, 1.0], min_length=2, max_length=2)
     """The [smallest, largest] share of the image area a random crop keeps (0 < min <= max <= 1)."""
 
-    horizontalFlip: bool = False
+    horizontal_flip: bool = False
     """Mirror each image left to right with probability 0.5."""
 
-    colorJitter: float = Field(default=0.0, ge=0.0, le=1.0)
+    color_jitter: float = Field(default=0.0, ge=0.0, le=1.0)
     """Strength of random brightness, contrast and saturation changes: each factor is
     drawn from [1 - colorJitter, 1 + colorJitter]; 0 turns it off."""
 
     RULES = (
         Rule("self.randomResizedCrop || self.horizontalFlip || self.colorJitter > 0.0",
              "set randomResizedCrop, horizontalFlip or colorJitter, or leave image.augmentation out",
-             lambda s: s.randomResizedCrop or s.horizontalFlip or s.colorJitter > 0.0),
+             lambda s: s.random_resized_crop or s.horizontal_flip or s.color_jitter > 0.0),
         Rule("!has(self.cropScale) || (self.cropScale[0] > 0.0 && self.cropScale[0] <= self.cropScale[1]"
              " && self.cropScale[1] <= 1.0)",
              "cropScale must be [min, max] with 0 < min <= max <= 1",
-             lambda s: 0.0 < s.cropScale[0] <= s.cropScale[1] <= 1.0,
-             lambda s: f"got {s.cropScale}"),
+             lambda s: 0.0 < s.crop_scale[0] <= s.crop_scale[1] <= 1.0,
+             lambda s: f"got {s.crop_scale}"),
     )
 
 
 class ImageSpec(Spec):
     """Image-classification data settings."""
 
-    imageColumn: str = Field(default="image", min_length=1)
+    image_column: str = Field(default="image", min_length=1)
     """For csv/jsonl/parquet sources: the column with each image, as a path (relative
     to the table file's folder, absolute, or `s3://`) or as the encoded bytes (a
     binary parquet column, or a `{bytes, path}` struct as Hugging Face datasets write
     it). Image folders (`data.format: imagefolder`) have no columns: each image's
     label is the name of the folder it sits in."""
 
-    skipUnreadable: bool = False
+    skip_unreadable: bool = False
     """Drop images that cannot be read or decoded, and count them in metrics.json
     (`data.skipped_unreadable`), instead of failing with the file's name."""
 

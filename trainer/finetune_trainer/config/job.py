@@ -30,7 +30,7 @@ class OutputSpec(Spec):
     region: Optional[str] = None
     """S3 region."""
 
-    keepCheckpoints: int = Field(default=2, ge=1, le=100)
+    keep_checkpoints: int = Field(default=2, ge=1, le=100)
     """How many checkpoints to keep per trial."""
 
     @property
@@ -52,7 +52,7 @@ _TASK_RULES = (
      lambda c: c.data.format == "imagefolder" and c.model.task != "image-classification"),
     (f"!has(self.data.textPairColumn) || self.model.task != {_IMAGE}",
      "data.textPairColumn cannot be used with model.task image-classification (images have no text pair)",
-     lambda c: c.data.textPairColumn is not None and c.model.task == "image-classification"),
+     lambda c: c.data.text_pair_column is not None and c.model.task == "image-classification"),
     (f"!has(self.data.augmentation) || self.model.task != {_IMAGE}",
      "data.augmentation (word dropout/swap) cannot be used with model.task image-classification; "
      "use image.augmentation",
@@ -87,7 +87,7 @@ class TrainingConfig(Spec):
     output: OutputSpec
     """Where results go."""
 
-    causalLm: Optional[CausalLmSpec] = None
+    causal_lm: Optional[CausalLmSpec] = None
     """Settings of `model.task: causal-lm` (record layout, prompt template, loss
     masking, packing); allowed only with that task, defaults when absent."""
 
@@ -104,17 +104,17 @@ class TrainingConfig(Spec):
     )
 
     @property
-    def causal_lm(self) -> CausalLmSpec:
+    def causal_lm_settings(self) -> CausalLmSpec:
         """The `causalLm` block, its defaults when absent."""
-        return self.causalLm or CausalLmSpec()
+        return self.causal_lm or CausalLmSpec()
 
     @property
     def foreign_strategy_path(self) -> Optional[str]:
         """The first searched path into the settings of a strategy other than the one
         strategy.type reads (`qlora` reads `lora`), if any."""
-        for path in self.tune.searchSpace if self.tune is not None else ():
+        for path in self.tune.search_space if self.tune is not None else ():
             head, _, rest = path.partition(".")
-            if head == "strategy" and "." in rest and rest.split(".", 1)[0] != self.strategy.settings_block:
+            if head == "strategy" and "." in rest and rest.split(".", 1)[0] != self.strategy.settings_key:
                 return path
         return None
 
@@ -129,9 +129,9 @@ class TrainingConfig(Spec):
 
     def check_half_precision(self) -> None:
         """fp16 training needs fp32 weights under its gradient scaler."""
-        if self.model.loadDtype in ("float16", "bfloat16") and self.training.precision == "fp16":
+        if self.model.load_dtype in ("float16", "bfloat16") and self.training.precision == "fp16":
             raise ValueError(
-                f"model.loadDtype {self.model.loadDtype} cannot train with training.precision fp16: the "
+                f"model.loadDtype {self.model.load_dtype} cannot train with training.precision fp16: the "
                 "gradient scaler needs fp32 weights; use model.loadDtype float32 (the default) or "
                 "training.precision bf16"
             )
@@ -142,8 +142,8 @@ def selection_metric(config: TrainingConfig) -> tuple[str, str]:
     the sweep's, else early stopping's, else the validation loss."""
     if config.tune is not None:
         return config.tune.metric, config.tune.mode
-    if config.training.earlyStopping is not None:
-        return config.training.earlyStopping.metric, config.training.earlyStopping.mode
+    if config.training.early_stopping is not None:
+        return config.training.early_stopping.metric, config.training.early_stopping.mode
     return "eval_loss", "min"
 
 
@@ -191,7 +191,7 @@ def distribution_problem_in(distributed: str, workers: int, config: "TrainingCon
     """`distribution_problem` for `config` and for every strategy and precision its
     sweep may choose (a trial of `tune.searchSpace` runs with the same workers)."""
     def candidates(path: str, current: str) -> list[str]:
-        dimension = config.tune.searchSpace.get(path) if config.tune is not None else None
+        dimension = config.tune.search_space.get(path) if config.tune is not None else None
         return [current, *[v for v in (dimension.values or []) if isinstance(v, str)]] if dimension else [current]
 
     for strategy in candidates("strategy.type", config.strategy.type):
@@ -207,16 +207,16 @@ def distribution_problem_in(distributed: str, workers: int, config: "TrainingCon
 class ScalingSpec(Spec):
     """How many Ray Train workers, and what each holds."""
 
-    numWorkers: int = Field(default=1, ge=1, le=4096)
+    num_workers: int = Field(default=1, ge=1, le=4096)
     """Data-parallel workers per trial."""
 
-    cpusPerWorker: float = Field(default=1.0, gt=0)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
     """Logical CPUs each worker reserves in Ray."""
 
-    gpusPerWorker: float = Field(default=0.0, ge=0)
+    gpus_per_worker: float = Field(default=0.0, ge=0)
     """GPUs each worker reserves; above 0 means training on GPU with NCCL."""
 
-    acceleratorType: Optional[str] = None
+    accelerator_type: Optional[str] = None
     """Ray accelerator type to pin workers to, for example `A100`."""
 
     distributed: Distributed = "ddp"
@@ -242,7 +242,7 @@ class JobConfig(Spec):
 
     @model_validator(mode="after")
     def _qlora_needs_gpus(self) -> "JobConfig":
-        if self.config.strategy.type == "qlora" and self.scaling.gpusPerWorker <= 0:
+        if self.config.strategy.type == "qlora" and self.scaling.gpus_per_worker <= 0:
             raise ValueError(
                 "strategy.type qlora loads the base model in 4 bits with bitsandbytes, which needs a CUDA GPU "
                 "on every worker; give the workers GPUs (scaling.gpusPerWorker; resources.worker.gpu "
@@ -252,7 +252,7 @@ class JobConfig(Spec):
 
     @model_validator(mode="after")
     def _distribution_fits(self) -> "JobConfig":
-        problem = distribution_problem_in(self.scaling.distributed, self.scaling.numWorkers, self.config,
+        problem = distribution_problem_in(self.scaling.distributed, self.scaling.num_workers, self.config,
                                           field="scaling.distributed", workers_field="scaling.numWorkers")
         if problem:
             raise ValueError(problem)

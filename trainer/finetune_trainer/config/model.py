@@ -19,12 +19,12 @@ class ModelSpec(Spec):
     revision: Optional[str] = None
     """Hub revision (branch, tag or commit) when `source` is a hub id."""
 
-    allowDownload: bool = False
+    allow_download: bool = False
     """Let the driver download a hub-id `source` from the Hugging Face hub: once, into
     the job's output folder (`<uri>/<job>/base-model/`), from where every worker loads
     it. Off (the default), a hub id must already be in the image's model cache."""
 
-    loadDtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    load_dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     """The dtype the weights are loaded in. `float32` (the default) keeps fp32 master
     weights whatever the checkpoint holds, and `training.precision` bf16/fp16 then runs
     the forward pass under autocast. `bfloat16`/`float16` load (and train) the weights
@@ -38,7 +38,7 @@ class ModelSpec(Spec):
     block) or `causal-lm` (instruction tuning or continued pre-training of a
     decoder-only language model; its settings are the `causalLm` block)."""
 
-    numLabels: Optional[int] = Field(default=None, ge=2, le=10000)
+    num_labels: Optional[int] = Field(default=None, ge=2, le=10000)
     """Number of classes. Optional when `labels` is given or labels are inferred from
     the training data."""
 
@@ -51,8 +51,8 @@ class ModelSpec(Spec):
     RULES = (
         Rule("!has(self.labels) || !has(self.numLabels) || size(self.labels) == self.numLabels",
              "numLabels must equal the number of labels when both are given",
-             lambda s: s.labels is None or s.numLabels is None or len(s.labels) == s.numLabels,
-             lambda s: f"numLabels={s.numLabels}, {len(s.labels)} labels"),
+             lambda s: s.labels is None or s.num_labels is None or len(s.labels) == s.num_labels,
+             lambda s: f"numLabels={s.num_labels}, {len(s.labels)} labels"),
     )
 
     # The API server checks uniqueness through the list type (a set), not by a rule.
@@ -64,4 +64,4 @@ class ModelSpec(Spec):
 
     @property
     def num_classes(self) -> Optional[int]:
-        return len(self.labels) if self.labels else self.numLabels
+        return len(self.labels) if self.labels else self.num_labels

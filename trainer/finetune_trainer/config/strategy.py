@@ -14,20 +14,20 @@ StrategyType = Literal["full", "partial", "featureExtraction", "gradualUnfreezin
 class PartialSpec(Spec):
     """What `partial` fine-tuning freezes."""
 
-    freezeEmbeddings: bool = True
+    freeze_embeddings: bool = True
     """Freeze the embedding layer."""
 
-    freezeLayers: int = Field(default=0, ge=0, le=1000)
+    freeze_layers: int = Field(default=0, ge=0, le=1000)
     """Freeze the lowest N transformer layers."""
 
-    freezePatterns: list[str] = Field(default_factory=list, max_length=64)
+    freeze_patterns: list[str] = Field(default_factory=list, max_length=64)
     """Also freeze parameters whose name matches any of these regular expressions."""
 
     RULES = (
         Rule("self.freezeEmbeddings || self.freezeLayers > 0"
              " || (has(self.freezePatterns) && size(self.freezePatterns) > 0)",
              "partial must freeze something: freezeEmbeddings, freezeLayers or freezePatterns",
-             lambda s: bool(s.freezeEmbeddings or s.freezeLayers or s.freezePatterns)),
+             lambda s: bool(s.freeze_embeddings or s.freeze_layers or s.freeze_patterns)),
     )
 
     # CEL cannot tell whether a string is a valid regular expression.
@@ -35,7 +35,7 @@ class PartialSpec(Spec):
     def _patterns_compile(self) -> "PartialSpec":
         import re
 
-        for pattern in self.freezePatterns:
+        for pattern in self.freeze_patterns:
             try:
                 re.compile(pattern)
             except re.error as err:
@@ -53,7 +53,7 @@ class GradualUnfreezingSpec(Spec):
     unit: Literal["epoch", "step"] = "epoch"
     """Whether `every` counts epochs or optimizer steps."""
 
-    unfreezeEmbeddings: bool = False
+    unfreeze_embeddings: bool = False
     """Unfreeze the embeddings too once every layer is unfrozen."""
 
 
@@ -69,12 +69,12 @@ class LoraSpec(Spec):
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     """Dropout on the adapter input."""
 
-    targetModules: Optional[list[str]] = Field(default=None, min_length=1, max_length=64)
+    target_modules: Optional[list[str]] = Field(default=None, min_length=1, max_length=64)
     """Names (suffixes) of the linear modules that get adapters, or `[all-linear]` for
     every linear layer but the output layer. Default: the task's, `[query, value]`
     for sequence classification (BERT's names) and `[all-linear]` for causal-lm."""
 
-    mergeOnExport: bool = True
+    merge_on_export: bool = True
     """Export the adapter merged into the base as a plain `save_pretrained` model that
     loads without peft (true), or only the adapter, loadable with peft on top of the
     base model (false). `qlora` always exports the adapter alone (its base is 4-bit)."""
@@ -90,7 +90,7 @@ class StrategySpec(Spec):
     partial: Optional[PartialSpec] = None
     """Settings for `partial`."""
 
-    gradualUnfreezing: Optional[GradualUnfreezingSpec] = None
+    gradual_unfreezing: Optional[GradualUnfreezingSpec] = None
     """Settings for `gradualUnfreezing`."""
 
     lora: Optional[LoraSpec] = None
@@ -99,9 +99,9 @@ class StrategySpec(Spec):
     RULES = (
         *(Rule(f"!has(self.{name}) || self.type == '{name}'",
                f"{name} settings are allowed only with type {name}",
-               lambda s, name=name: getattr(s, name) is None or s.type == name,
+               lambda s, name=name, field=field: getattr(s, field) is None or s.type == name,
                lambda s: f"type is {s.type}")
-          for name in ("partial", "gradualUnfreezing")),
+          for field, name in (("partial", "partial"), ("gradual_unfreezing", "gradualUnfreezing"))),
         Rule("!has(self.lora) || self.type == 'lora' || self.type == 'qlora'",
              "lora settings are allowed only with type lora or qlora",
              lambda s: s.lora is None or s.type in ("lora", "qlora"),
@@ -110,7 +110,7 @@ class StrategySpec(Spec):
 
     def resolved(self) -> "StrategySpec":
         """A copy whose settings block for `type` is filled with its defaults."""
-        defaults = {"partial": PartialSpec, "gradualUnfreezing": GradualUnfreezingSpec, "lora": LoraSpec}
+        defaults = {"partial": PartialSpec, "gradual_unfreezing": GradualUnfreezingSpec, "lora": LoraSpec}
         block = self.settings_block
         if block in defaults and getattr(self, block) is None:
             return self.model_copy(update={block: defaults[block]()})
@@ -118,7 +118,13 @@ class StrategySpec(Spec):
 
     @property
     def settings_block(self) -> Optional[str]:
-        """The name of the settings block `type` reads (`qlora` reads `lora`), if any."""
-        if self.type == "qlora":
-            return "lora"
-        return self.type if self.type in ("partial", "gradualUnfreezing", "lora") else None
+        """The attribute of the settings block `type` reads (`qlora` reads `lora`), if
+        any; its manifest key is `settings_key`."""
+        blocks = {"partial": "partial", "gradualUnfreezing": "gradual_unfreezing", "lora": "lora", "qlora": "lora"}
+        return blocks.get(self.type)
+
+    @property
+    def settings_key(self) -> Optional[str]:
+        """The manifest key of the settings block `type` reads, if any."""
+        block = self.settings_block
+        return type(self).model_fields[block].alias if block else None

@@ -46,16 +46,16 @@ class SchedulerSpec(Spec):
     name: Literal["linear", "cosine", "constant"] = "linear"
     """`linear` decay to 0, `cosine` decay to 0, or `constant`."""
 
-    warmupSteps: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0)
     """Optimizer steps of linear warmup from 0 to the learning rate."""
 
-    warmupRatio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Warmup as a share of all optimizer steps; used when warmupSteps is 0."""
 
     RULES = (
         Rule("self.warmupSteps == 0 || self.warmupRatio == 0.0",
              "set warmupSteps or warmupRatio, not both",
-             lambda s: s.warmupSteps == 0 or s.warmupRatio == 0.0),
+             lambda s: s.warmup_steps == 0 or s.warmup_ratio == 0.0),
     )
 
 
@@ -81,7 +81,7 @@ class EarlyStoppingSpec(Spec):
     patience: int = Field(default=3, ge=1)
     """Evaluations without improvement before stopping."""
 
-    minDelta: float = Field(default=0.0, ge=0.0)
+    min_delta: float = Field(default=0.0, ge=0.0)
     """Smallest change that counts as an improvement."""
 
 
@@ -91,17 +91,17 @@ class TrainingSpec(Spec):
     epochs: float = Field(default=3.0, gt=0.0, le=10000)
     """Passes over the training data. Ignored when maxSteps is set."""
 
-    maxSteps: Optional[int] = Field(default=None, ge=1)
+    max_steps: Optional[int] = Field(default=None, ge=1)
     """Stop after this many optimizer steps; overrides epochs."""
 
-    batchSize: int = Field(default=16, ge=1, le=65536)
+    batch_size: int = Field(default=16, ge=1, le=65536)
     """Examples per worker per forward pass. The global batch is batchSize x workers x
     gradientAccumulationSteps."""
 
-    gradientAccumulationSteps: int = Field(default=1, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=4096)
     """Forward passes per optimizer step."""
 
-    learningRate: float = Field(default=5e-5, gt=0.0, le=10.0)
+    learning_rate: float = Field(default=5e-5, gt=0.0, le=10.0)
     """Peak learning rate."""
 
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
@@ -110,13 +110,13 @@ class TrainingSpec(Spec):
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     """The learning-rate schedule."""
 
-    weightDecay: float = Field(default=0.0, ge=0.0, le=1.0)
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
     """Decoupled weight decay; not applied to biases and LayerNorm weights."""
 
     dropout: Optional[float] = Field(default=None, ge=0.0, lt=1.0)
     """Override the model's dropout probabilities."""
 
-    maxGradNorm: Optional[float] = Field(default=1.0, gt=0.0)
+    max_grad_norm: Optional[float] = Field(default=1.0, gt=0.0)
     """Clip the gradient norm to this value; set to null to disable clipping."""
 
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -132,10 +132,10 @@ class TrainingSpec(Spec):
     checkpoint: IntervalSpec = Field(default_factory=IntervalSpec)
     """How often to write a checkpoint."""
 
-    earlyStopping: Optional[EarlyStoppingSpec] = None
+    early_stopping: Optional[EarlyStoppingSpec] = None
     """Stop early when the watched metric stops improving."""
 
-    gradientCheckpointing: bool = False
+    gradient_checkpointing: bool = False
     """Recompute activations in the backward pass instead of keeping them (the
     transformers gradient checkpointing): less memory for longer sequences or larger
     batches, at roughly a third more compute."""

@@ -94,33 +94,33 @@ class TuneSchedulerSpec(Spec):
     """`fifo` runs every trial to the end; `asha` stops weak trials early; `pbt`
     perturbs hyperparameters of weak trials from strong ones."""
 
-    gracePeriod: int = Field(default=1, ge=1)
+    grace_period: int = Field(default=1, ge=1)
     """ASHA: evaluations a trial always gets before it may be stopped."""
 
-    reductionFactor: float = Field(default=2.0, gt=1.0)
+    reduction_factor: float = Field(default=2.0, gt=1.0)
     """ASHA: 1/reductionFactor of trials advance at each rung."""
 
-    perturbationInterval: int = Field(default=1, ge=1)
+    perturbation_interval: int = Field(default=1, ge=1)
     """PBT: evaluations between two perturbations."""
 
 
 class TuneSpec(Spec):
     """A hyperparameter sweep run with Ray Tune."""
 
-    searchSpace: dict[TunablePath, SearchDimension] = Field(min_length=1, max_length=MAX_SEARCH_DIMENSIONS)
+    search_space: dict[TunablePath, SearchDimension] = Field(min_length=1, max_length=MAX_SEARCH_DIMENSIONS)
     """Hyperparameters to search (at most 32), keyed by their path in the spec, for
     example `training.learningRate` or `strategy.lora.r`."""
 
-    searchAlgorithm: Literal["random", "grid", "bayesian"] = "random"
+    search_algorithm: Literal["random", "grid", "bayesian"] = "random"
     """`random`, `grid` (every combination of grid values) or `bayesian` (Optuna TPE)."""
 
     scheduler: TuneSchedulerSpec = Field(default_factory=TuneSchedulerSpec)
     """The trial scheduler."""
 
-    numTrials: int = Field(default=4, ge=1, le=10000)
+    num_trials: int = Field(default=4, ge=1, le=10000)
     """Trials to run (for `grid`: repetitions of the full grid)."""
 
-    maxConcurrentTrials: Optional[int] = Field(default=None, ge=1)
+    max_concurrent_trials: Optional[int] = Field(default=None, ge=1)
     """Upper bound on trials running at once; by default as many as resources allow."""
 
     metric: MetricName = "eval_loss"
@@ -133,20 +133,20 @@ class TuneSpec(Spec):
     RULES = (
         Rule("!has(self.maxConcurrentTrials) || self.maxConcurrentTrials <= self.numTrials",
              "maxConcurrentTrials must be <= numTrials",
-             lambda s: s.maxConcurrentTrials is None or s.maxConcurrentTrials <= s.numTrials,
-             lambda s: f"got {s.maxConcurrentTrials} > {s.numTrials}"),
+             lambda s: s.max_concurrent_trials is None or s.max_concurrent_trials <= s.num_trials,
+             lambda s: f"got {s.max_concurrent_trials} > {s.num_trials}"),
         Rule("self.searchAlgorithm != 'bayesian'"
              " || self.searchSpace.all(k, self.searchSpace[k].type != 'grid')",
              "bayesian search cannot use grid dimensions; use choice",
-             lambda s: s.searchAlgorithm != "bayesian" or not s.grid_paths,
+             lambda s: s.search_algorithm != "bayesian" or not s.grid_paths,
              lambda s: f"grid: {', '.join(s.grid_paths)}"),
         Rule("self.searchAlgorithm == 'grid' || self.searchSpace.all(k, self.searchSpace[k].type != 'grid')",
              "grid dimensions need searchAlgorithm grid",
-             lambda s: s.searchAlgorithm == "grid" or not s.grid_paths,
+             lambda s: s.search_algorithm == "grid" or not s.grid_paths,
              lambda s: f"grid: {', '.join(s.grid_paths)}"),
     )
 
     @property
     def grid_paths(self) -> list[str]:
         """The searched paths whose dimension is a grid, sorted."""
-        return sorted(k for k, d in self.searchSpace.items() if d.type == "grid")
+        return sorted(k for k, d in self.search_space.items() if d.type == "grid")

@@ -104,7 +104,7 @@ def _optimizer_step(ctx: WorkerContext, parts: TrainingParts) -> None:
     optimizer, scaler = parts.optimizer, parts.scaler
     if scaler is not None:
         scaler.unscale_(optimizer)
-    clip_gradients([p for p in parts.core.parameters() if p.requires_grad], ctx.config.training.maxGradNorm)
+    clip_gradients([p for p in parts.core.parameters() if p.requires_grad], ctx.config.training.max_grad_norm)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()

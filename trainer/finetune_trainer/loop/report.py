@@ -25,7 +25,7 @@ def evaluate(ctx: WorkerContext, parts: TrainingParts, state: LoopState) -> dict
     from finetune_trainer.evaluation import evaluate as score
 
     started = time.perf_counter()
-    loader = DataLoader(ctx.validation_set, batch_size=max(ctx.config.training.batchSize, 32),
+    loader = DataLoader(ctx.validation_set, batch_size=max(ctx.config.training.batch_size, 32),
                         collate_fn=ctx.collate, generator=torch.Generator().manual_seed(ctx.config.training.seed))
     # The unwrapped module: evaluation needs no DDP gradient hooks or buffer syncs.
     # (Under FSDP it is the sharded module itself, whose forwards are collectives.)

@@ -68,14 +68,14 @@ def infer_label_names(model: ModelSpec, seen: Sequence[Any], where: str) -> list
             f"({', '.join(map(str, sorted(ids)[:5]))}); use one kind, or list the names in model.labels"
         )
     if names:
-        if model.numLabels is not None and len(names) != model.numLabels:
+        if model.num_labels is not None and len(names) != model.num_labels:
             raise DataError(
                 f"{where}: found {len(names)} distinct labels ({', '.join(map(repr, names[:20]))}) but "
-                f"model.numLabels is {model.numLabels}"
+                f"model.numLabels is {model.num_labels}"
             )
         result = names
     else:
-        count = model.numLabels or (max(ids) + 1 if ids else 0)
+        count = model.num_labels or (max(ids) + 1 if ids else 0)
         result = [str(i) for i in range(count)]
     if len(result) < 2:
         raise DataError(

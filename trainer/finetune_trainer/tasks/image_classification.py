@@ -132,14 +132,14 @@ class ImageClassification(Task):
         image = image_spec(config)
         source = ("image folders (labels from folder names)" if config.data.format == "imagefolder"
                   or not config.data.train.lower().endswith((".csv", ".tsv", ".jsonl", ".parquet", ".pq"))
-                  else f"column `{image.imageColumn}`, label `{config.data.labelColumn}`")
+                  else f"column `{image.image_column}`, label `{config.data.label_column}`")
         lines = [f"- images: {source}; resized and normalised by the model's own image processor"]
         augmentation = image.augmentation
         if augmentation is not None:
-            used = [name for name, on in (("random resized crop", augmentation.randomResizedCrop),
-                                          ("horizontal flip", augmentation.horizontalFlip),
-                                          (f"colour jitter {augmentation.colorJitter:g}",
-                                           augmentation.colorJitter > 0)) if on]
+            used = [name for name, on in (("random resized crop", augmentation.random_resized_crop),
+                                          ("horizontal flip", augmentation.horizontal_flip),
+                                          (f"colour jitter {augmentation.color_jitter:g}",
+                                           augmentation.color_jitter > 0)) if on]
             lines.append(f"- training augmentation: {', '.join(used)} (none at evaluation)")
         return CardFacts(
             pipeline_tag="image-classification",

@@ -44,7 +44,7 @@ def image_spec(config: TrainingConfig) -> ImageSpec:
 
 def required_columns(data: DataSpec, image: ImageSpec) -> Columns:
     """The columns a table source must have, each with the setting naming it."""
-    return {image.imageColumn: "image.imageColumn", data.labelColumn: "data.labelColumn"}
+    return {image.image_column: "image.imageColumn", data.label_column: "data.labelColumn"}
 
 
 def _is_image(name: str) -> bool:
@@ -148,24 +148,24 @@ class ImageRows(LabelRules):
     duplicate_means = "same image and label"
 
     def __init__(self, config: TrainingConfig, folder_labels: bool) -> None:
-        super().__init__(config.data.labelColumn, config.model, names_only=folder_labels)
+        super().__init__(config.data.label_column, config.model, names_only=folder_labels)
         self.data, self.image = config.data, image_spec(config)
 
     def columns(self, spec: DataSpec) -> Columns:
         return required_columns(spec, self.image)
 
     def clean(self, record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        image, label = record[self.image.imageColumn], record[self.data.labelColumn]
+        image, label = record[self.image.image_column], record[self.data.label_column]
         if isinstance(label, str):
             label = label.strip() or None
         if isinstance(label, float) and label != label:  # NaN
             label = None
-        missing = [c for c, v in ((self.image.imageColumn, image), (self.data.labelColumn, label)) if v is None]
+        missing = [c for c, v in ((self.image.image_column, image), (self.data.label_column, label)) if v is None]
         return {"image": image, "label": label}, missing
 
     def check(self, values: dict[str, Any], where: str, row_number: int) -> None:
         if not isinstance(values["image"], (str, bytes)):
-            raise DataError(f"{where}: row {row_number}, column {self.image.imageColumn!r}: "
+            raise DataError(f"{where}: row {row_number}, column {self.image.image_column!r}: "
                             f"{type(values['image']).__name__} is neither an image path nor image bytes")
         super().check(values, where, row_number)
 
@@ -226,7 +226,7 @@ def _readable(rows: list[Row], field_name: str, image: ImageSpec, output: Option
             data = read_image_bytes(ref, output)
             decode(data)
         except Exception as err:  # PIL raises many types for corrupt files; storage raises StorageError
-            if not image.skipUnreadable:
+            if not image.skip_unreadable:
                 raise DataError(
                     f"{field_name}: cannot read image {name}: {err} (fix or remove the file, or set "
                     f"image.skipUnreadable: true to skip unreadable images)"
@@ -288,7 +288,7 @@ def load_test(config: TrainingConfig, label_names: Sequence[str]) -> Optional[Ex
     rules = ImageRows(config, folder_labels=folder)
     rules.coder = LabelCoder(list(label_names))
     report = DataReport()
-    rows = splitting.scan(data.test, data, "data.test", rules, rank=0, world_size=1, seed=data.shuffleSeed,
+    rows = splitting.scan(data.test, data, "data.test", rules, rank=0, world_size=1, seed=data.shuffle_seed,
                           output=config.output, report=report, reader=read_rows)
     return _to_examples(_readable(rows, "data.test", image, config.output, report, True), rules.coder, "data.test")
 

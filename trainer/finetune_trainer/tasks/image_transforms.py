@@ -42,7 +42,7 @@ class ImageAugmenter:
     def crop_box(self, height: int, width: int, generator) -> tuple[int, int, int, int]:
         """(top, left, height, width) of a random crop: area share in `cropScale`,
         aspect ratio in [3/4, 4/3] (ten tries, else the whole image)."""
-        low, high = self.spec.cropScale
+        low, high = self.spec.crop_scale
         area = height * width
         for _ in range(10):
             target = area * _uniform(generator, low, high)
@@ -60,19 +60,19 @@ class ImageAugmenter:
 
         generator = _generator(self.seed, epoch, index)
         spec = self.spec
-        if spec.randomResizedCrop:
+        if spec.random_resized_crop:
             top, left, h, w = self.crop_box(image.shape[0], image.shape[1], generator)
             image = image[top:top + h, left:left + w]
-        if spec.horizontalFlip and float(torch.rand((), generator=generator)) < 0.5:
+        if spec.horizontal_flip and float(torch.rand((), generator=generator)) < 0.5:
             image = image.flip(1)
-        if spec.colorJitter > 0:
+        if spec.color_jitter > 0:
             image = self.jitter(image, generator)
         return image.contiguous()
 
     def jitter(self, image, generator):
         """Brightness, contrast and saturation, each scaled by a factor drawn from
         [1 - colorJitter, 1 + colorJitter], in that order."""
-        strength = self.spec.colorJitter
+        strength = self.spec.color_jitter
         pixels = image.float()
         factors = [_uniform(generator, 1 - strength, 1 + strength) for _ in range(3)]
         pixels = pixels * factors[0]

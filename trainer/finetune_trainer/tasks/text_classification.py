@@ -72,7 +72,7 @@ def make_dataset(examples: Examples, tokenizer, config: TrainingConfig, *, train
     (seeded by `training.seed`)."""
     augmentation = config.data.augmentation if train else None
     augmenter = Augmenter(augmentation, config.training.seed) if augmentation is not None else None
-    return TextClassificationDataset(examples, tokenizer, config.data.maxSeqLength, augmenter)
+    return TextClassificationDataset(examples, tokenizer, config.data.max_seq_length, augmenter)
 
 
 def make_collator(tokenizer):
@@ -185,9 +185,9 @@ class TextClassification(Task):
     def card(self, config: TrainingConfig, label_names: Sequence[str]) -> CardFacts:
         data = config.data
         columns = (
-            f"- columns: text `{data.textColumn}`"
-            + (f", pair `{data.textPairColumn}`" if data.textPairColumn else "")
-            + f", label `{data.labelColumn}`; max sequence length {data.maxSeqLength}"
+            f"- columns: text `{data.text_column}`"
+            + (f", pair `{data.text_pair_column}`" if data.text_pair_column else "")
+            + f", label `{data.label_column}`; max sequence length {data.max_seq_length}"
         )
         return CardFacts(
             pipeline_tag="text-classification",

@@ -26,10 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def required_columns(spec: DataSpec) -> Columns:
     """The columns text classification reads, each with the setting naming it."""
-    columns = {spec.textColumn: "data.textColumn"}
-    if spec.textPairColumn:
-        columns.setdefault(spec.textPairColumn, "data.textPairColumn")
-    columns[spec.labelColumn] = "data.labelColumn"
+    columns = {spec.text_column: "data.textColumn"}
+    if spec.text_pair_column:
+        columns.setdefault(spec.text_pair_column, "data.textPairColumn")
+    columns[spec.label_column] = "data.labelColumn"
     return columns
 
 
@@ -110,29 +110,29 @@ class _Rows:
 
     def clean(self, record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         spec = self.spec
-        text = _text_value(record[spec.textColumn])
-        pair = _text_value(record[spec.textPairColumn]) if spec.textPairColumn else None
-        label = record[spec.labelColumn]
+        text = _text_value(record[spec.text_column])
+        pair = _text_value(record[spec.text_pair_column]) if spec.text_pair_column else None
+        label = record[spec.label_column]
         if isinstance(label, str):
             label = label.strip() or None
         if isinstance(label, float) and math.isnan(label):
             label = None
         missing = [
             c
-            for c, v in ((spec.textColumn, text), (spec.textPairColumn, pair), (spec.labelColumn, label))
+            for c, v in ((spec.text_column, text), (spec.text_pair_column, pair), (spec.label_column, label))
             if c and v is None
         ]
         return {"text": text, "pair": pair, "label": label}, missing
 
     def check(self, values: dict[str, Any], where: str, row_number: int) -> None:
-        for key, column in (("text", self.spec.textColumn), ("pair", self.spec.textPairColumn)):
+        for key, column in (("text", self.spec.text_column), ("pair", self.spec.text_pair_column)):
             if values[key] is not None and not isinstance(values[key], str):
                 # A typed file (JSON Lines, parquet) whose text column holds numbers or
                 # objects: most likely data.textColumn names the wrong column.
                 raise DataError(f"{where}: row {row_number}, column {column!r}: expected text, got "
                                 f"{type(values[key]).__name__} {values[key]!r:.40}")
         label = values["label"]
-        cell = f"{where}: row {row_number}, column {self.spec.labelColumn!r}"
+        cell = f"{where}: row {row_number}, column {self.spec.label_column!r}"
         if self.known is not None:
             self.known.encode(label, cell)  # fails on every rank alike
         else:
@@ -148,7 +148,7 @@ class _Rows:
     def fit(self, where: str) -> None:
         assert self.model is not None
         self._train_where = where
-        names = infer_label_names(self.model, list(self.seen), f"{where}, column {self.spec.labelColumn!r}")
+        names = infer_label_names(self.model, list(self.seen), f"{where}, column {self.spec.label_column!r}")
         self.coder = LabelCoder(names)
         self.known, self.num_labels = self.coder, len(names)
 
@@ -184,7 +184,7 @@ def load_examples(
     rows = splitting.split_rows(config, rules, rank=rank, world_size=world_size, shard_eval=shard_eval)
     coder = rules.coder
     assert coder is not None
-    with_pairs = spec.textPairColumn is not None
+    with_pairs = spec.text_pair_column is not None
     train = _to_examples(rows.train, coder, "data.train", with_pairs)
     validation = _to_examples(rows.validation, coder, "data.validation" if spec.validation else "data.train",
                               with_pairs)
@@ -205,9 +205,9 @@ def load_test(config: TrainingConfig, label_names: Sequence[str]) -> Optional[Ex
     coder = LabelCoder(list(label_names))
     rules = _Rows(spec, config.model, coder, len(coder.names))
     rules.coder = coder
-    rows = splitting.scan(spec.test, spec, "data.test", rules, rank=0, world_size=1, seed=spec.shuffleSeed,
+    rows = splitting.scan(spec.test, spec, "data.test", rules, rank=0, world_size=1, seed=spec.shuffle_seed,
                           output=config.output, report=DataReport())
-    return _to_examples(rows, coder, "data.test", spec.textPairColumn is not None)
+    return _to_examples(rows, coder, "data.test", spec.text_pair_column is not None)
 
 
 def read_table(
@@ -225,13 +225,13 @@ def read_table(
     import pyarrow as pa
 
     rows = splitting.scan(source, spec, field_name, _Rows(spec, None, None, None), rank=rank,
-                          world_size=world_size, seed=spec.shuffleSeed, output=output, report=DataReport())
+                          world_size=world_size, seed=spec.shuffle_seed, output=output, report=DataReport())
     columns: dict[str, list] = {
         "file": [r.file for r in rows],
         "row": [r.row for r in rows],
         "text": [r.values["text"] for r in rows],
     }
-    if spec.textPairColumn:
+    if spec.text_pair_column:
         columns["text_pair"] = [r.values["pair"] for r in rows]
     columns["label"] = [str(r.values["label"]) for r in rows]
     return pa.table(columns)

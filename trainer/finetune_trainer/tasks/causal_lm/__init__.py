@@ -6,7 +6,7 @@ of a decoder-only language model.
 - `batching`: tokenising with the loss mask, packing, the collator, the
   token-weighted evaluation counts and greedy generation for the model card.
 
-Settings are the `causalLm` block (`config.causal_lm`). The model is an
+Settings are the `causalLm` block (`config.causal_lm_settings`). The model is an
 `AutoModelForCausalLM`; its "head" is the output embedding, which LoRA leaves alone
 (peft's `CAUSAL_LM` task type, adapters on every linear layer by default).
 """
@@ -49,7 +49,7 @@ def load_test(config: TrainingConfig) -> Optional[Records]:
     # is not read again.
     layout = resolve_layout(config.model_copy(update={"data": config.data.model_copy(update={"train": config.data.test})}))
     rows = splitting.scan(config.data.test, config.data, "data.test", CausalRows(config, layout), rank=0,
-                          world_size=1, seed=config.data.shuffleSeed, output=config.output,
+                          world_size=1, seed=config.data.shuffle_seed, output=config.output,
                           report=splitting.DataReport())
     return _records(rows, layout.format)
 
@@ -109,30 +109,30 @@ class CausalLm(Task):
         return batching.metrics_from_counts(counts)
 
     def card(self, config: TrainingConfig, label_names: Sequence[str]) -> CardFacts:
-        spec = config.causal_lm
-        loss = "the whole sequence" if spec.trainOnPrompt else "the answer tokens only (prompt labels -100)"
+        spec = config.causal_lm_settings
+        loss = "the whole sequence" if spec.train_on_prompt else "the answer tokens only (prompt labels -100)"
         return CardFacts(
             pipeline_tag="text-generation",
             summary="for text generation (instruction tuning of a causal language model).",
-            data_lines=(f"- record layout: {spec.format}; max sequence length {config.data.maxSeqLength}; "
+            data_lines=(f"- record layout: {spec.format}; max sequence length {config.data.max_seq_length}; "
                         f"packing {'on' if spec.packing else 'off'}", f"- loss on {loss}"),
         )
 
     def card_sections(self, config: TrainingConfig, model: Any, processor: Any, examples: SplitExamples,
                       base_model: Any = None) -> list[str]:
-        spec = config.causal_lm
-        if not spec.sampleGenerations or base_model is None:
+        spec = config.causal_lm_settings
+        if not spec.sample_generations or base_model is None:
             return []
         records: Records = examples.validation
         template = chat_template(processor, config)
         prompts = [p for p in (prompt_text(v, records.format, processor, template) for v in records.values)
-                   if p is not None][: spec.sampleGenerations]
+                   if p is not None][: spec.sample_generations]
         if not prompts:
             return []
-        tuned = batching.generate_answers(model, processor, prompts, spec.maxNewTokens)
-        base = batching.generate_answers(base_model, processor, prompts, spec.maxNewTokens)
+        tuned = batching.generate_answers(model, processor, prompts, spec.max_new_tokens)
+        base = batching.generate_answers(base_model, processor, prompts, spec.max_new_tokens)
         lines = ["## Sample generations", "",
-                 f"Greedy answers to {len(prompts)} held-out validation prompts (at most {spec.maxNewTokens} "
+                 f"Greedy answers to {len(prompts)} held-out validation prompts (at most {spec.max_new_tokens} "
                  "new tokens).", "", "| prompt | base model | fine-tuned |", "|---|---|---|"]
 
         def cell(text: str) -> str:
@@ -142,7 +142,7 @@ class CausalLm(Task):
         return lines
 
     def wants_base_model_for_card(self, config: TrainingConfig) -> bool:
-        return config.causal_lm.sampleGenerations > 0
+        return config.causal_lm_settings.sample_generations > 0
 
 
 __all__ = ["CausalLm", "load_examples"]

@@ -87,16 +87,16 @@ def make_dataset(records: Records, tokenizer: Any, config: TrainingConfig, *, tr
     """One split's dataset: every record rendered and tokenised; examples whose loss
     would cover no token (an answer cut off by `data.maxSeqLength`) are left out and
     counted; the training split is packed when `causalLm.packing` is set."""
-    spec = config.causal_lm
+    spec = config.causal_lm_settings
     template = chat_template(tokenizer, config)
     if records.format == "chat" and template is None:
         raise ModelError("causalLm.chatTemplate: the tokenizer of model.source has no chat template, and chat data "
                          "needs one; give a Jinja template in causalLm.chatTemplate")
-    max_length = config.data.maxSeqLength
+    max_length = config.data.max_seq_length
     items, dropped = [], 0
     for values in records.values:
         segments = render(values, records.format, tokenizer, template)
-        item = encode(segments, tokenizer, max_length, spec.trainOnPrompt, bos=template is None)
+        item = encode(segments, tokenizer, max_length, spec.train_on_prompt, bos=template is None)
         if all(label == IGNORE for label in item["labels"][1:]):
             dropped += 1
             continue

@@ -41,15 +41,15 @@ class Layout:
 
 
 def _candidates(config: TrainingConfig, fmt: str) -> list[Layout]:
-    spec = config.causal_lm
+    spec = config.causal_lm_settings
     if fmt == "chat":
-        return [Layout("chat", {spec.messagesColumn: "causalLm.messagesColumn"})]
+        return [Layout("chat", {spec.messages_column: "causalLm.messagesColumn"})]
     if fmt == "instruction":
-        base = {spec.instructionColumn: "causalLm.instructionColumn", spec.outputColumn: "causalLm.outputColumn"}
-        with_input = {spec.instructionColumn: "causalLm.instructionColumn", spec.inputColumn: "causalLm.inputColumn",
-                      spec.outputColumn: "causalLm.outputColumn"}
+        base = {spec.instruction_column: "causalLm.instructionColumn", spec.output_column: "causalLm.outputColumn"}
+        with_input = {spec.instruction_column: "causalLm.instructionColumn", spec.input_column: "causalLm.inputColumn",
+                      spec.output_column: "causalLm.outputColumn"}
         return [Layout("instruction", with_input, True), Layout("instruction", base, False)]
-    return [Layout("text", {config.data.textColumn: "data.textColumn"})]
+    return [Layout("text", {config.data.text_column: "data.textColumn"})]
 
 
 def _has_columns(config: TrainingConfig, columns: Columns) -> bool:
@@ -67,7 +67,7 @@ def resolve_layout(config: TrainingConfig) -> Layout:
     """The layout `causalLm.format` names, or (`auto`) the first of chat, instruction,
     text whose columns the training data has; its reader's error when a named layout's
     columns are missing."""
-    spec = config.causal_lm
+    spec = config.causal_lm_settings
     if spec.format != "auto":
         candidates = _candidates(config, spec.format)
         for layout in candidates[:-1]:
@@ -80,8 +80,8 @@ def resolve_layout(config: TrainingConfig) -> Layout:
                 return layout
     raise DataError(
         f"data.train ({config.data.train}): cannot tell the record layout: no column "
-        f"{spec.messagesColumn!r} (chat), no {spec.instructionColumn!r} and {spec.outputColumn!r} (instruction), "
-        f"no {config.data.textColumn!r} (text); set causalLm.format to chat, instruction or text and the column "
+        f"{spec.messages_column!r} (chat), no {spec.instruction_column!r} and {spec.output_column!r} (instruction), "
+        f"no {config.data.text_column!r} (text); set causalLm.format to chat, instruction or text and the column "
         "names (causalLm.messagesColumn, causalLm.instructionColumn, causalLm.outputColumn, data.textColumn)"
     )
 
@@ -141,23 +141,23 @@ class CausalRows:
         return self.layout.columns
 
     def clean(self, record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        spec, layout = self.config.causal_lm, self.layout
+        spec, layout = self.config.causal_lm_settings, self.layout
         if layout.format == "chat":
-            messages = record[spec.messagesColumn]
-            return {"messages": messages}, ([spec.messagesColumn] if messages is None else [])
+            messages = record[spec.messages_column]
+            return {"messages": messages}, ([spec.messages_column] if messages is None else [])
         if layout.format == "instruction":
-            values = {"instruction": _text(record[spec.instructionColumn]),
-                      "output": _text(record[spec.outputColumn]),
-                      "input": _text(record.get(spec.inputColumn)) if layout.has_input else None}
-            missing = [c for c, k in ((spec.instructionColumn, "instruction"), (spec.outputColumn, "output"))
+            values = {"instruction": _text(record[spec.instruction_column]),
+                      "output": _text(record[spec.output_column]),
+                      "input": _text(record.get(spec.input_column)) if layout.has_input else None}
+            missing = [c for c, k in ((spec.instruction_column, "instruction"), (spec.output_column, "output"))
                        if values[k] is None]
             return values, missing
-        text = _text(record[self.config.data.textColumn])
-        return {"text": text}, ([self.config.data.textColumn] if text is None else [])
+        text = _text(record[self.config.data.text_column])
+        return {"text": text}, ([self.config.data.text_column] if text is None else [])
 
     def check(self, values: dict[str, Any], where: str, row_number: int) -> None:
         if self.layout.format == "chat":
-            cell = f"{where}: row {row_number}, field {self.config.causal_lm.messagesColumn}"
+            cell = f"{where}: row {row_number}, field {self.config.causal_lm_settings.messages_column}"
             values["messages"] = check_messages(values["messages"], cell)
 
     def fit(self, where: str) -> None:
@@ -197,7 +197,7 @@ class Records:
 
 def chat_template(tokenizer: Any, config: TrainingConfig) -> Optional[str]:
     """`causalLm.chatTemplate`, else the tokenizer's chat template, else None."""
-    return config.causal_lm.chatTemplate or getattr(tokenizer, "chat_template", None) or None
+    return config.causal_lm_settings.chat_template or getattr(tokenizer, "chat_template", None) or None
 
 
 def render_chat(messages: list[dict[str, str]], tokenizer: Any, template: str) -> list[Segment]:
