@@ -60,8 +60,13 @@ def _one_class(path: Path, fmt: str) -> Path:
 
 
 def _label_of_wrong_kind(path: Path, fmt: str) -> Optional[Path]:
+    if fmt == "parquet":  # raw bytes are neither class names nor ids
+        rows = sentiment_rows(12)
+        pq.write_table(pa.table({"text": [r["text"] for r in rows],
+                                 "label": pa.array([r["label"].encode() for r in rows], pa.binary())}), path)
+        return path
     if fmt != "jsonl":
-        return None  # a CSV or parquet label column has one type: any value is a class name
+        return None  # every CSV cell is text: any value is a class name
     lines = [json.dumps(r) for r in sentiment_rows(12)]
     lines[4] = json.dumps({"text": "a fine movie", "label": {"score": 3.5}})
     return _write_bytes(path, ("\n".join(lines) + "\n").encode())
@@ -111,7 +116,7 @@ def _failure(call: Callable[[], object]) -> Optional[DataError]:
     return None
 
 
-_NOT_IN = {"label of the wrong kind": {"csv", "tsv", "parquet"}, "text of the wrong kind": {"csv", "tsv"},
+_NOT_IN = {"label of the wrong kind": {"csv", "tsv"}, "text of the wrong kind": {"csv", "tsv"},
            "damaged parquet": {"csv", "tsv", "jsonl"}}
 PARAMS = [pytest.param(fmt, *case, id=f"{case[0]}-{fmt}") for case in CASES for fmt in FORMATS
           if fmt not in _NOT_IN.get(case[0], ())]

@@ -17,7 +17,7 @@ from finetune_trainer.config import DataSpec, ModelSpec, OutputSpec, TrainingCon
 from finetune_trainer.errors import DataError
 from finetune_trainer.sources import Columns
 from finetune_trainer.splitting import DataReport, Row
-from finetune_trainer.tasks._labels import LabelCoder, as_id, infer_label_names
+from finetune_trainer.tasks._labels import LabelCoder, LabelRules
 from finetune_trainer.tasks.base import SplitExamples
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,23 +87,20 @@ def row_key(text: str, pair: Optional[str]) -> str:
     return f"{text}\x00{pair or ''}"
 
 
-class _Rows:
-    """The splitter's questions about one load's rows (`splitting.RowRules`).
-
-    Before `fit` labels are checked against `known` (`model.labels`) or, failing that,
-    as integer ids below `num_labels`; every distinct label seen is recorded, so that
-    label inference is the same on every rank. After `fit` they are checked against
-    the settled class names."""
+class _Rows(LabelRules):
+    """The splitter's questions about one load's rows (`splitting.RowRules`): the
+    text columns here, the labels as every classification task checks them
+    (`LabelRules`). `known` and `num_labels`, when given, replace what `model` says
+    (scoring the test split checks it against the class names training settled)."""
 
     duplicate_means = "same text and label"
 
-    def __init__(self, spec: DataSpec, model: Optional[ModelSpec], known: Optional[LabelCoder],
-                 num_labels: Optional[int]) -> None:
-        self.spec, self.model = spec, model
-        self.known, self.num_labels = known, num_labels
-        self.seen: dict[Any, None] = {}
-        self.coder: Optional[LabelCoder] = None
-        self._train_where = "data.train"
+    def __init__(self, spec: DataSpec, model: Optional[ModelSpec], known: Optional[LabelCoder] = None,
+                 num_labels: Optional[int] = None) -> None:
+        super().__init__(spec.label_column, model)
+        self.spec = spec
+        if known is not None:
+            self.known, self.num_labels = known, num_labels
 
     def columns(self, spec: DataSpec) -> Columns:
         return required_columns(spec)
@@ -131,33 +128,14 @@ class _Rows:
                 # objects: most likely data.textColumn names the wrong column.
                 raise DataError(f"{where}: row {row_number}, column {column!r}: expected text, got "
                                 f"{type(values[key]).__name__} {values[key]!r:.40}")
-        label = values["label"]
-        cell = f"{where}: row {row_number}, column {self.spec.label_column!r}"
-        if self.known is not None:
-            self.known.encode(label, cell)  # fails on every rank alike
-        else:
-            ident = as_id(label)
-            if isinstance(label, (float, bool)) and ident is None or isinstance(label, (list, dict)):
-                raise DataError(f"{cell}: label {label!r} is neither a class name nor an integer id")
-            num_labels = self.num_labels
-            if ident is not None and (ident < 0 or (num_labels is not None and ident >= num_labels)):
-                upper = f"0-{num_labels - 1}" if num_labels else "0 or more"
-                raise DataError(f"{cell}: label id {ident} is out of range (allowed: {upper})")
-        self.seen.setdefault(label if as_id(label) is None else as_id(label), None)
-
-    def fit(self, where: str) -> None:
-        assert self.model is not None
-        self._train_where = where
-        names = infer_label_names(self.model, list(self.seen), f"{where}, column {self.spec.label_column!r}")
-        self.coder = LabelCoder(names)
-        self.known, self.num_labels = self.coder, len(names)
+        super().check(values, where, row_number)
 
     def row_key(self, values: dict[str, Any]) -> str:
         return row_key(values["text"], values["pair"])
 
     def dedupe_key(self, values: dict[str, Any]) -> Hashable:
         assert self.coder is not None
-        return (values["text"], values["pair"], self.coder.encode(values["label"], self._train_where))
+        return (values["text"], values["pair"], self.coder.encode(values["label"], self.train_where))
 
 
 def _to_examples(rows: list[Row], coder: LabelCoder, field_name: str, with_pairs: bool) -> Examples:
@@ -179,8 +157,7 @@ def load_examples(
     With `shard_eval` false every rank keeps the whole validation and test splits
     (for evaluation on rank 0 only)."""
     spec, model = config.data, config.model
-    known = LabelCoder(model.labels) if model.labels else None
-    rules = _Rows(spec, model, known, model.num_classes)
+    rules = _Rows(spec, model)
     rows = splitting.split_rows(config, rules, rank=rank, world_size=world_size, shard_eval=shard_eval)
     coder = rules.coder
     assert coder is not None
@@ -224,7 +201,7 @@ def read_table(
     and tools. `prepare_datasets` is what training uses."""
     import pyarrow as pa
 
-    rows = splitting.scan(source, spec, field_name, _Rows(spec, None, None, None), rank=rank,
+    rows = splitting.scan(source, spec, field_name, _Rows(spec, None), rank=rank,
                           world_size=world_size, seed=spec.shuffle_seed, output=output, report=DataReport())
     columns: dict[str, list] = {
         "file": [r.file for r in rows],
