@@ -1,5 +1,6 @@
 """Shared set-up of the trainer benchmarks: SST-2 from ../shared (read in place, never
-copied), the MiniLM weights, a private local Ray, and JobConfig building."""
+copied), the MiniLM weights, a private local Ray, JobConfig building and a progress
+callback that keeps the latest report."""
 
 from __future__ import annotations
 
@@ -78,3 +79,54 @@ def minilm_job(name: str, output: str, *, training: dict[str, Any], workers: int
         config["tune"] = tune
     return JobConfig.model_validate({"name": name, "config": config,
                                      "scaling": {"numWorkers": workers, "cpusPerWorker": 1}})
+
+
+class LatestReport:
+    """A `run_job` progress callback keeping the single trial's latest reported
+    metrics (throughput, memory, the last evaluation)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, report, trials) -> None:
+        if "run" in trials and trials["run"].latest:
+            self.values = dict(trials["run"].latest)
+
+
+RAY_WORKER_NICENESS = 15
+"""Ray starts its workers at niceness 15 (the raylet stays responsive)."""
+
+
+def _at_worker_niceness() -> None:
+    os.nice(max(0, RAY_WORKER_NICENESS - os.nice(0)))
+
+
+def run_like_a_ray_worker(function, *args):
+    """`function(*args)` in a fresh (spawned) process at the niceness of a Ray worker,
+    so a baseline and our Ray workers meet the machine's other load alike."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_at_worker_niceness) as pool:
+        return pool.submit(function, *args).result()
+
+
+def training_clock():
+    """A Trainer callback timing the training loop alone (from `on_train_begin`, once
+    the model, data loader and optimizer are set up, to `on_train_end`): what our
+    loop's throughput counts too."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        seconds = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.seconds = time.perf_counter() - self.started
+
+    return Clock()

@@ -1,6 +1,7 @@
 """`resources.distributed: fsdp` on 2 CPU workers (gloo, a private local Ray) against
 DDP on the same tiny BERT, seed and data: the same losses, half the parameters per
-worker, LoRA, and a resume after a worker dies."""
+worker, LoRA, a resume after a worker dies, and the freezing strategies (partial,
+featureExtraction) leaving their frozen weights bit for bit as they were."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ pytestmark = pytest.mark.slow
 TRAINING = {"maxSteps": 6, "epochs": 1, "evaluation": {"every": 2, "unit": "step"},
             "checkpoint": {"every": 4, "unit": "step"}}
 LORA = {"type": "lora", "lora": {"r": 4, "alpha": 8, "targetModules": ["query", "value"]}}
+# What each freezing strategy must leave untouched in the tiny BERT (2 layers): every
+# parameter under one of these prefixes.
+FROZEN = {
+    "partial": ({"type": "partial", "partial": {"freezeEmbeddings": True, "freezeLayers": 1}},
+                ("bert.embeddings.", "bert.encoder.layer.0.")),
+    "featureExtraction": ({"type": "featureExtraction"}, ("bert.",)),
+}
 
 
 def _run(name, tiny_model, intent_data, tmp_path, distributed, *, strategy=None, hooks=None, reports=None):
@@ -73,3 +81,31 @@ def test_fsdp_lora_resumes_from_its_gathered_checkpoint_after_a_worker_dies(ray_
     # The exported model is a whole one that loads with plain transformers.
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "lora-fault" / "model")
     assert model.num_labels == 3 and result.metrics["steps"] == 6
+
+
+def _weights(folder) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("strategy", sorted(FROZEN))
+def test_fsdp_leaves_the_frozen_parameters_of_a_freezing_strategy_bit_identical(ray_local, tiny_model, intent_data,
+                                                                                tmp_path, strategy):
+    import torch
+
+    spec, frozen_prefixes = FROZEN[strategy]
+    name = strategy.lower()  # a job name is lower case
+    reports, _ = _run(name, tiny_model, intent_data, tmp_path, "fsdp", strategy=spec)
+
+    assert reports.trials["run"].latest["step"] == 6
+    before, after = _weights(tiny_model), _weights(tmp_path / "out" / name / "model")
+    assert before.keys() == after.keys()
+    frozen = [name for name in before if name.startswith(frozen_prefixes)]
+    trained = [name for name in before if not name.startswith(frozen_prefixes)]
+    assert frozen and trained
+    changed_frozen = [name for name in frozen if not torch.equal(before[name], after[name])]
+    assert changed_frozen == [], f"{strategy} under fsdp changed frozen parameters"
+    # The rest trained: every trainable tensor moved (the head at least, for both).
+    unchanged_trained = [name for name in trained if torch.equal(before[name], after[name])]
+    assert unchanged_trained == [], f"{strategy} under fsdp did not train {unchanged_trained}"
