@@ -46,6 +46,7 @@ class Result:
     recovery_max_s: float
     converge_s: float
     crashed: int = 0
+    namespaces: list[str] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -111,6 +112,7 @@ class Run:
         return time.monotonic() - started
 
     def finish(self, result: Result) -> Result:
+        result.namespaces = list(self.namespaces)
         self.player.stop()
         # The recorder has the last writes once its streams have passed them: compare
         # with a final list before stopping it.
