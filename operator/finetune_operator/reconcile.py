@@ -223,7 +223,10 @@ class Controller:
             await self.kube.create_configmap(namespace, configmap)
         except Conflict:
             existing = await self.kube.get_configmap(namespace, configmap["metadata"]["name"])
-            if existing is not None and not _is_ours(existing, meta["uid"]):
+            if existing is None:  # deleted since, or a 409 of another kind: no RayJob without it
+                raise kopf.TemporaryError(f"ConfigMap {configmap['metadata']['name']} conflicted and vanished; "
+                                          "retrying", delay=1)
+            if not _is_ours(existing, meta["uid"]):
                 await self._fail_foreign(job, spec, configmap["metadata"]["name"], _now(), logger, kind="ConfigMap")
                 return None
         body = builders.build_rayjob(job, spec, self.settings)
