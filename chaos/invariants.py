@@ -2,13 +2,17 @@
 
 - duplicates: a job with more than one RayJob (or ConfigMap) uid ever labelled with
   its uid; names are deterministic, so a second one means a child was made again;
+- missing ConfigMap: a job with a RayJob and no ConfigMap (its Ray pods could not
+  start: the RayJob mounts it);
 - lost: a created job that is gone, has no RayJob, or never reached a terminal phase;
 - wrong phase: a terminal phase other than the one its RayJob ended in (the KubeRay
   player knows how each one ended);
 - backward moves: in a job's phases ordered by resourceVersion, a step down the
   operator's phase order (Queued, Pending, Running/Suspended, then Succeeded/Failed;
   once terminal, any change), or a phase removed;
-- over the limit: more unfinished RayJobs in a namespace than its concurrency limit.
+- over the limit: more unfinished RayJobs in a namespace than its concurrency limit;
+- inconsistent: a finished job whose conditions disagree with its phase (its phase's
+  condition not True, another phase's True) or that has no completionTime.
 """
 
 from __future__ import annotations
@@ -47,18 +51,34 @@ class Verdict:
     configmaps: int = 0
     duplicate_rayjobs: int = 0
     duplicate_configmaps: int = 0
+    missing_configmaps: int = 0
     lost: int = 0
     wrong_phase: int = 0
     backward: int = 0
     over_limit: int = 0
+    inconsistent: int = 0
     versions_seen: int = 0
     watch_gaps: int = 0
     findings: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.duplicate_rayjobs or self.duplicate_configmaps or self.lost or self.wrong_phase
-                    or self.backward or self.over_limit or self.watch_gaps)
+        return not (self.duplicate_rayjobs or self.duplicate_configmaps or self.missing_configmaps or self.lost or self.wrong_phase
+                    or self.backward or self.over_limit or self.watch_gaps or self.inconsistent)
+
+
+PHASE_CONDITIONS = (Phase.QUEUED, Phase.RUNNING, Phase.SUCCEEDED, Phase.FAILED, Phase.SUSPENDED)
+
+
+def status_problem(status: dict) -> Optional[str]:
+    """What is wrong with a finished job's status, if anything."""
+    true = sorted(c["type"] for c in status.get("conditions") or []
+                  if c.get("status") == "True" and c.get("type") in PHASE_CONDITIONS)
+    if true != [status["phase"]]:
+        return f"phase {status['phase']} with True conditions {true}"
+    if not status.get("completionTime"):
+        return f"phase {status['phase']} without completionTime"
+    return None
 
 
 def judge(created: dict[str, str], final: dict[str, dict], recorder: Recorder, player: KubeRayPlayer,
@@ -74,6 +94,10 @@ def judge(created: dict[str, str], final: dict[str, dict], recorder: Recorder, p
                     verdict.findings.append(f"{key}: {len(owned[uid])} {kind}")
                 setattr(verdict, f"duplicate_{kind}", getattr(verdict, f"duplicate_{kind}") + extra)
             setattr(verdict, kind, sum(len(owned.get(uid, ())) for uid in created.values()))
+        for key, uid in created.items():
+            if recorder.by_owner["rayjobs"].get(uid) and not recorder.by_owner["configmaps"].get(uid):
+                verdict.missing_configmaps += 1
+                verdict.findings.append(f"{key}: a RayJob and no ConfigMap")
         phases = {key: list(seq) for key, seq in recorder.phases.items()}
     for key, uid in created.items():
         job = final.get(key)
@@ -85,6 +109,10 @@ def judge(created: dict[str, str], final: dict[str, dict], recorder: Recorder, p
             verdict.findings.append(f"{key}: lost (status {status.get('phase')!r}, "
                                     f"rayJobName {status.get('rayJobName')!r})")
             continue
+        problem = status_problem(status)
+        if problem:
+            verdict.inconsistent += 1
+            verdict.findings.append(f"{key}: {problem}")
         expected = player.expected(f"{namespace}/{status['rayJobName']}")
         if status["phase"] != expected:
             verdict.wrong_phase += 1

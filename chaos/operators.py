@@ -70,6 +70,10 @@ class OperatorProcess:
                 raise RuntimeError(f"operator not healthy within {timeout} s:\n{self.log()}")
             time.sleep(0.1)
 
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return response.read().decode()
+
     def kill(self) -> bool:
         """SIGKILL; True if it was running (a process that died on its own is a finding)."""
         if not self.alive():

@@ -7,7 +7,8 @@ import math
 from chaos.scenarios import Result
 
 COLUMNS = ("scenario", "seed", "iterations", "faults", "jobs", "RayJobs", "ConfigMaps", "dup RayJobs",
-           "dup ConfigMaps", "lost", "wrong phase", "backward", "over limit", "false Succeeded",
+           "dup ConfigMaps", "no ConfigMap", "lost", "wrong phase", "backward", "over limit", "inconsistent",
+           "false Succeeded",
            "max recovery s", "converge s")
 
 
@@ -17,7 +18,8 @@ def row(result: Result) -> list[str]:
     false_succeeded = sum(1 for f in v.findings if "Succeeded but its RayJob ended Failed" in f)
     return [result.scenario, str(result.seed), str(result.iterations), str(result.faults), str(v.jobs),
             str(v.rayjobs), str(v.configmaps), str(v.duplicate_rayjobs), str(v.duplicate_configmaps),
-            str(v.lost), str(v.wrong_phase), str(v.backward), str(v.over_limit), str(false_succeeded),
+            str(v.missing_configmaps), str(v.lost), str(v.wrong_phase), str(v.backward), str(v.over_limit), str(v.inconsistent),
+            str(false_succeeded),
             f"{result.recovery_max_s:.1f}", converge]
 
 

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import yaml
+
 from chaos.client import JOBS_API, ChaosApi, operator_requests
 from chaos.invariants import Verdict, judge
 from chaos.kuberay import KubeRayPlayer
 from chaos.operators import OperatorProcess
+from chaos.proxy import FaultProxy
 from chaos.recorder import Recorder
 from finetune_operator.api import TERMINAL_PHASES
 from tests.support.jobs import runnable_job
@@ -215,7 +218,53 @@ def two_replicas(server: RealKube, workdir: Path, *, seed: int = 2, jobs: int = 
     return run.finish(result)
 
 
-SCENARIOS: dict[str, Callable[..., Result]] = {"operator_kill": operator_kill, "two_replicas": two_replicas}
+def _proxy_kubeconfig(path: Path, proxy_url: str, token: str) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "chaos",
+        "clusters": [{"name": "proxy", "cluster": {"server": proxy_url}}],
+        "users": [{"name": "admin", "user": {"token": token}}],
+        "contexts": [{"name": "chaos", "context": {"cluster": "proxy", "user": "admin"}}]}))
+    return path
+
+
+def api_faults(server: RealKube, workdir: Path, *, seed: int = 3, jobs: int = 30, share: float = 0.1,
+               limit: int = 3, pace: float = 1.5, converge_timeout: float = 300) -> Result:
+    """One operator whose every request goes through the fault proxy (chaos.proxy):
+    `share` of them fail, stall, reset or cut their watch stream."""
+    run = Run(server, workdir, "faults", seed, jobs, limit, pace)
+    proxy = FaultProxy(server.url, str(server.ca_cert), seed, share).start()
+    run.kubeconfig = _proxy_kubeconfig(workdir / "kubeconfig-proxy", proxy.url, server.tokens[ADMIN])
+    operator = run.operator("operator", ["--standalone"])
+    result = Result(f"API faults ({share:.0%} of requests)", seed, 0, 0, Verdict(), 0.0, math.inf)
+    try:
+        operator.start()
+        started = time.monotonic()
+        operator.wait_healthy(timeout=120)
+        result.recovery_max_s = time.monotonic() - started
+        run.create_up_to(jobs)
+        result.converge_s = run.wait_converged(converge_timeout, operator.alive)
+        errors = metric_sum(operator.metrics(), "finetune_operator_reconcile_errors_total")
+        result.notes.append(f"operator metric finetune_operator_reconcile_errors_total: {errors:.0f}")
+    finally:
+        operator.stop()
+        proxy.stop()
+    result.iterations = proxy.counts["requests"]
+    result.faults = sum(n for kind, n in proxy.counts.items() if kind != "requests")
+    result.notes.append("faults injected: " + ", ".join(f"{kind} {n}" for kind, n in sorted(proxy.counts.items())
+                                                       if kind != "requests"))
+    return run.finish(result)
+
+
+def metric_sum(text: str, name: str) -> float:
+    """The sum of every sample of one metric in a Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == name)
+
+
+SCENARIOS: dict[str, Callable[..., Result]] = {"operator_kill": operator_kill, "two_replicas": two_replicas,
+                                               "api_faults": api_faults}
 
 
 def run_named(name: str, server: RealKube, workdir: Path, **sizes: Optional[int]) -> Result:
