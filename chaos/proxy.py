@@ -9,12 +9,15 @@ included), except for a seeded share of requests, which get one of:
 - `500` and `503`: InternalError and ServiceUnavailable Status bodies;
 - `reset`: the connection is closed without a response;
 - `slow`: forwarded after 0.5 to 2 s;
-- on watch requests, `drop` (the stream is cut after its first events) and `gone`
-  (one ERROR event with a 410 Expired Status, as a server whose history has moved on
-  sends).
+- on watch requests, `drop` (the stream is closed after its first 1-5 events, between
+  two events), `abort` (the connection is reset after them, half-way through the next
+  event) and `gone` (one ERROR event with a 410 Expired Status, as a server whose
+  history has moved on sends).
 
 The choice of each request's fault comes from one generator seeded with the run's
-seed, drawn in the order requests arrive. `counts` says how many of each were sent.
+seed, drawn in the order requests arrive. Watches are few (kopf holds one per
+namespace and resource for minutes), so they are faulted at four times the share (at
+most half of them). `counts` says how many of each were sent.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from tests.support.helpers import free_port
 
 STATUS_FAULTS = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
 REQUEST_FAULTS = ("409", "429", "500", "503", "reset", "slow")
-WATCH_FAULTS = ("429", "500", "503", "reset", "drop", "gone")
+WATCH_FAULTS = ("429", "500", "503", "reset", "drop", "abort", "gone")
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 
 
@@ -82,18 +85,20 @@ class FaultProxy:
 
     def stop(self) -> None:
         async def _stop() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
+            # Upstream first: that ends the watches being forwarded, which the server's
+            # clean-up would otherwise wait for.
             if self._client is not None:
                 await self._client.close()
-        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=30)
+            if self._runner is not None:
+                await self._runner.cleanup()
+        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=90)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
     # ------------------------------------------------------------------ requests
 
     def _draw(self, watch: bool) -> Optional[str]:
-        if self.rng.random() >= self.share:
+        if self.rng.random() >= (min(0.5, 4 * self.share) if watch else self.share):
             return None
         return self.rng.choice(WATCH_FAULTS if watch else REQUEST_FAULTS)
 
@@ -125,9 +130,10 @@ class FaultProxy:
             await response.write(json.dumps(event).encode() + b"\n")
             await response.write_eof()
             return response
-        return await self._forward(request, drop_after=self.rng.randint(1, 5))
+        return await self._forward(request, cut=(fault, self.rng.randint(1, 5)))
 
-    async def _forward(self, request: web.Request, drop_after: Optional[int] = None) -> web.StreamResponse:
+    async def _forward(self, request: web.Request,
+                       cut: Optional[tuple[str, int]] = None) -> web.StreamResponse:
         assert self._client is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         body = await request.read() if request.can_read_body else None
@@ -136,14 +142,27 @@ class FaultProxy:
             response = web.StreamResponse(status=upstream.status, headers={
                 k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS})
             await response.prepare(request)
-            chunks = 0
+            lines, pending = 0, b""
             try:
                 async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                    chunks += 1
-                    if drop_after is not None and chunks >= drop_after:
-                        break  # the watch stream is cut mid-way
+                    if cut is None:
+                        await response.write(chunk)
+                        continue
+                    # A cut stream ends between events, as a server or a load balancer
+                    # closes it ("drop"), or mid-event with the connection reset ("abort").
+                    pending += chunk
+                    complete, _, pending = pending.rpartition(b"\n")
+                    if complete:
+                        await response.write(complete + b"\n")
+                        lines += complete.count(b"\n") + 1
+                    if lines >= cut[1]:
+                        if cut[0] == "abort":
+                            assert request.transport is not None
+                            await response.write(pending[: len(pending) // 2] or b"{")
+                            request.transport.abort()
+                            return response
+                        break
                 await response.write_eof()
-            except (aiohttp.ClientConnectionResetError, ConnectionResetError):
+            except (aiohttp.ClientError, ConnectionResetError):
                 pass  # the operator closed it (a watch it gave up on, a process killed)
             return response

@@ -243,8 +243,12 @@ def api_faults(server: RealKube, workdir: Path, *, seed: int = 3, jobs: int = 30
         result.recovery_max_s = time.monotonic() - started
         run.create_up_to(jobs)
         result.converge_s = run.wait_converged(converge_timeout, operator.alive)
-        errors = metric_sum(operator.metrics(), "finetune_operator_reconcile_errors_total")
-        result.notes.append(f"operator metric finetune_operator_reconcile_errors_total: {errors:.0f}")
+        try:
+            errors = metric_sum(operator.metrics(), "finetune_operator_reconcile_errors_total")
+            result.notes.append(f"operator metric finetune_operator_reconcile_errors_total: {errors:.0f}")
+        except OSError as err:
+            result.crashed += 1
+            result.notes.append(f"the operator's metrics server is gone ({err}):\n{operator.log(3000)}")
     finally:
         operator.stop()
         proxy.stop()
