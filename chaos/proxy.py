@@ -91,6 +91,10 @@ class FaultProxy:
                 await self._client.close()
             if self._runner is not None:
                 await self._runner.cleanup()
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
         asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout=90)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)

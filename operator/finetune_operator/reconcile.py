@@ -166,7 +166,9 @@ class Controller:
             if decision.admitted and not spec.scheduling.suspend:
                 new["rayJobName"] = rayjob_name  # recorded BEFORE the RayJob exists
                 self.admitter.claim(namespace, name)
-            job = await self._write(job, new, logger, detail_reason=_rejection_reason(decision))
+            # Only if unchanged since read: a replica that claimed it since must not be undone.
+            job = await self._write(job, new, logger, detail_reason=_rejection_reason(decision),
+                                    unchanged_since_read=True)
             if not new.get("rayJobName"):
                 return
             old_status = dict(job.get("status") or {})
@@ -326,16 +328,18 @@ class Controller:
 
     # ---------------------------------------------------------------- status, events
 
-    async def _write(self, job: dict, new: dict, logger: Any,
-                     detail_reason: Optional[EventReason] = None) -> dict:
-        """Write the status if it changed; post the Events the change calls for."""
+    async def _write(self, job: dict, new: dict, logger: Any, detail_reason: Optional[EventReason] = None,
+                     unchanged_since_read: bool = False) -> dict:
+        """Write the status if it changed; post the Events the change calls for. With
+        `unchanged_since_read`, a job changed since `job` was read is a Conflict."""
         old = dict(job.get("status") or {})
         if not status_mod.status_changed(old, new):
             return job
         meta = job["metadata"]
         patch = _status_patch(old, new)
+        version = meta.get("resourceVersion") if unchanged_since_read else None
         try:
-            updated = await self.kube.patch_finetunejob_status(meta["namespace"], meta["name"], patch)
+            updated = await self.kube.patch_finetunejob_status(meta["namespace"], meta["name"], patch, version)
         except NotFound:
             raise _JobGone() from None
         for reason, message in events.status_change_events(old, new, detail_reason):
