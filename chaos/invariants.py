@@ -54,6 +54,7 @@ class Verdict:
     missing_configmaps: int = 0
     lost: int = 0
     wrong_phase: int = 0
+    false_succeeded: int = 0
     backward: int = 0
     over_limit: int = 0
     inconsistent: int = 0
@@ -116,6 +117,7 @@ def judge(created: dict[str, str], final: dict[str, dict], recorder: Recorder, p
         expected = player.expected(f"{namespace}/{status['rayJobName']}")
         if status["phase"] != expected:
             verdict.wrong_phase += 1
+            verdict.false_succeeded += status["phase"] == Phase.SUCCEEDED
             verdict.findings.append(f"{key}: {status['phase']} but its RayJob ended {expected}")
     for key, sequence in phases.items():
         if key not in created:

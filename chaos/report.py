@@ -15,11 +15,10 @@ COLUMNS = ("scenario", "seed", "iterations", "faults", "jobs", "RayJobs", "Confi
 def row(result: Result) -> list[str]:
     v = result.verdict
     converge = "never" if math.isinf(result.converge_s) else f"{result.converge_s:.1f}"
-    false_succeeded = sum(1 for f in v.findings if "Succeeded but its RayJob ended Failed" in f)
     return [result.scenario, str(result.seed), str(result.iterations), str(result.faults), str(v.jobs),
             str(v.rayjobs), str(v.configmaps), str(v.duplicate_rayjobs), str(v.duplicate_configmaps),
             str(v.missing_configmaps), str(v.lost), str(v.wrong_phase), str(v.backward), str(v.over_limit), str(v.inconsistent),
-            str(false_succeeded),
+            str(v.false_succeeded),
             f"{result.recovery_max_s:.1f}", converge]
 
 

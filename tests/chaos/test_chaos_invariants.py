@@ -52,7 +52,7 @@ def test_judge_counts_duplicates_lost_wrong_phases_and_the_limit() -> None:
     verdict = judge(created, final, recorder, player, limit=3)
     assert (verdict.duplicate_rayjobs, verdict.duplicate_configmaps) == (1, 0)
     assert verdict.lost == 1  # c is gone
-    assert verdict.wrong_phase == 1  # b says Succeeded, its RayJob failed
+    assert verdict.wrong_phase == verdict.false_succeeded == 1  # b says Succeeded, its RayJob failed
     assert verdict.backward == 1
     assert verdict.over_limit == 1
     assert verdict.inconsistent == 1  # b is Succeeded and still Running
