@@ -167,8 +167,12 @@ class Controller:
                 new["rayJobName"] = rayjob_name  # recorded BEFORE the RayJob exists
                 self.admitter.claim(namespace, name)
             # Only if unchanged since read: a replica that claimed it since must not be undone.
-            job = await self._write(job, new, logger, detail_reason=_rejection_reason(decision),
-                                    unchanged_since_read=True)
+            try:
+                job = await self._write(job, new, logger, detail_reason=_rejection_reason(decision),
+                                        unchanged_since_read=True)
+            except Conflict:
+                self._release(namespace, name)  # not claimed after all; the retry decides again
+                raise
             if not new.get("rayJobName"):
                 return
             old_status = dict(job.get("status") or {})
