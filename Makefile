@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # On a machine with an NVIDIA GPU, point this at the CUDA build instead.
 TORCH_CONSTRAINTS ?= constraints/cpu.txt
 
-.PHONY: install demo demo-image demo-causal-lm test test-fast bench crd deploy clean
+.PHONY: install demo demo-image demo-causal-lm test test-fast bench chaos crd deploy clean
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	bin="$$(bash tests/kube/build.sh)" && FINETUNE_KUBE_BIN_DIR="$$bin" $(PY) -m bench
+
+# Seeded fault loops (operator SIGKILLs, two replicas, API faults) against the real
+# kube-apiserver and etcd; prints a table of counts, exits 1 if an invariant broke.
+chaos: $(STAMP)
+	bin="$$(bash tests/kube/build.sh)" && FINETUNE_KUBE_BIN_DIR="$$bin" $(PY) -m chaos
 
 crd: $(STAMP)
 	$(VENV)/bin/finetune crd --write

@@ -107,11 +107,15 @@ class KubeApi:
         return await self._json("patch", _path(GROUP, VERSION, namespace, PLURAL, name), patch, _MERGE_PATCH)
 
     @needs("finetunejobs/status.patch")
-    async def patch_finetunejob_status(self, namespace: str, name: str,
-                                       status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch `status` (only the keys given; None deletes a key)."""
+    async def patch_finetunejob_status(self, namespace: str, name: str, status: dict[str, Any],
+                                       resource_version: Optional[str] = None) -> dict[str, Any]:
+        """Merge-patch `status` (only the keys given; None deletes a key). With
+        `resource_version`, only if the job is still at that version (else Conflict)."""
         url = _path(GROUP, VERSION, namespace, PLURAL, name, "status")
-        return await self._json("patch", url, {"status": status}, _MERGE_PATCH)
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self._json("patch", url, body, _MERGE_PATCH)
 
     # ----------------------------------------------------------------------- RayJobs
 

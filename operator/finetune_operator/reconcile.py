@@ -166,7 +166,13 @@ class Controller:
             if decision.admitted and not spec.scheduling.suspend:
                 new["rayJobName"] = rayjob_name  # recorded BEFORE the RayJob exists
                 self.admitter.claim(namespace, name)
-            job = await self._write(job, new, logger, detail_reason=_rejection_reason(decision))
+            # Only if unchanged since read: a replica that claimed it since must not be undone.
+            try:
+                job = await self._write(job, new, logger, detail_reason=_rejection_reason(decision),
+                                        unchanged_since_read=True)
+            except Conflict:
+                self._release(namespace, name)  # not claimed after all; the retry decides again
+                raise
             if not new.get("rayJobName"):
                 return
             old_status = dict(job.get("status") or {})
@@ -223,7 +229,10 @@ class Controller:
             await self.kube.create_configmap(namespace, configmap)
         except Conflict:
             existing = await self.kube.get_configmap(namespace, configmap["metadata"]["name"])
-            if existing is not None and not _is_ours(existing, meta["uid"]):
+            if existing is None:  # deleted since, or a 409 of another kind: no RayJob without it
+                raise kopf.TemporaryError(f"ConfigMap {configmap['metadata']['name']} conflicted and vanished; "
+                                          "retrying", delay=1)
+            if not _is_ours(existing, meta["uid"]):
                 await self._fail_foreign(job, spec, configmap["metadata"]["name"], _now(), logger, kind="ConfigMap")
                 return None
         body = builders.build_rayjob(job, spec, self.settings)
@@ -323,16 +332,18 @@ class Controller:
 
     # ---------------------------------------------------------------- status, events
 
-    async def _write(self, job: dict, new: dict, logger: Any,
-                     detail_reason: Optional[EventReason] = None) -> dict:
-        """Write the status if it changed; post the Events the change calls for."""
+    async def _write(self, job: dict, new: dict, logger: Any, detail_reason: Optional[EventReason] = None,
+                     unchanged_since_read: bool = False) -> dict:
+        """Write the status if it changed; post the Events the change calls for. With
+        `unchanged_since_read`, a job changed since `job` was read is a Conflict."""
         old = dict(job.get("status") or {})
         if not status_mod.status_changed(old, new):
             return job
         meta = job["metadata"]
         patch = _status_patch(old, new)
+        version = meta.get("resourceVersion") if unchanged_since_read else None
         try:
-            updated = await self.kube.patch_finetunejob_status(meta["namespace"], meta["name"], patch)
+            updated = await self.kube.patch_finetunejob_status(meta["namespace"], meta["name"], patch, version)
         except NotFound:
             raise _JobGone() from None
         for reason, message in events.status_change_events(old, new, detail_reason):

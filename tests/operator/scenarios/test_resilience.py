@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from finetune_operator import naming
+
 from tests.operator.scenarios.conftest import (
     JOBS,
     RAYJOBS,
@@ -83,3 +85,18 @@ def test_dropped_watch_streams_are_reopened(kube, operator):
     kube.wait_for(RAYJOBS, "after", lambda obj: True, "default", timeout=20)
     set_rayjob_state(kube, "before", "Running", "RUNNING")
     kube.wait_for(JOBS, "before", phase_is("Running"), "default", timeout=20)
+
+
+@pytest.mark.emulator_only("injects a 409 on a create whose object does not exist")
+def test_a_configmap_conflict_with_no_configmap_is_retried_before_the_rayjob(kube, operator):
+    # Found by `make chaos` (the API-fault loop): a 409 on the ConfigMap's create was
+    # taken to mean it existed, so the RayJob was created without its ConfigMap and
+    # nothing ever created it. A 409 for an object that is not there (one deleted
+    # between the two requests, or a 409 of another kind) must be retried instead.
+    kube.fail_next("create", "configmaps", code=409, times=1)
+    kube.create(runnable_job("cm-conflict"))
+    kube.wait_for(RAYJOBS, "cm-conflict", lambda obj: True, "default", timeout=20)
+    # The ConfigMap is created before the RayJob, so it is there once the RayJob is.
+    assert kube.exists("configmaps", naming.configmap_name("cm-conflict"), "default")
+    assert kube.request_count("create", "configmaps") == 2
+    kube.wait_for(JOBS, "cm-conflict", phase_is("Pending"), "default", timeout=20)
