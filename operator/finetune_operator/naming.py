@@ -9,7 +9,9 @@ Kubernetes names, and short enough for what KubeRay derives from them.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from typing import Any
 
 from finetune_operator.api import GROUP
 
@@ -161,3 +163,15 @@ def owned_labels(job_name: str, job_uid: str, component: str) -> dict[str, str]:
 
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 """A label selector for every object the operator manages."""
+
+
+def accepted_spec(rayjob: dict) -> Any:
+    """The FineTuneJob spec stamped on a RayJob when it was built
+    (ACCEPTED_SPEC_ANNOTATION, parsed JSON), or None when there is none or it is not JSON."""
+    accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(ACCEPTED_SPEC_ANNOTATION)
+    if not accepted:
+        return None
+    try:
+        return json.loads(accepted)
+    except ValueError:
+        return None

@@ -200,7 +200,7 @@ class Controller:
         if refused:
             new["message"] = events.spec_change_refused_message(refused)
         deadline = EventReason.DEADLINE_EXCEEDED.value
-        if new.get("phase") == Phase.FAILED and new.get("conditions") and _failed_reason(new) == deadline:
+        if new.get("phase") == Phase.FAILED and new.get("conditions") and status_mod.failed_reason(new) == deadline:
             await self.kube.delete_rayjob(namespace, rayjob_name)
             self.metrics.rayjobs_deleted.labels(namespace=namespace).inc()
         await self._write(job, new, logger)
@@ -252,7 +252,7 @@ class Controller:
         return created
 
     def _forbidden_changes(self, rayjob: dict, job: dict) -> list[str]:
-        old_spec = _accepted_spec_document(rayjob)
+        old_spec = naming.accepted_spec(rayjob)
         if old_spec is None:
             return []  # adopted from an older operator: nothing to compare with
         return admission.forbidden_changes(old_spec, job.get("spec") or {})
@@ -301,7 +301,7 @@ class Controller:
 
     def _accepted_spec(self, rayjob: dict) -> Optional[FineTuneJobSpec]:
         """The spec the RayJob was built from, validated again, or None."""
-        accepted = _accepted_spec_document(rayjob)
+        accepted = naming.accepted_spec(rayjob)
         try:
             return FineTuneJobSpec.model_validate(accepted) if accepted is not None else None
         except ValueError:
@@ -378,24 +378,6 @@ class Controller:
     async def cleanup_outputs(self, job: dict, logger: Any) -> None:
         """outputPolicy Delete: delete the job's outputs before its finalizer goes."""
         await output_cleanup.delete_outputs(self.kube, self.settings, job)
-
-
-def _accepted_spec_document(rayjob: dict) -> Any:
-    """The spec stamped on the RayJob when it was built (parsed JSON), or None when
-    there is none or it is not JSON."""
-    accepted = ((rayjob.get("metadata") or {}).get("annotations") or {}).get(naming.ACCEPTED_SPEC_ANNOTATION)
-    if not accepted:
-        return None
-    try:
-        return json.loads(accepted)
-    except ValueError:
-        return None
-
-
-def _failed_reason(status: dict) -> Optional[str]:
-    """The reason of the status's Failed condition, if it has one."""
-    failed = status_mod.get_condition(status.get("conditions") or [], status_mod.FAILED)
-    return failed.get("reason") if failed else None
 
 
 def _rejection_reason(decision: AdmissionDecision) -> Optional[EventReason]:

@@ -348,3 +348,9 @@ def status_changed(old: Optional[dict], new: dict) -> bool:
     """Whether writing `new` would change the stored status. Null fields count as
     absent, since a merge patch treats them the same."""
     return _prune(old or {}) != _prune(new)
+
+
+def failed_reason(status: dict) -> Optional[str]:
+    """The reason of the status's Failed condition, if it has one."""
+    failed = get_condition(status.get("conditions") or [], FAILED)
+    return failed.get("reason") if failed else None
