@@ -121,3 +121,16 @@ def test_pod_status_is_a_subresource_the_test_can_set(kube):
     pod = kube.patch_status("pods", "p", {"phase": "Running"}, namespace="default")
     assert pod["status"] == {"phase": "Running"}
     assert kube.get("pods", "p", "default")["status"]["phase"] == "Running"
+
+
+
+def test_a_dependent_created_after_its_owner_went_is_collected(http, kube):
+    owner = http.post(CM, configmap("owner")).json()
+    http.delete(f"{CM}/owner")
+    assert http.post(CM, _owned_by(owner, "late")).status_code == 201
+    assert not kube.exists("configmaps", "late", "default")
+    # An owner the server never saw is not checked (tests build such objects on purpose).
+    stranger = _owned_by(owner, "stranger")
+    stranger["metadata"]["ownerReferences"][0]["uid"] = "never-existed"
+    assert http.post(CM, stranger).status_code == 201
+    assert kube.exists("configmaps", "stranger", "default")

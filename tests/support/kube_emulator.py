@@ -371,6 +371,10 @@ class Store:
         self.objects: dict[tuple[str, str], dict[tuple[Optional[str], str], JSON]] = {}
         self.by_uid: dict[str, tuple[tuple[str, str], tuple[Optional[str], str]]] = {}
         self.dependents: dict[str, set[str]] = collections.defaultdict(set)
+        # uids of objects deleted for good: an object created with owners that are all
+        # among them is collected at once (the real collector deletes such a dependent
+        # once it finds its owners gone).
+        self.deleted_uids: set[str] = set()
         self.history: collections.deque[HistoryEvent] = collections.deque(maxlen=history_size)
         self.history_floor = 0  # Watching from a version below this gets 410 Gone.
         self.watchers: set[Watcher] = set()
@@ -529,6 +533,11 @@ class Store:
         meta["resourceVersion"] = str(self._next_version())
         self._put(rtype, obj)
         self._emit(rtype, "ADDED", obj, None)
+        owners = [ref.get("uid") for ref in meta.get("ownerReferences") or []]
+        if owners and all(owner in self.deleted_uids for owner in owners):
+            # Created for an owner that is already gone (a controller racing the
+            # owner's deletion): garbage, collected as the real collector would.
+            self._delete_by_uid(meta["uid"], "Background")
         return obj
 
     def replace(self, rtype: ResourceType, namespace: Optional[str], name: str, body: JSON,
@@ -691,6 +700,7 @@ class Store:
             return
         uid = obj["metadata"]["uid"]
         self.by_uid.pop(uid, None)
+        self.deleted_uids.add(uid)
         for ref in obj["metadata"].get("ownerReferences") or []:
             self.dependents.get(ref.get("uid"), set()).discard(uid)
         final = copy.deepcopy(obj)
