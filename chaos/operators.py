@@ -9,7 +9,6 @@ listing, resuming) is one of the moments they aim at.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-from tests.support.helpers import free_port
+from tests.support.helpers import free_port, http_ok, stop
 from tests.support.paths import REPO
 
 
@@ -55,11 +54,7 @@ class OperatorProcess:
         return self.process is not None and self.process.poll() is None
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return http_ok(f"http://127.0.0.1:{self.health_port}/healthz")
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -84,15 +79,8 @@ class OperatorProcess:
         return True
 
     def stop(self) -> None:
-        if not self.alive():
-            return
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            stop(self.process)
 
     def log(self, size: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-size:] if self.log_path.exists() else ""

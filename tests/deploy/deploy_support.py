@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
-from tests.support.helpers import free_port, stop  # noqa: F401  (re-exported)
+from tests.support.helpers import free_port, http_ok, stop  # noqa: F401  (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "finetune-operator"
@@ -137,14 +137,6 @@ def http_json(url: str) -> Any:
             return json.load(response)
     except OSError:
         return None
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def query(url: str, expr: str) -> dict[str, Any]:

@@ -12,13 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import pytest
 
-from tests.support.helpers import free_port
+from tests.support.helpers import free_port, http_ok
 from tests.support.paths import REPO
 
 
@@ -43,11 +42,7 @@ class OperatorRun:
             time.sleep(0.2)
 
     def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return http_ok(f"http://127.0.0.1:{self.health_port}/healthz")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-8000:]

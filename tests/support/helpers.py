@@ -6,6 +6,7 @@ import copy
 import signal
 import socket
 import subprocess
+import urllib.request
 
 
 def free_port() -> int:
@@ -35,3 +36,12 @@ def stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def http_ok(url: str) -> bool:
+    """Whether `url` answers 200 within a second (a health probe, say)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False

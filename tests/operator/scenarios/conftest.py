@@ -32,7 +32,7 @@ from tests.support.rayjob_schema import assert_valid_rayjob  # noqa: F401  (re-e
 from tests.support.real_kube_handle import RealKubeHandle
 
 from tests.support.paths import REPO
-from tests.support.helpers import free_port  # noqa: F401  (re-exported)
+from tests.support.helpers import free_port, http_ok  # noqa: F401  (free_port re-exported)
 
 RAYJOBS = "rayjobs"
 JOBS = "finetunejobs"
@@ -120,12 +120,8 @@ class OperatorProcess:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"operator exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1) as rsp:
-                    if rsp.status == 200:
-                        return
-            except OSError:
-                pass
+            if http_ok(f"http://127.0.0.1:{self.health_port}/healthz"):
+                return
             time.sleep(0.1)
         raise AssertionError(f"operator not healthy within {timeout} s:\n{self.log()}")
 
