@@ -25,6 +25,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from finetune_trainer.checkpointing import STATE_JSON, is_whole
+from finetune_trainer.ray_train import finite
 
 _END = "end"
 
@@ -130,7 +131,7 @@ def stored_candidates(trials_root: str, filesystem: Any, metric: str) -> list[tu
     for order, (_, path, meta) in enumerate(sorted(found, key=lambda item: item[0]), start=1):
         metrics = meta.get("metrics") or {}
         value = metrics.get(metric)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        if finite(value):
             candidates.append((float(value), order, path, dict(metrics), dict(meta.get("hyperparameters") or {}),
                                str(meta.get("trial"))))
     return candidates

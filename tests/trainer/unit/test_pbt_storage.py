@@ -54,6 +54,7 @@ def test_a_checkpoint_cut_off_mid_upload_is_no_candidate(tmp_path):
 
 def test_checkpoints_without_the_metric_and_a_missing_root_give_no_candidates(tmp_path):
     _store(tmp_path, "t_00000", "2026-12-04_10-00-01.000001", "t_00000", float("nan"), {})
+    _store(tmp_path, "t_00001", "2026-12-04_10-00-02.000001", "t_00001", float("inf"), {})
     assert stored_candidates(str(tmp_path), None, "eval_loss") == []
     assert stored_candidates(str(tmp_path), None, "eval_accuracy") == []
     assert stored_candidates(str(tmp_path / "absent"), None, "eval_loss") == []
